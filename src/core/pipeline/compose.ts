@@ -1,0 +1,129 @@
+/**
+ * Compose input → filters → output into one run.
+ *
+ * @module
+ */
+import { type ImageElement, releaseElement } from '../element.js';
+import { AbortError } from '../errors.js';
+import type { Effects } from '../ownership.js';
+import { buffer } from './buffer.js';
+import { handOver } from './hand-over.js';
+import { reorder } from './reorder.js';
+import type { ImageFilter, ImageInput, ImageOutput, OutputSummary, WantsLayer } from './types.js';
+
+export interface PipelineOptions {
+  readonly input: ImageInput;
+  readonly filters?: readonly ImageFilter[];
+  readonly output: ImageOutput;
+  readonly effects: Effects;
+  /** Aborting it cancels the run: every stage stops and undelivered files are released. */
+  readonly signal?: AbortSignal;
+  /** Layers fetched at once by the input (default 4). */
+  readonly parallelism?: number;
+  /** Elements the input may run ahead of the output (default: 2 × parallelism). */
+  readonly bufferDepth?: number;
+}
+
+/** The stage owner names used in ownership effects, in flow order. */
+export const Owners = {
+  input: 'input',
+  buffer: 'buffer',
+  filter: (i: number, name: string) => `filter[${i}]:${name}`,
+  output: 'output',
+} as const;
+
+/** The order positions a pipeline gives elements: config first (-1), then layer indexes. */
+export function elementPosition(e: ImageElement): number {
+  return e._tag === 'Config' ? -1 : e.layer.index;
+}
+
+/** The output's `wants`, wrapped by each filter from the output back to the input. */
+export function composeWants(filters: readonly ImageFilter[], outputWants: WantsLayer): WantsLayer {
+  return filters.reduceRight<WantsLayer>((inner, f) => (f.wants ? f.wants(inner) : inner), outputWants);
+}
+
+/**
+ * Run one image through input → buffer → filters → [reorder] → output.
+ *
+ * Ownership travels with the elements: the input owns what it creates; each hand-over
+ * stage transfers an element's file to the next owner when it delivers it; the buffer,
+ * the filters and the reorderer release whatever they hold but never deliver; the output
+ * moves or releases what it receives. The input is always asked for completion order; a
+ * reorder stage in front of the output restores manifest order when the output needs it,
+ * so downloads never wait for writes.
+ *
+ * - Errors: the first error from any stage aborts the others (through the signal every
+ *   stage receives), every stage's undelivered files are released, the output removes its
+ *   partial result, and the error is raised.
+ * - Cancellation: aborting `signal` raises an {@link AbortError} with the same clean-up.
+ * - Ownership: every temp file created during the run ends moved or released once,
+ *   provided each stage honours its contract; the shell's scope is the safety net for one
+ *   that does not.
+ *
+ * @example
+ * ```ts
+ * import { runPipeline } from 'occystrap/core';
+ * const summary = await runPipeline({ input, output, effects, parallelism: 4 });
+ * console.log(`${summary.layers} layers, ${summary.bytes} bytes`);
+ * ```
+ */
+export async function runPipeline(options: PipelineOptions): Promise<OutputSummary> {
+  const { input, output, effects } = options;
+  const filters = options.filters ?? [];
+  const parallelism = options.parallelism ?? 4;
+  const depth = options.bufferDepth ?? Math.max(2, 2 * parallelism);
+  const controller = new AbortController();
+  const outer = options.signal;
+  const onAbort = () => controller.abort(outer?.reason);
+  if (outer?.aborted) throw new AbortError(outer.reason);
+  outer?.addEventListener('abort', onAbort, { once: true });
+  const signal = controller.signal;
+
+  let stream: AsyncIterable<ImageElement> = input.elements({
+    effects,
+    signal,
+    owner: Owners.input,
+    wants: composeWants(filters, output.wants),
+    parallelism,
+  });
+  stream = handOver(effects, Owners.input, Owners.buffer)(stream);
+  stream = buffer<ImageElement>(depth, { dispose: releaseElement(effects, Owners.buffer) })(stream);
+  let owner: string = Owners.buffer;
+  filters.forEach((filter, i) => {
+    const name = Owners.filter(i, filter.name);
+    stream = handOver(effects, owner, name)(stream);
+    stream = filter.apply(stream, { effects, signal, owner: name });
+    owner = name;
+  });
+  stream = handOver(effects, owner, Owners.output)(stream);
+  if (output.order === 'manifest') {
+    stream = reorder<ImageElement>({ indexOf: elementPosition, first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
+  }
+  const head = stream[Symbol.asyncIterator]();
+  const guarded: AsyncIterable<ImageElement> = {
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        if (signal.aborted) return Promise.reject(new AbortError(signal.reason));
+        return head.next();
+      },
+      return: (v?: unknown) => head.return?.(v) ?? Promise.resolve({ done: true as const, value: undefined }),
+    }),
+  };
+
+  try {
+    return await output.consume(guarded, { effects, signal, owner: Owners.output });
+  } catch (error) {
+    if (!signal.aborted) controller.abort(error);
+    if (outer?.aborted) throw new AbortError(outer.reason);
+    throw error;
+  } finally {
+    outer?.removeEventListener('abort', onAbort);
+    if (!signal.aborted) controller.abort(new Error('pipeline finished'));
+    // Return the chain so every stage releases what it still holds.
+    try {
+      await head.return?.(undefined);
+    } catch {
+      // The run's outcome is already decided; the scope releases anything left.
+    }
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * occystrap as a library: the core combinators plus the shell's inputs, outputs and
+ * temp-file scope.
+ *
+ * @example
+ * ```ts
+ * import { runPipeline, TempScope, DockerSaveInput, DirOutput } from 'occystrap';
+ * const scope = await TempScope.open({ parent: os.tmpdir() });
+ * try {
+ *   await runPipeline({
+ *     input: new DockerSaveInput({ path: 'image.tar', selector: { _tag: 'First' } }),
+ *     output: new DirOutput({ path: 'store', uniqueNames: false }),
+ *     effects: scope,
+ *   });
+ * } finally {
+ *   await scope.close();
+ * }
+ * ```
+ *
+ * @module
+ */
+export * from './core/index.js';
+export { TempScope, type ScopeOptions, type CloseReport } from './shell/scope.js';
+export { nodeTempFs } from './shell/fs/node-temp-fs.js';
+export { DockerSaveInput, type DockerSaveInputOptions } from './shell/inputs/docker-save.js';
+export { TarOutput, type TarOutputOptions } from './shell/outputs/tar.js';
+export { DirOutput, type DirOutputOptions } from './shell/outputs/dir.js';
+export { openInput, openOutput } from './shell/endpoints.js';
+export { main as runCli } from './shell/cli/main.js';

@@ -1,0 +1,67 @@
+/**
+ * The CLI entry point: parse, run, map errors to one line and an exit status.
+ *
+ * Exit statuses: 0 success; 1 the run failed; 2 bad command line, bad URI or missing
+ * input; 130 SIGINT; 143 SIGTERM.
+ *
+ * @module
+ */
+import { Builtins, Cli, UsageError } from 'clipanion';
+import { OccystrapError } from '../../core/errors.js';
+import { GlobalCommand, hoistGlobalOptions } from './options.js';
+import { ProcessCommand } from './process.js';
+import { InterruptedError } from './signals.js';
+
+export const VERSION = '0.1.0';
+
+export function buildCli(): Cli {
+  const cli = new Cli({ binaryLabel: 'occystrap', binaryName: 'occystrap', binaryVersion: VERSION, enableCapture: false, enableColors: process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined });
+  cli.register(ProcessCommand);
+  cli.register(Builtins.HelpCommand);
+  cli.register(Builtins.VersionCommand);
+  return cli;
+}
+
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
+/** Run the CLI; returns the exit status (never throws). */
+export async function main(argv: readonly string[], io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }): Promise<number> {
+  const cli = buildCli();
+  const context = { ...Cli.defaultContext, stdout: io.stdout, stderr: io.stderr, stdin: io.stdin };
+  let command;
+  try {
+    command = cli.process(hoistGlobalOptions(argv), context);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    io.stderr.write(`occystrap: usage error: ${oneLine(message.replace(/^Usage Error: /, ''))}; see "occystrap --help"\n`);
+    return 2;
+  }
+  try {
+    const code = await cli.run(command, context);
+    if (command instanceof GlobalCommand && command.failure !== undefined) throw command.failure;
+    return code;
+  } catch (e) {
+    if (e instanceof InterruptedError) {
+      io.stderr.write(`occystrap: ${e.message}\n`);
+      return e.exitCode;
+    }
+    if (e instanceof UsageError) {
+      io.stderr.write(`occystrap: usage error: ${oneLine(e.message)}; see "occystrap ${command.path.join(' ')} --help"\n`);
+      return 2;
+    }
+    if (OccystrapError.is(e)) {
+      if (e.code === 'EUSAGE') {
+        io.stderr.write(`occystrap: usage error: ${oneLine(e.message)}\n`);
+        return 2;
+      }
+      io.stderr.write(`occystrap: error: ${oneLine(e.message)}\n`);
+      return 1;
+    }
+    const err = e as Error;
+    io.stderr.write(`occystrap: error: ${oneLine(err?.message ?? String(e))}\n`);
+    if (process.env['OCCYSTRAP_DEBUG'] && err?.stack) io.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * `occystrap process SOURCE DESTINATION [-f FILTER]...`
+ *
+ * @module
+ */
+import { Command, Option } from 'clipanion';
+import type { Effects, OwnershipEffect, ReplyOf } from '../../core/ownership.js';
+import { runPipeline } from '../../core/pipeline/compose.js';
+import type { ImageOutput } from '../../core/pipeline/types.js';
+import { openInput, openOutput } from '../endpoints.js';
+import { buildFilters } from '../filters.js';
+import { formatBytes, Reporter, reportProgress } from '../log.js';
+import { TempScope } from '../scope.js';
+import { GlobalCommand } from './options.js';
+import { withSignals } from './signals.js';
+
+export class ProcessCommand extends GlobalCommand {
+  static override paths = [['process']];
+  static override usage = Command.Usage({
+    description: 'Move one image from a source to a destination through filters',
+    details: `
+      Reads the image at SOURCE (config first, then layers), passes it through each -f filter in order, and writes it to DESTINATION.
+      Layers are handed over, not copied: a layer's temp file is renamed into a dir:// store.
+      A failed or interrupted run leaves no partial output and no temp files.
+
+      Sources: tar://FILE[?index=N|?tag=NAME:TAG] (a docker-save tarball; file:// is the same).
+      Destinations: tar://FILE (docker-loadable), dir://DIR[?unique_names=true].
+
+      Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted.
+    `,
+    examples: [
+      ['Unpack a docker-save tarball into a directory store', '$0 process tar://image.tar dir://store'],
+      ['Several images in one store, with 8 workers', '$0 -j 8 process tar://a.tar dir://store?unique_names=true'],
+      ['Pick the second image of a multi-image archive', '$0 process "tar://all.tar?index=1" tar://one.tar'],
+    ],
+  });
+
+  source = Option.String({ name: 'SOURCE' });
+  destination = Option.String({ name: 'DESTINATION' });
+  filters = Option.Array('-f,--filter', [], { description: 'A filter NAME[:key=value,...]; repeatable, applied in order' });
+
+  override async execute(): Promise<number> {
+    const settings = this.settings();
+    const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
+    const input = await openInput(this.source);
+    const output: ImageOutput = openOutput(this.destination);
+    const filters = buildFilters(this.filters);
+
+    const started = performance.now();
+    const scope = await TempScope.open({
+      parent: settings.tempDir,
+      onCrossDeviceCopy: (from, to) => reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
+    });
+    reporter.verbose(`temp files in ${scope.runDir}`);
+    const effects: Effects =
+      settings.logLevel === 'debug'
+        ? {
+            perform: <E extends OwnershipEffect>(e: E): Promise<ReplyOf<E>> => {
+              reporter.debug(describeEffect(e));
+              return scope.perform(e);
+            },
+          }
+        : scope;
+
+    const observed: ImageOutput = {
+      description: output.description,
+      order: output.order,
+      wants: output.wants,
+      consume: (elements, ctx) => output.consume(reportProgress(elements, reporter), ctx),
+    };
+
+    const summary = await withSignals(scope, reporter, (signal) =>
+      runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel }),
+    );
+    const seconds = (performance.now() - started) / 1000;
+    if (settings.outputFormat === 'json') {
+      this.context.stdout.write(`${JSON.stringify({ ...summary, images: 1, seconds: Number(seconds.toFixed(3)) })}\n`);
+    }
+    const skipped = summary.layersSkipped > 0 ? ` (${summary.layersSkipped} skipped)` : '';
+    const copied = summary.copiedAcrossDevices > 0 ? `, ${summary.copiedAcrossDevices} copied across filesystems` : '';
+    reporter.line(`Summary: 1 image, ${summary.layers} layers${skipped}, ${formatBytes(summary.bytes)}, ${seconds.toFixed(1)}s${copied}`);
+    return 0;
+  }
+}
+
+function describeEffect(e: OwnershipEffect): string {
+  switch (e._tag) {
+    case 'CreateTemp':
+      return `create temp (${e.purpose}) for ${e.owner}`;
+    case 'HandOver':
+      return `hand over #${e.file.id} ${e.from} -> ${e.to}`;
+    case 'MoveIntoPlace':
+      return `move #${e.file.id} into ${e.destination} (${e.owner})`;
+    case 'Release':
+      return `release #${e.file.id} (${e.owner})`;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Writing final files atomically: to a temp name beside the target (registered with the
+ * run's scope, so an interrupted run leaves nothing), then renamed into place.
+ *
+ * @module
+ */
+import { promises as fs } from 'node:fs';
+import type { Effects } from '../../core/ownership.js';
+
+export async function writeFileAtomically(effects: Effects, owner: string, target: string, bytes: Uint8Array, purpose = 'file'): Promise<void> {
+  const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose, location: { _tag: 'Beside', target } });
+  try {
+    await fs.writeFile(file.path, bytes, { flag: 'r+' });
+  } catch (e) {
+    await effects.perform({ _tag: 'Release', file, owner });
+    throw e;
+  }
+  try {
+    await effects.perform({ _tag: 'MoveIntoPlace', file, owner, destination: target });
+  } catch (e) {
+    await effects.perform({ _tag: 'Release', file, owner });
+    throw e;
+  }
+}
+
+export async function pathExists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return false;
+    throw e;
+  }
+}

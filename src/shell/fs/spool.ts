@@ -1,0 +1,145 @@
+/**
+ * Stream a blob into a temp file in one pass: hash the bytes as read, decompress
+ * (declared or sniffed), hash and count the uncompressed bytes, write them out.
+ * Memory stays bounded by stream buffers whatever the blob size.
+ *
+ * @module
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import { type Compression, sniffCompression } from '../../core/media-types.js';
+import { type Digest, digestFromHex } from '../../core/digest.js';
+
+export interface SpoolResult {
+  /** sha256 of the bytes as read (the blob digest). */
+  readonly rawDigest: Digest;
+  readonly rawSize: number;
+  /** sha256 of the uncompressed bytes (the diff_id for a layer). */
+  readonly contentDigest: Digest;
+  readonly contentSize: number;
+  readonly compression: Compression;
+}
+
+class HashCount extends Transform {
+  readonly hash: Hash = createHash('sha256');
+  size = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.size += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+/** Waits for the first bytes, picks a decompressor by magic (or the declared compression), then streams. */
+class Decompressor extends Transform {
+  private head: Buffer[] = [];
+  private headLength = 0;
+  private inner: ((chunk: Buffer, final: boolean, cb: TransformCallback) => void) | undefined;
+  chosen: Compression = 'none';
+
+  constructor(private readonly declared: Compression | 'sniff') {
+    super();
+  }
+
+  private choose(first: Buffer): void {
+    this.chosen = this.declared === 'sniff' ? sniffCompression(first) : this.declared;
+    if (this.chosen === 'gzip') {
+      const gunzip = createGunzip();
+      gunzip.on('data', (d: Buffer) => this.push(d));
+      let failed: Error | undefined;
+      gunzip.on('error', (e) => (failed = e));
+      this.inner = (chunk, final, cb) => {
+        if (failed) return cb(failed);
+        if (final) {
+          gunzip.once('end', () => cb(failed ?? null));
+          gunzip.once('error', (e) => cb(e));
+          gunzip.end(chunk.length > 0 ? chunk : undefined);
+          return;
+        }
+        if (gunzip.write(chunk)) cb();
+        else gunzip.once('drain', () => cb(failed ?? null));
+      };
+    } else if (this.chosen === 'zstd') {
+      const z = new ZstdDecompress((data) => this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+      this.inner = (chunk, final, cb) => {
+        try {
+          z.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength), final);
+          cb();
+        } catch (e) {
+          cb(new Error(`zstd: ${(e as Error).message}`));
+        }
+      };
+    } else {
+      this.inner = (chunk, _final, cb) => cb(null, chunk.length > 0 ? chunk : undefined);
+    }
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.inner) return this.inner(chunk, false, cb);
+    this.head.push(chunk);
+    this.headLength += chunk.length;
+    if (this.headLength < 4) return cb();
+    const first = Buffer.concat(this.head);
+    this.head = [];
+    this.choose(first);
+    this.run(first, false, cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (!this.inner) this.choose(Buffer.concat(this.head));
+    const rest = this.head.length > 0 ? Buffer.concat(this.head) : Buffer.alloc(0);
+    this.head = [];
+    this.run(rest, true, cb);
+  }
+
+  private run(chunk: Buffer, final: boolean, cb: TransformCallback): void {
+    const inner = this.inner;
+    if (!inner) return cb(new Error('decompressor not initialised'));
+    inner(chunk, final, cb);
+  }
+}
+
+function digestOf(h: Hash): Digest {
+  const d = digestFromHex('sha256', h.digest('hex'));
+  if (d._tag === 'Left') throw new Error('unreachable: sha256 produced an invalid digest');
+  return d.right;
+}
+
+/**
+ * Copy `source` into the existing file at `path` (opened `r+`, so a file the scope has
+ * already removed is never recreated), decompressing as declared or sniffed.
+ */
+export async function spoolToFile(
+  source: Readable | AsyncIterable<Uint8Array>,
+  path: string,
+  options: { readonly compression: Compression | 'sniff'; readonly signal?: AbortSignal },
+): Promise<SpoolResult> {
+  const raw = new HashCount();
+  const decompress = new Decompressor(options.compression);
+  const content = new HashCount();
+  const out = createWriteStream(path, { flags: 'r+' });
+  await pipeline(source, raw, decompress, content, out, options.signal ? { signal: options.signal } : {});
+  return {
+    rawDigest: digestOf(raw.hash),
+    rawSize: raw.size,
+    contentDigest: digestOf(content.hash),
+    contentSize: content.size,
+    compression: decompress.chosen,
+  };
+}
+
+/** Read a whole stream into memory, refusing more than `limit` bytes. */
+export async function readCapped(source: AsyncIterable<Uint8Array>, limit: number, what: string): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of source) {
+    total += chunk.length;
+    if (total > limit) throw new Error(`${what} is over the ${limit}-byte limit`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,103 @@
+/**
+ * Logging to stderr, and progress: a rewritten line on a TTY, plain lines otherwise.
+ *
+ * @module
+ */
+import type { ImageElement } from '../core/element.js';
+
+export type LogLevel = 'normal' | 'verbose' | 'debug';
+
+export class Reporter {
+  private progressShown = false;
+  constructor(
+    readonly level: LogLevel,
+    private readonly stream: NodeJS.WriteStream = process.stderr,
+  ) {}
+
+  get isTty(): boolean {
+    return this.stream.isTTY === true;
+  }
+
+  verbose(message: string): void {
+    if (this.level !== 'normal') this.line(message);
+  }
+
+  debug(message: string): void {
+    if (this.level === 'debug') this.line(`debug: ${message}`);
+  }
+
+  line(message: string): void {
+    this.clearProgress();
+    this.stream.write(`${message}\n`);
+  }
+
+  progress(message: string): void {
+    if (this.isTty) {
+      this.stream.write(`\r\x1b[2K${message}`);
+      this.progressShown = true;
+    } else {
+      this.stream.write(`${message}\n`);
+    }
+  }
+
+  clearProgress(): void {
+    if (this.progressShown) {
+      this.stream.write('\r\x1b[2K');
+      this.progressShown = false;
+    }
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/**
+ * Report each element once the consumer asks for the next one (the previous one is then
+ * fully handled by the output).
+ */
+export function reportProgress(elements: AsyncIterable<ImageElement>, reporter: Reporter): AsyncIterable<ImageElement> {
+  return {
+    [Symbol.asyncIterator]() {
+      const it = elements[Symbol.asyncIterator]();
+      let total = 0;
+      let done = 0;
+      let bytes = 0;
+      let previous: ImageElement | undefined;
+      const finish = () => {
+        if (!previous) return;
+        if (previous._tag === 'Config') {
+          total = previous.layers.length;
+          reporter.progress(`config ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${total} layers`);
+        } else {
+          done++;
+          const size = previous.payload._tag === 'Owned' ? previous.payload.size : 0;
+          bytes += size;
+          const state = previous.payload._tag === 'Owned' ? formatBytes(size) : `skipped (${previous.payload.reason})`;
+          reporter.progress(`layer ${done}/${total} ${previous.layer.diffId.slice(0, 19)} ${state}, ${formatBytes(bytes)} so far`);
+        }
+        previous = undefined;
+      };
+      return {
+        async next() {
+          finish();
+          const r = await it.next();
+          if (!r.done) previous = r.value;
+          else reporter.clearProgress();
+          return r;
+        },
+        async return(v?: unknown) {
+          reporter.clearProgress();
+          return (await it.return?.(v)) ?? { done: true as const, value: undefined };
+        },
+      };
+    },
+  };
+}

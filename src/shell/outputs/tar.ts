@@ -1,0 +1,144 @@
+/**
+ * `tar://` output: a docker-loadable archive (docker-save v1.2: `manifest.json`,
+ * `repositories`, `<config hex>.json`, `<diff_id hex>/layer.tar`), USTAR with PAX only
+ * where needed, deterministic (mtime 0, uid/gid 0).
+ *
+ * The archive is written to a temp name beside the target and renamed into place at the
+ * end; a failed or interrupted run leaves no file. Layers arrive in manifest order (the
+ * pipeline reorders them) while later ones keep downloading.
+ *
+ * @module
+ */
+import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import * as path from 'node:path';
+import { promises as fs } from 'node:fs';
+import { type ConfigElement, type ImageElement, repoTag } from '../../core/element.js';
+import { outputError } from '../../core/errors.js';
+import type { TempFile } from '../../core/ownership.js';
+import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
+import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
+import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
+
+export interface TarOutputOptions {
+  readonly path: string;
+  readonly label?: string;
+}
+
+const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
+
+class TarWriter {
+  bytes = 0;
+  constructor(private readonly out: WriteStream) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.bytes += chunk.length;
+    if (!this.out.write(chunk)) await once(this.out, 'drain');
+  }
+
+  async entry(header: Omit<TarHeader, 'mode' | 'uid' | 'gid' | 'mtime'> & Partial<TarHeader>, data?: Uint8Array): Promise<void> {
+    await this.write(encodeHeader({ ...FIXED, ...header }));
+    if (data) {
+      await this.write(data);
+      await this.write(new Uint8Array(paddingFor(data.length)));
+    }
+  }
+
+  async fileEntry(name: string, source: string, size: number): Promise<void> {
+    await this.entry({ name, type: 'file', size });
+    let copied = 0;
+    for await (const chunk of createReadStream(source, { highWaterMark: 1 << 20 })) {
+      copied += (chunk as Buffer).length;
+      if (copied > size) throw new Error(`${source} grew while being archived`);
+      await this.write(chunk as Buffer);
+    }
+    if (copied !== size) throw new Error(`${source} is ${copied} bytes, expected ${size}`);
+    await this.write(new Uint8Array(paddingFor(size)));
+  }
+
+  async close(): Promise<void> {
+    await this.write(END_OF_ARCHIVE);
+    this.out.end();
+    await once(this.out, 'finish');
+    await new Promise<void>((resolve, reject) => this.out.close((e) => (e ? reject(e) : resolve())));
+  }
+}
+
+export class TarOutput implements ImageOutput {
+  readonly description: string;
+  readonly order = 'manifest' as const;
+  readonly wants = async () => true;
+
+  constructor(private readonly options: TarOutputOptions) {
+    this.description = options.label ?? `tar://${options.path}`;
+  }
+
+  async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
+    const { effects, owner } = ctx;
+    const target = path.resolve(this.options.path);
+    try {
+      const st = await fs.stat(path.dirname(target));
+      if (!st.isDirectory()) throw new Error('not a directory');
+    } catch {
+      throw outputError(`${this.description}: directory ${path.dirname(target)} does not exist; create it first`);
+    }
+    const archive: TempFile = await effects.perform({ _tag: 'CreateTemp', owner, purpose: 'archive', location: { _tag: 'Beside', target } });
+    const out = createWriteStream(archive.path, { flags: 'r+' });
+    const writer = new TarWriter(out);
+    let config: ConfigElement | undefined;
+    const layerPaths: string[] = [];
+    const written = new Set<string>();
+    let layerBytes = 0;
+    let skipped = 0;
+    try {
+      for await (const element of elements) {
+        if (element._tag === 'Config') {
+          if (config) throw outputError(`${this.description}: a second config arrived; one image per archive`);
+          config = element;
+          await writer.entry({ name: savedConfigPath(element.digest), type: 'file', size: element.raw.length }, element.raw);
+          continue;
+        }
+        if (!config) throw outputError(`${this.description}: a layer arrived before the config`);
+        const name = savedLayerPath(element.layer.diffId);
+        layerPaths.push(name);
+        const payload = element.payload;
+        if (payload._tag === 'Skipped') {
+          if (payload.reason === 'duplicate' || written.has(name)) {
+            skipped++;
+            continue;
+          }
+          throw outputError(`${this.description}: layer ${element.layer.index} arrived without data`);
+        }
+        try {
+          if (!written.has(name)) {
+            await writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+            await writer.fileEntry(name, payload.file.path, payload.size);
+            written.add(name);
+            layerBytes += payload.size;
+          } else {
+            skipped++;
+          }
+        } finally {
+          await effects.perform({ _tag: 'Release', file: payload.file, owner });
+        }
+      }
+      if (!config) throw outputError(`${this.description}: the input produced no image`);
+      if (layerPaths.length !== config.layers.length) {
+        throw outputError(`${this.description}: got ${layerPaths.length} of ${config.layers.length} layers`);
+      }
+      const tag = repoTag(config.image);
+      const plan = { configPath: savedConfigPath(config.digest), layerPaths, repoTags: tag ? [tag] : [] };
+      const manifest = dockerSaveManifestBytes([plan]);
+      await writer.entry({ name: 'manifest.json', type: 'file', size: manifest.length }, manifest);
+      const repositories = repositoriesBytes([plan]);
+      if (repositories) await writer.entry({ name: 'repositories', type: 'file', size: repositories.length }, repositories);
+      await writer.close();
+      await effects.perform({ _tag: 'MoveIntoPlace', file: archive, owner, destination: target });
+      return { destination: target, layers: layerPaths.length, layersSkipped: skipped, bytes: layerBytes, copiedAcrossDevices: 0 };
+    } catch (e) {
+      out.destroy();
+      await effects.perform({ _tag: 'Release', file: archive, owner }).catch(() => undefined);
+      throw e;
+    }
+  }
+}
