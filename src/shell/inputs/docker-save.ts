@@ -148,6 +148,10 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
     const config = decodeImageConfig(`${label}: config ${resolvedConfig.right}`, raw);
     if (E.isLeft(config)) throw inputError(describeDecodeError(config.left));
+    entry.Layers.forEach((layerPath, index) => {
+      const normalized = normalizeArchivePath(layerPath);
+      if (E.isLeft(normalized)) throw fail(`manifest.json Layers[${index}] ${JSON.stringify(layerPath)} ${normalized.left}; refusing a path outside the archive`);
+    });
     const diffIds = config.right.rootfs.diff_ids;
     if (diffIds.length !== entry.Layers.length) {
       throw fail(`manifest.json lists ${entry.Layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
@@ -245,12 +249,24 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     extract.destroy(err);
   };
   signal.addEventListener('abort', onAbort, { once: true });
+  // A truncated archive fails the extractor, not always the entry being read: pass it on.
+  let currentEntry: Readable | undefined;
+  const failEntry = (e?: unknown) => {
+    const entry = currentEntry;
+    if (entry && !entry.readableEnded && !entry.destroyed) entry.destroy(e instanceof Error ? e : new Error('Unexpected end of data'));
+  };
+  extract.on('error', failEntry);
+  extract.on('close', () => failEntry());
 
   try {
     try {
       for await (const entry of extract) {
         const header = entry.header;
         const stream = entry as unknown as Readable; // streamx readable: node-compatible
+        currentEntry = stream;
+        // The extractor may fail this entry while we await something else; remember it.
+        let entryFailure: Error | undefined;
+        stream.once('error', (e: Error) => (entryFailure = e));
         const normalized = normalizeArchivePath(header.name);
         if (E.isLeft(normalized)) {
           stream.resume();
@@ -298,11 +314,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
           const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
           let result: SpoolResult;
           try {
+            if (entryFailure || stream.destroyed) throw entryFailure ?? new Error('Unexpected end of data');
             result = await spoolToFile(stream, file.path, { compression: 'sniff', signal });
           } catch (e) {
             await effects.perform({ _tag: 'Release', file, owner });
             if (signal.aborted) throw new AbortError(signal.reason);
-            throw fail(`cannot read ${name}: ${(e as Error).message}`);
+            throw fail(`cannot read ${name}: ${describeTarError(e)}`);
           }
           const previous = spooled.get(name);
           spooled.set(name, { file, result, size: result.contentSize });
