@@ -36,6 +36,10 @@ function safePurpose(purpose: string): string {
 export class TempScope implements Effects {
   readonly ledger = new Ledger();
   private readonly pending = new Set<Promise<unknown>>();
+  /** Released files whose unlink failed: close() tries them again and reports what stays. */
+  private readonly failedUnlinks = new Set<string>();
+  /** Distinguishes this scope's temp names beside outputs from another scope's in the same process. */
+  private readonly token = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   private closing: Promise<CloseReport> | undefined;
 
   private constructor(
@@ -69,7 +73,7 @@ export class TempScope implements Effects {
         return this.move(effect.file, effect.owner, effect.destination);
       case 'Release':
         this.ledger.release(effect.file, effect.owner);
-        await this.unlinkQuietly(effect.file.path);
+        await this.unlinkOrRemember(effect.file.path);
         return undefined;
     }
   }
@@ -78,7 +82,7 @@ export class TempScope implements Effects {
     const pathFor = (id: TempId) => {
       if (location && location._tag === 'Beside') {
         const dir = path.dirname(location.target);
-        return path.join(dir, `.${path.basename(location.target)}.occystrap-${process.pid}-${id}.tmp`);
+        return path.join(dir, `.${path.basename(location.target)}.occystrap-${this.token}-${id}.tmp`);
       }
       return path.join(this.runDir, `${id}-${safePurpose(purpose)}`);
     };
@@ -105,7 +109,7 @@ export class TempScope implements Effects {
       }
     }
     // Across filesystems: copy beside the destination, rename over it, then drop the source.
-    const staging = path.join(path.dirname(destination), `.${path.basename(destination)}.occystrap-copy-${process.pid}-${file.id}`);
+    const staging = path.join(path.dirname(destination), `.${path.basename(destination)}.occystrap-copy-${this.token}-${file.id}`);
     try {
       await this.fs.copyFile(file.path, staging);
       await this.fs.rename(staging, destination);
@@ -115,7 +119,7 @@ export class TempScope implements Effects {
       throw e;
     }
     this.ledger.finishMove(file);
-    await this.unlinkQuietly(file.path);
+    await this.unlinkOrRemember(file.path);
     this.options.onCrossDeviceCopy?.(file.path, destination);
     return { copied: true };
   }
@@ -127,6 +131,10 @@ export class TempScope implements Effects {
     } catch (e) {
       return errorCode(e) === 'ENOENT' ? undefined : `could not remove ${p}: ${(e as Error).message}`;
     }
+  }
+
+  private async unlinkOrRemember(p: string): Promise<void> {
+    if ((await this.unlinkQuietly(p)) !== undefined) this.failedUnlinks.add(p);
   }
 
   /** Files registered and not yet moved or released. */
@@ -148,6 +156,12 @@ export class TempScope implements Effects {
     // Let in-flight creates/moves land; new creates are refused once closeAll runs.
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     const leftovers = this.ledger.closeAll('scope');
+    for (const p of this.failedUnlinks) {
+      const problem = await this.unlinkQuietly(p);
+      if (problem) problems.push(problem);
+    }
+    const retried = new Set(this.failedUnlinks);
+    this.failedUnlinks.clear();
     for (const entry of leftovers) {
       const problem = await this.unlinkQuietly(entry.path);
       if (problem) problems.push(problem);
@@ -159,8 +173,9 @@ export class TempScope implements Effects {
         // Files written into the run dir outside the ledger (a bug): remove and report them.
         const strays = await this.fs.listDir(this.runDir).catch(() => [] as string[]);
         for (const name of strays) {
-          problems.push(`unregistered temp file ${name}`);
-          await this.fs.unlink(path.join(this.runDir, name)).catch(() => undefined);
+          const full = path.join(this.runDir, name);
+          problems.push(retried.has(full) ? `removed ${full} only at close: its release could not unlink it` : `unregistered temp file ${name}`);
+          await this.fs.unlink(full).catch(() => undefined);
         }
         await this.fs.removeDir(this.runDir).catch((err: unknown) => problems.push(`could not remove ${this.runDir}: ${(err as Error).message}`));
       } else if (errorCode(e) !== 'ENOENT') {
