@@ -1,0 +1,81 @@
+/**
+ * The effect handler under test, as a factory, so the same property bodies run against
+ * the real {@link TempScope} and against deliberately broken handlers (test-of-tests).
+ *
+ * @module
+ */
+import type { TempFsPort } from '../../src/core/fs-port.js';
+import type { Effects, Ledger, OwnershipEffect, ReplyOf } from '../../src/core/ownership.js';
+import { type CloseReport, TempScope } from '../../src/shell/scope.js';
+
+/** What the properties need from a handler: effects, its ledger, its run dir, close. */
+export interface ScopeUnderTest extends Effects {
+  readonly ledger: Ledger;
+  readonly runDir: string;
+  close(): Promise<CloseReport>;
+}
+
+/** Opens a handler over `fs` whose run dir goes under `parent`. */
+export type ScopeFactory = (fs: TempFsPort, parent: string) => Promise<ScopeUnderTest>;
+
+/** The real handler. */
+export const realScope: ScopeFactory = (fs, parent) => TempScope.open({ parent, fs });
+
+/** Forwards everything to a real scope; the broken variants override one behaviour. */
+class Delegating implements ScopeUnderTest {
+  constructor(
+    protected readonly inner: TempScope,
+    protected readonly fs: TempFsPort,
+  ) {}
+  get ledger(): Ledger {
+    return this.inner.ledger;
+  }
+  get runDir(): string {
+    return this.inner.runDir;
+  }
+  perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
+    return this.inner.perform(effect);
+  }
+  close(): Promise<CloseReport> {
+    return this.inner.close();
+  }
+}
+
+/** BROKEN: after every release it unlinks the file a second time, behind the ledger's back. */
+class DoubleReleasing extends Delegating {
+  override async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
+    const reply = await this.inner.perform(effect);
+    if (effect._tag === 'Release') await this.fs.unlink(effect.file.path).catch(() => undefined);
+    return reply;
+  }
+}
+
+/** BROKEN: marks a released file released in the ledger but never unlinks it. */
+class ForgetfulRelease extends Delegating {
+  override async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
+    if (effect._tag === 'Release') {
+      this.inner.ledger.release(effect.file, effect.owner);
+      return undefined as ReplyOf<E>;
+    }
+    return this.inner.perform(effect);
+  }
+}
+
+/** BROKEN: close() marks the leftovers released but does not remove them (nor sweep strays). */
+class LeakyClose extends Delegating {
+  private report: Promise<CloseReport> | undefined;
+  override close(): Promise<CloseReport> {
+    this.report ??= (async () => {
+      const leftovers = this.inner.ledger.closeAll('scope');
+      await this.fs.removeDir(this.inner.runDir).catch(() => undefined);
+      return { released: leftovers.length, problems: [] };
+    })();
+    return this.report;
+  }
+}
+
+export const brokenScopes: Record<'doubleRelease' | 'forgetRelease' | 'leakyClose', ScopeFactory> = {
+  doubleRelease: async (fs, parent) => new DoubleReleasing(await TempScope.open({ parent, fs }), fs),
+  forgetRelease: async (fs, parent) => new ForgetfulRelease(await TempScope.open({ parent, fs }), fs),
+  leakyClose: async (fs, parent) => new LeakyClose(await TempScope.open({ parent, fs }), fs),
+};
