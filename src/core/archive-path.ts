@@ -13,7 +13,7 @@ import * as E from 'fp-ts/lib/Either.js';
 export function normalizeArchivePath(raw: string): E.Either<string, string> {
   if (raw.includes('\0')) return E.left('contains a NUL byte');
   if (raw.includes('\\')) return E.left('contains a backslash');
-  if (/^[A-Za-z]:/.test(raw)) return E.left('starts with a drive letter');
+  if (/^(?:\.\/+)*[A-Za-z]:/.test(raw)) return E.left('starts with a drive letter');
   if (raw.startsWith('/')) return E.left('is absolute');
   const parts: string[] = [];
   for (const part of raw.split('/')) {

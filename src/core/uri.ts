@@ -48,9 +48,19 @@ function decode(s: string): E.Either<string, string> {
   }
 }
 
+/** Options collect in a Map and become an object by entries, so `__proto__` or `toString` stay plain keys. */
+function emptyOptions(): Map<string, OptionValue> {
+  return new Map();
+}
+
+function addOption(out: Map<string, OptionValue>, key: string, value: OptionValue): void {
+  const prev = out.get(key);
+  out.set(key, prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev as OptionValue, value]);
+}
+
 export function parseQuery(query: string): E.Either<string, UriOptions> {
-  const out: Record<string, OptionValue> = {};
-  if (query === '') return E.right(out);
+  const out = emptyOptions();
+  if (query === '') return E.right({});
   for (const pair of query.split('&')) {
     if (pair === '') continue;
     const eq = pair.indexOf('=');
@@ -58,12 +68,9 @@ export function parseQuery(query: string): E.Either<string, UriOptions> {
     const value = decode(eq < 0 ? 'true' : pair.slice(eq + 1));
     if (E.isLeft(key)) return key;
     if (E.isLeft(value)) return value;
-    const k = key.right;
-    const v = coerceValue(value.right);
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev as OptionValue, v];
+    addOption(out, key.right, coerceValue(value.right));
   }
-  return E.right(out);
+  return E.right(Object.fromEntries(out));
 }
 
 /** Split `scheme://body?query`. */
@@ -134,24 +141,21 @@ export function parseFilterSpec(spec: string): E.Either<string, FilterSpec> {
   const colon = spec.indexOf(':');
   const name = (colon < 0 ? spec : spec.slice(0, colon)).trim().toLowerCase().replace(/_/g, '-');
   if (!/^[a-z][a-z0-9-]*$/.test(name)) return E.left(`filter ${JSON.stringify(spec)} has no valid name; write NAME or NAME:key=value,...`);
-  const options: Record<string, OptionValue> = {};
+  const options = emptyOptions();
   if (colon >= 0) {
     for (const pair of spec.slice(colon + 1).split(',')) {
       if (pair === '') continue;
       const eq = pair.indexOf('=');
       if (eq <= 0) return E.left(`filter ${name}: ${JSON.stringify(pair)} is not key=value`);
-      const key = pair.slice(0, eq);
-      const value = coerceValue(pair.slice(eq + 1));
-      const prev = options[key];
-      options[key] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev as OptionValue, value];
+      addOption(options, pair.slice(0, eq), coerceValue(pair.slice(eq + 1)));
     }
   }
-  return E.right({ name, options });
+  return E.right({ name, options: Object.fromEntries(options) });
 }
 
 /** Read a boolean option, accepting true/false/yes/no/1/0. */
 export function booleanOption(options: UriOptions, key: string, fallback: boolean): E.Either<string, boolean> {
-  const v = options[key];
+  const v = Object.hasOwn(options, key) ? options[key] : undefined;
   if (v === undefined) return E.right(fallback);
   if (typeof v === 'boolean') return E.right(v);
   if (v === 1 || v === 0) return E.right(v === 1);

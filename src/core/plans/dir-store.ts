@@ -46,13 +46,17 @@ export function decodeCatalog(bytes: Uint8Array | undefined): E.Either<DecodeErr
 
 /** Merge one image into a catalog; keys sorted so the file is stable. */
 export function mergeCatalog(catalog: Catalog, image: ImageName, manifestFile: string): Catalog {
-  const merged: Catalog = { ...catalog, [image.name]: { ...(catalog[image.name] ?? {}), [image.tag]: manifestFile } };
-  const sorted: Catalog = {};
-  for (const name of Object.keys(merged).sort()) {
-    const tags = merged[name] as Record<string, string>;
-    sorted[name] = Object.fromEntries(Object.keys(tags).sort().map((k) => [k, tags[k] as string]));
-  }
-  return sorted;
+  // Built with entries, never by assignment, so names like `__proto__` stay plain keys.
+  const entries = new Map(Object.entries(catalog));
+  const tags = new Map(Object.entries(entries.get(image.name) ?? {}));
+  tags.set(image.tag, manifestFile);
+  entries.set(image.name, Object.fromEntries(tags));
+  return Object.fromEntries(
+    [...entries.keys()].sort().map((name) => {
+      const t = entries.get(name) as Record<string, string>;
+      return [name, Object.fromEntries(Object.keys(t).sort().map((k) => [k, t[k] as string]))];
+    }),
+  );
 }
 
 export function catalogBytes(catalog: Catalog): Uint8Array {
