@@ -15,6 +15,10 @@ import { TarOutput } from './outputs/tar.js';
 
 const INPUT_SCHEMES = ['tar'];
 const OUTPUT_SCHEMES = ['tar', 'dir'];
+const PLANNED_OUTPUTS: Record<string, string> = {
+  registry: 'registry:// as a destination is not available in this version yet (it is planned); write tar://FILE and push it with "skopeo copy docker-archive:FILE docker://…"',
+  docker: 'docker:// as a destination is not available in this version yet (it is planned); write tar://FILE and "docker load -i FILE"',
+};
 const PLANNED: Record<string, string> = {
   registry: 'registry:// is not available in this version yet (it is planned); save the image with "skopeo copy docker://… docker-archive:FILE" and use tar://FILE',
   docker: 'docker:// is not available in this version yet (it is planned); use "docker save -o FILE IMAGE" and tar://FILE',
@@ -86,6 +90,6 @@ export function openOutput(uri: string): ImageOutput {
       return new DirOutput({ path: filePath('dir', parsed.body, 'destination'), uniqueNames, label: uri });
     }
     default:
-      throw usageError(PLANNED[parsed.scheme] ?? `unknown destination scheme "${parsed.scheme}://" in ${uri}; destinations: ${OUTPUT_SCHEMES.map((s) => `${s}://`).join(', ')}`);
+      throw usageError(PLANNED_OUTPUTS[parsed.scheme] ?? PLANNED[parsed.scheme] ?? `unknown destination scheme "${parsed.scheme}://" in ${uri}; destinations: ${OUTPUT_SCHEMES.map((s) => `${s}://`).join(', ')}`);
   }
 }

@@ -61,7 +61,7 @@ export async function main(argv: readonly string[], io = { stdout: process.stdou
     }
     const err = e as Error;
     io.stderr.write(`occystrap: error: ${oneLine(err?.message ?? String(e))}\n`);
-    if (process.env['OCCYSTRAP_DEBUG'] && err?.stack) io.stderr.write(`${err.stack}\n`);
+    if ((process.env['OCCYSTRAP_DEBUG'] || argv.includes('--debug')) && err?.stack) io.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }

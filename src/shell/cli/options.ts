@@ -18,7 +18,9 @@ const FLAG_OPTIONS = new Set(['--verbose', '--debug']);
  * Move global options written before the command name to after it, so clipanion (which
  * parses options per command) sees them. `--help`/`--version` stay where they are.
  */
-export function hoistGlobalOptions(argv: readonly string[]): string[] {
+export function hoistGlobalOptions(rawArgv: readonly string[]): string[] {
+  // clipanion does not read `-j8`: spell it `-j 8` wherever it stands.
+  const argv = rawArgv.flatMap((a) => (/^-j\d+$/.test(a) ? ['-j', a.slice(2)] : [a]));
   const leading: string[] = [];
   let i = 0;
   while (i < argv.length) {
@@ -58,7 +60,7 @@ function envFlag(env: NodeJS.ProcessEnv, key: string): boolean {
 }
 
 export abstract class GlobalCommand extends Command {
-  parallel = Option.String('-j,--parallel', { description: 'Layers fetched and written at once (default 4; env OCCYSTRAP_PARALLEL)' });
+  parallel = Option.String('-j,--parallel', { description: 'Parallel layer fetches for inputs that download; the input may run 2×N elements ahead of the output (default 4; env OCCYSTRAP_PARALLEL)' });
   tempDir = Option.String('--temp-dir', { description: 'Where temp files go (default: system temp dir; env OCCYSTRAP_TEMP_DIR)' });
   verbose = Option.Boolean('--verbose', { description: 'Say what each stage does (env OCCYSTRAP_VERBOSE=1)' });
   debug = Option.Boolean('--debug', { description: 'Also log every ownership effect (env OCCYSTRAP_DEBUG=1)' });

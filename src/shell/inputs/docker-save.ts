@@ -94,7 +94,6 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   const metadata = new Map<string, Uint8Array>();
   const aliases = new Map<string, E.Either<string, string>>();
   const spooled = new Map<string, Spooled>();
-  const seenFiles = new Set<string>();
   let plan: Plan | undefined;
   let manifestEntry: DockerSaveEntry | undefined;
 
@@ -162,6 +161,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       const blob = digestNamedBy(normalized.right);
       if (blob && E.isLeft(blob)) throw fail(`manifest.json Layers[${index}] ${JSON.stringify(layerPath)}: ${blob.left}`);
       const diffId = diffIds[index] as Digest;
+      if (!diffId.startsWith('sha256:')) throw fail(`config rootfs.diff_ids[${index}] is ${diffId}; only sha256 diff_ids are supported`);
       const sourceId = sourceIdOf(normalized.right);
       return {
         descriptor: { index, sourceId, diffId, mediaType: blob ? MediaTypes.ociLayer : MediaTypes.dockerLayerTar },
@@ -291,7 +291,10 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
             stream.resume();
             continue;
         }
-        seenFiles.add(name);
+        if (name === 'manifest.json' && (header.size ?? 0) > MAX_JSON_BYTES) {
+          stream.resume();
+          throw fail(`manifest.json is ${header.size} bytes, over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
+        }
         if (isMetadata(name) && (header.size ?? 0) <= MAX_JSON_BYTES) {
           metadata.set(name, await readCapped(stream, MAX_JSON_BYTES, `${label}: ${name}`));
         } else if (isIgnorable(name)) {
@@ -372,7 +375,9 @@ function digestNamedBy(path: string): E.Either<string, Digest> | undefined {
   const m = /^blobs\/([^/]+)\/([^/]+)$/.exec(path);
   if (m) {
     const d = parseDigest(`${m[1]}:${m[2]}`);
-    return E.isLeft(d) ? E.left(describeDigestError(d.left, path)) : d;
+    if (E.isLeft(d)) return E.left(describeDigestError(d.left, path));
+    if (m[1] !== 'sha256') return E.left(`${m[1]} blobs are not supported in docker-save archives (only sha256)`);
+    return d;
   }
   const legacy = /^([0-9a-f]{64})\.json$/.exec(path);
   if (legacy) return parseDigest(`sha256:${legacy[1]}`) as E.Either<string, Digest>;

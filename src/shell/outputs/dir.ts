@@ -20,7 +20,7 @@ import { outputError } from '../../core/errors.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
-import { pathExists, writeFileAtomically } from '../fs/atomic.js';
+import { pathExists, publishMode, writeFileAtomically } from '../fs/atomic.js';
 
 export interface DirOutputOptions {
   readonly path: string;
@@ -88,9 +88,15 @@ export class DirOutput implements ImageOutput {
             await fs.mkdir(dir);
             added.push(dir);
           }
-          const existed = await pathExists(destination);
+          if (await pathExists(destination)) {
+            // Same diff_id already stored (verified by the input): keep the stored file.
+            await effects.perform({ _tag: 'Release', file: payload.file, owner });
+            skipped++;
+            continue;
+          }
+          await publishMode(payload.file.path);
           const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: payload.file, owner, destination });
-          if (!existed) added.push(destination);
+          added.push(destination);
           if (reply.copied) copied++;
           bytes += payload.size;
         } catch (e) {

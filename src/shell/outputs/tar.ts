@@ -18,6 +18,7 @@ import { outputError } from '../../core/errors.js';
 import type { TempFile } from '../../core/ownership.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
+import { publishMode } from '../fs/atomic.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
 
 export interface TarOutputOptions {
@@ -133,6 +134,7 @@ export class TarOutput implements ImageOutput {
       const repositories = repositoriesBytes([plan]);
       if (repositories) await writer.entry({ name: 'repositories', type: 'file', size: repositories.length }, repositories);
       await writer.close();
+      await publishMode(archive.path);
       await effects.perform({ _tag: 'MoveIntoPlace', file: archive, owner, destination: target });
       return { destination: target, layers: layerPaths.length, layersSkipped: skipped, bytes: layerBytes, copiedAcrossDevices: 0 };
     } catch (e) {
