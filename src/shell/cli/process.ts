@@ -47,31 +47,32 @@ export class ProcessCommand extends GlobalCommand {
     const filters = buildFilters(this.filters);
 
     const started = performance.now();
-    const scope = await TempScope.open({
-      parent: settings.tempDir,
-      onCrossDeviceCopy: (from, to) => reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
-    });
-    reporter.verbose(`temp files in ${scope.runDir}`);
-    const effects: Effects =
-      settings.logLevel === 'debug'
-        ? {
-            perform: <E extends OwnershipEffect>(e: E): Promise<ReplyOf<E>> => {
-              reporter.debug(describeEffect(e));
-              return scope.perform(e);
-            },
-          }
-        : scope;
-
     const observed: ImageOutput = {
       description: output.description,
       order: output.order,
       wants: output.wants,
       consume: (elements, ctx) => output.consume(reportProgress(elements, reporter), ctx),
     };
+    const openScope = () =>
+      TempScope.open({
+        parent: settings.tempDir,
+        onCrossDeviceCopy: (from, to) =>
+          reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
+      });
 
-    const summary = await withSignals(scope, reporter, (signal) =>
-      runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel }),
-    );
+    const summary = await withSignals(openScope, reporter, (signal, scope) => {
+      reporter.verbose(`temp files in ${scope.runDir}`);
+      const effects: Effects =
+        settings.logLevel === 'debug'
+          ? {
+              perform: <E extends OwnershipEffect>(e: E): Promise<ReplyOf<E>> => {
+                reporter.debug(describeEffect(e));
+                return scope.perform(e);
+              },
+            }
+          : scope;
+      return runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
+    });
     const seconds = (performance.now() - started) / 1000;
     if (settings.outputFormat === 'json') {
       this.context.stdout.write(`${JSON.stringify({ ...summary, images: 1, seconds: Number(seconds.toFixed(3)) })}\n`);

@@ -19,8 +19,9 @@ import { type ConfigElement, type ImageElement, type LayerDescriptor, repoTag } 
 import { outputError } from '../../core/errors.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
-import { catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
+import { type Catalog, catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
 import { pathExists, publishMode, writeFileAtomically } from '../fs/atomic.js';
+import { trackPartialOutput } from '../partial-outputs.js';
 
 export interface DirOutputOptions {
   readonly path: string;
@@ -57,6 +58,13 @@ export class DirOutput implements ImageOutput {
       }
     }
 
+    // Until the run has finished, a forced exit removes what it added (see partial-outputs.ts).
+    let restoreManifest: (() => Promise<void>) | undefined;
+    const undo = async () => {
+      await restoreManifest?.();
+      await rollback(added, createdRoot);
+    };
+    const untrack = trackPartialOutput(undo);
     let config: ConfigElement | undefined;
     const layerPaths = new Map<number, string>();
     let bytes = 0;
@@ -124,18 +132,24 @@ export class DirOutput implements ImageOutput {
         ...(this.options.uniqueNames ? { imageName: image.name } : {}),
       });
       const manifestPath = path.join(root, manifestName);
-      const manifestExisted = await pathExists(manifestPath);
+      // Read the catalog before touching any metadata, so a bad catalog changes nothing.
+      const catalog = await this.readCatalog();
+      const previousManifest = await readIfPresent(manifestPath);
+      if (previousManifest === undefined) added.push(manifestPath);
+      else restoreManifest = () => writeFileAtomically(effects, owner, manifestPath, previousManifest, 'manifest');
       await writeFileAtomically(effects, owner, manifestPath, manifest, 'manifest');
-      if (!manifestExisted) added.push(manifestPath);
-      await this.updateCatalog(ctx, image, manifestName);
+      const catalogPath = path.join(root, 'catalog.json');
+      await writeFileAtomically(effects, owner, catalogPath, catalogBytes(mergeCatalog(catalog, image, manifestName)), 'catalog');
       return { destination: root, layers: config.layers.length, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
     } catch (e) {
-      await rollback(added, createdRoot);
+      await undo();
       throw e;
+    } finally {
+      untrack();
     }
   }
 
-  private async updateCatalog(ctx: StageContext, image: ConfigElement['image'], manifestName: string): Promise<void> {
+  private async readCatalog(): Promise<Catalog> {
     const catalogPath = path.join(this.root, 'catalog.json');
     let existing: Uint8Array | undefined;
     try {
@@ -149,7 +163,18 @@ export class DirOutput implements ImageOutput {
     if (E.isLeft(catalog)) {
       throw outputError(`${this.description}: ${describeDecodeError(catalog.left)}; fix or remove catalog.json`);
     }
-    await writeFileAtomically(ctx.effects, ctx.owner, catalogPath, catalogBytes(mergeCatalog(catalog.right, image, manifestName)), 'catalog');
+    return catalog.right;
+  }
+}
+
+async function readIfPresent(p: string): Promise<Uint8Array | undefined> {
+  try {
+    const st = await fs.stat(p);
+    if (st.size > MAX_JSON_BYTES) throw outputError(`${p} is over ${MAX_JSON_BYTES} bytes`);
+    return await fs.readFile(p);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return undefined;
+    throw e;
   }
 }
 

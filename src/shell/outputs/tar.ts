@@ -83,6 +83,11 @@ export class TarOutput implements ImageOutput {
     } catch {
       throw outputError(`${this.description}: directory ${path.dirname(target)} does not exist; create it first`);
     }
+    try {
+      if ((await fs.stat(target)).isDirectory()) throw outputError(`${this.description}: ${target} is a directory; give a file name for the archive`);
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ENOENT') throw e;
+    }
     const archive: TempFile = await effects.perform({ _tag: 'CreateTemp', owner, purpose: 'archive', location: { _tag: 'Beside', target } });
     const out = createWriteStream(archive.path, { flags: 'r+' });
     const writer = new TarWriter(out);
