@@ -8,19 +8,24 @@ import { promises as fs } from 'node:fs';
 import { usageError } from '../core/errors.js';
 import type { ImageInput, ImageOutput } from '../core/pipeline/types.js';
 import type { ImageSelector } from '../core/plans/docker-save.js';
-import { booleanOption, checkKnownOptions, parseUri, type UriOptions } from '../core/uri.js';
+import { booleanOption, checkKnownOptions, parseRegistryReference, parseUri, type UriOptions } from '../core/uri.js';
+import { DEFAULT_PLATFORM, type PlatformWanted } from '../core/platform.js';
+import { normalizeRegistryReference } from '../core/registry-naming.js';
+import { RegistryInput } from './inputs/registry.js';
+import { resolveCredentials } from './registry/credentials.js';
+import { HttpClient } from './registry/http.js';
+import { VERSION } from './version.js';
 import { DockerSaveInput } from './inputs/docker-save.js';
 import { DirOutput } from './outputs/dir.js';
 import { TarOutput } from './outputs/tar.js';
 
-const INPUT_SCHEMES = ['tar'];
+const INPUT_SCHEMES = ['tar', 'registry'];
 const OUTPUT_SCHEMES = ['tar', 'dir'];
 const PLANNED_OUTPUTS: Record<string, string> = {
   registry: 'registry:// as a destination is not available in this version yet (it is planned); write tar://FILE and push it with "skopeo copy docker-archive:FILE docker://…"',
   docker: 'docker:// as a destination is not available in this version yet (it is planned); write tar://FILE and "docker load -i FILE"',
 };
 const PLANNED: Record<string, string> = {
-  registry: 'registry:// is not available in this version yet (it is planned); save the image with "skopeo copy docker://… docker-archive:FILE" and use tar://FILE',
   docker: 'docker:// is not available in this version yet (it is planned); use "docker save -o FILE IMAGE" and tar://FILE',
   quay: 'quay:// is not available in this version yet (it is planned)',
   dockerpush: 'dockerpush:// is not available in this version yet (it is planned)',
@@ -53,10 +58,59 @@ function selectorFrom(uri: string, options: UriOptions): ImageSelector {
   return { _tag: 'First' };
 }
 
+/** What registry inputs need from the global options (defaults when absent). */
+export interface InputSettings {
+  readonly parallel?: number;
+  readonly platform?: PlatformWanted;
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  readonly insecure?: boolean;
+  readonly retries?: number;
+  readonly rateLimit?: number | undefined;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+function stringOption(uri: string, options: UriOptions, ...keys: string[]): string | undefined {
+  for (const key of keys) {
+    const v = Object.hasOwn(options, key) ? options[key] : undefined;
+    if (v === undefined) continue;
+    if (typeof v === 'string' || typeof v === 'number') return String(v);
+    throw usageError(`${uri}: ?${key}= takes one value, got ${JSON.stringify(v)}`);
+  }
+  return undefined;
+}
+
+async function openRegistryInput(uri: string, body: string, options: UriOptions, settings: InputSettings): Promise<ImageInput> {
+  orUsage(uri, checkKnownOptions('registry', options, ['os', 'arch', 'architecture', 'variant', 'username', 'password', 'insecure', 'max_workers']));
+  const ref = normalizeRegistryReference(orUsage(uri, parseRegistryReference(body)));
+  const defaults = settings.platform ?? DEFAULT_PLATFORM;
+  const platform: PlatformWanted = {
+    os: stringOption(uri, options, 'os') ?? defaults.os,
+    architecture: stringOption(uri, options, 'arch', 'architecture') ?? defaults.architecture,
+    variant: stringOption(uri, options, 'variant') ?? defaults.variant,
+  };
+  const insecure = orUsage(uri, booleanOption(options, 'insecure', settings.insecure ?? false));
+  const workers = options['max_workers'];
+  if (workers !== undefined && (typeof workers !== 'number' || workers < 1)) throw usageError(`${uri}: ?max_workers= takes a number from 1`);
+  const parallel = typeof workers === 'number' ? workers : (settings.parallel ?? 4);
+  const username = stringOption(uri, options, 'username');
+  const password = stringOption(uri, options, 'password');
+  const credentials = await resolveCredentials(ref.apiHost, {
+    ...(username !== undefined || password !== undefined ? { uri: { ...(username !== undefined ? { username } : {}), ...(password !== undefined ? { password } : {}) } } : {}),
+    cli: { username: settings.username, password: settings.password },
+    env: settings.env ?? process.env,
+  });
+  const http = new HttpClient({ connections: parallel, retries: settings.retries ?? 3, rateLimit: settings.rateLimit, userAgent: `occystrap/${VERSION}` });
+  const label = `registry://${ref.host}/${ref.name}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
+  return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries: settings.retries ?? 3, label });
+}
+
 /** Build the input for a source URI; checks that a local file exists (exit 2 when not). */
-export async function openInput(uri: string): Promise<ImageInput> {
+export async function openInput(uri: string, settings: InputSettings = {}): Promise<ImageInput> {
   const parsed = orUsage('source', parseUri(uri));
   switch (parsed.scheme) {
+    case 'registry':
+      return openRegistryInput(uri, parsed.body, parsed.options, settings);
     case 'tar': {
       orUsage(uri, checkKnownOptions('tar', parsed.options, ['index', 'tag']));
       const path = filePath('tar', parsed.body, 'source');

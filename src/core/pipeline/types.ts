@@ -33,6 +33,10 @@ export interface InputContext extends StageContext {
 export interface ImageInput {
   readonly description: string;
   elements(ctx: InputContext): AsyncIterable<ImageElement>;
+  /** Network counters for the summary (inputs that talk HTTP). */
+  stats?(): { readonly retries: number; readonly rateLimited: number; readonly requests: number };
+  /** Release connections; called once by whoever opened the input, after the run. */
+  close?(): Promise<void>;
 }
 
 /** A stream transform. A filter releases every owned file it drops or replaces. */

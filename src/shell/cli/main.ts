@@ -12,7 +12,8 @@ import { GlobalCommand, hoistGlobalOptions } from './options.js';
 import { ProcessCommand } from './process.js';
 import { InterruptedError } from './signals.js';
 
-export const VERSION = '0.1.0';
+export { VERSION } from '../version.js';
+import { VERSION } from '../version.js';
 
 export function buildCli(): Cli {
   const cli = new Cli({ binaryLabel: 'occystrap', binaryName: 'occystrap', binaryVersion: VERSION, enableCapture: false, enableColors: process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined });

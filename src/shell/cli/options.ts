@@ -11,8 +11,21 @@ import { usageError } from '../../core/errors.js';
 import type { LogLevel } from '../log.js';
 
 /** Global options that take a value, by every spelling. */
-const VALUE_OPTIONS = new Set(['-j', '--parallel', '--temp-dir', '-O', '--output-format']);
-const FLAG_OPTIONS = new Set(['--verbose', '--debug']);
+const VALUE_OPTIONS = new Set([
+  '-j',
+  '--parallel',
+  '--temp-dir',
+  '-O',
+  '--output-format',
+  '--os',
+  '--architecture',
+  '--variant',
+  '--username',
+  '--password',
+  '--retries',
+  '--rate-limit',
+]);
+const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure']);
 
 /**
  * Move global options written before the command name to after it, so clipanion (which
@@ -49,6 +62,13 @@ export function hoistGlobalOptions(rawArgv: readonly string[]): string[] {
 
 export interface GlobalSettings {
   readonly parallel: number;
+  readonly platform: { readonly os: string; readonly architecture: string; readonly variant: string };
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly insecure: boolean;
+  readonly retries: number;
+  /** Requests per second across all workers; undefined = unlimited. */
+  readonly rateLimit: number | undefined;
   readonly tempDir: string;
   readonly logLevel: LogLevel;
   readonly outputFormat: 'text' | 'json';
@@ -65,6 +85,14 @@ export abstract class GlobalCommand extends Command {
   verbose = Option.Boolean('--verbose', { description: 'Say what each stage does (env OCCYSTRAP_VERBOSE=1)' });
   debug = Option.Boolean('--debug', { description: 'Also log every ownership effect (env OCCYSTRAP_DEBUG=1)' });
   outputFormat = Option.String('-O,--output-format', { description: 'text or json (env OCCYSTRAP_OUTPUT_FORMAT)' });
+  os = Option.String('--os', { description: 'Platform OS picked from a multi-platform index (default linux)' });
+  architecture = Option.String('--architecture', { description: 'Platform architecture (default amd64)' });
+  variant = Option.String('--variant', { description: "Platform variant, e.g. v8; '' matches only entries without one (default '')" });
+  username = Option.String('--username', { description: 'Registry username (env OCCYSTRAP_USERNAME)' });
+  password = Option.String('--password', { description: 'Registry password or token (env OCCYSTRAP_PASSWORD)' });
+  insecure = Option.Boolean('--insecure', { description: 'Plain HTTP to registries (env OCCYSTRAP_INSECURE=1)' });
+  retries = Option.String('--retries', { description: 'Retries for connection errors, 408, 429 and 5xx (default 3; env OCCYSTRAP_RETRIES)' });
+  rateLimit = Option.String('--rate-limit', { description: 'Most HTTP requests per second, all workers together (env OCCYSTRAP_RATE_LIMIT)' });
 
   /** Set by {@link catch}: main() maps it to one line and an exit status. */
   failure: unknown = undefined;
@@ -82,7 +110,19 @@ export abstract class GlobalCommand extends Command {
     if (format !== 'text' && format !== 'json') throw usageError(`--output-format takes text or json, got ${JSON.stringify(format)}`);
     const debug = this.debug ?? envFlag(env, 'OCCYSTRAP_DEBUG');
     const verbose = this.verbose ?? envFlag(env, 'OCCYSTRAP_VERBOSE');
+    const rawRetries = this.retries ?? env['OCCYSTRAP_RETRIES'] ?? '3';
+    if (!/^\d+$/.test(rawRetries) || Number(rawRetries) > 100) throw usageError(`--retries takes a whole number from 0 to 100, got ${JSON.stringify(rawRetries)}`);
+    const rawRate = this.rateLimit ?? env['OCCYSTRAP_RATE_LIMIT'];
+    if (rawRate !== undefined && !(Number(rawRate) > 0 && Number.isFinite(Number(rawRate)))) {
+      throw usageError(`--rate-limit takes a positive number of requests per second, got ${JSON.stringify(rawRate)}`);
+    }
     return {
+      platform: { os: this.os ?? 'linux', architecture: this.architecture ?? 'amd64', variant: this.variant ?? '' },
+      username: this.username,
+      password: this.password,
+      insecure: this.insecure ?? envFlag(env, 'OCCYSTRAP_INSECURE'),
+      retries: Number(rawRetries),
+      rateLimit: rawRate === undefined ? undefined : Number(rawRate),
       parallel: Number(rawParallel),
       tempDir: this.tempDir ?? env['OCCYSTRAP_TEMP_DIR'] ?? os.tmpdir(),
       logLevel: debug ? 'debug' : verbose ? 'verbose' : 'normal',

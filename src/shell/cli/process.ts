@@ -42,7 +42,7 @@ export class ProcessCommand extends GlobalCommand {
   override async execute(): Promise<number> {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
-    const input = await openInput(this.source);
+    const input = await openInput(this.source, settings);
     const output: ImageOutput = openOutput(this.destination);
     const filters = buildFilters(this.filters);
 
@@ -60,7 +60,7 @@ export class ProcessCommand extends GlobalCommand {
           reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
       });
 
-    const summary = await withSignals(openScope, reporter, (signal, scope) => {
+    const summary = await withSignals(openScope, reporter, async (signal, scope) => {
       reporter.verbose(`temp files in ${scope.runDir}`);
       const effects: Effects =
         settings.logLevel === 'debug'
@@ -71,15 +71,23 @@ export class ProcessCommand extends GlobalCommand {
               },
             }
           : scope;
-      return runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
+      try {
+        return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
+      } finally {
+        await input.close?.();
+      }
     });
+    const net = input.stats?.();
     const seconds = (performance.now() - started) / 1000;
     if (settings.outputFormat === 'json') {
-      this.context.stdout.write(`${JSON.stringify({ ...summary, images: 1, seconds: Number(seconds.toFixed(3)) })}\n`);
+      this.context.stdout.write(
+        `${JSON.stringify({ ...summary, images: 1, seconds: Number(seconds.toFixed(3)), retries: net?.retries ?? 0, rateLimited: net?.rateLimited ?? 0 })}\n`,
+      );
     }
     const skipped = summary.layersSkipped > 0 ? ` (${summary.layersSkipped} skipped)` : '';
     const copied = summary.copiedAcrossDevices > 0 ? `, ${summary.copiedAcrossDevices} copied across filesystems` : '';
-    reporter.line(`Summary: 1 image, ${summary.layers} layers${skipped}, ${formatBytes(summary.bytes)}, ${seconds.toFixed(1)}s${copied}`);
+    const retried = net && net.retries > 0 ? `, ${net.retries} retries${net.rateLimited > 0 ? ` (${net.rateLimited} rate-limited)` : ''}` : '';
+    reporter.line(`Summary: 1 image, ${summary.layers} layers${skipped}, ${formatBytes(summary.bytes)}, ${seconds.toFixed(1)}s${copied}${retried}`);
     return 0;
   }
 }

@@ -7,7 +7,8 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import { once } from 'node:events';
+import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
@@ -110,26 +111,71 @@ function digestOf(h: Hash): Digest {
 }
 
 /**
- * Copy `source` into the existing file at `path` (opened `r+`, so a file the scope has
- * already removed is never recreated), decompressing as declared or sniffed.
+ * A push-based writer for one blob: hashes the bytes as given, decompresses, hashes and
+ * counts the result, writes it to the existing file at `path` (opened `r+`, so a file
+ * the scope already removed is never recreated). Writes may continue across several
+ * source streams, which is how an interrupted download resumes with `Range`.
  */
+export class BlobSink {
+  private readonly raw = createHash('sha256');
+  private rawSize = 0;
+  private readonly decompress: Decompressor;
+  private readonly content = new HashCount();
+  private readonly done: Promise<void>;
+
+  constructor(path: string, compression: Compression | 'sniff') {
+    this.decompress = new Decompressor(compression);
+    this.done = pipeline(this.decompress, this.content, createWriteStream(path, { flags: 'r+' }));
+    this.done.catch(() => undefined); // observed through write()/end()
+  }
+
+  /** Bytes accepted so far (the offset a resumed download continues from). */
+  get received(): number {
+    return this.rawSize;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.raw.update(chunk);
+    this.rawSize += chunk.length;
+    if (!this.decompress.write(chunk)) await Promise.race([once(this.decompress, 'drain'), this.done]);
+  }
+
+  async end(): Promise<SpoolResult> {
+    this.decompress.end();
+    await this.done;
+    return {
+      rawDigest: digestOf(this.raw),
+      rawSize: this.rawSize,
+      contentDigest: digestOf(this.content.hash),
+      contentSize: this.content.size,
+      compression: this.decompress.chosen,
+    };
+  }
+
+  /** Stop writing (on failure); the file is left for its owner to release. */
+  async abort(reason: Error): Promise<void> {
+    this.decompress.destroy(reason);
+    await this.done.catch(() => undefined);
+  }
+}
+
+/** Copy a whole stream into the file at `path` through a {@link BlobSink}. */
 export async function spoolToFile(
-  source: Readable | AsyncIterable<Uint8Array>,
+  source: AsyncIterable<Uint8Array>,
   path: string,
   options: { readonly compression: Compression | 'sniff'; readonly signal?: AbortSignal },
 ): Promise<SpoolResult> {
-  const raw = new HashCount();
-  const decompress = new Decompressor(options.compression);
-  const content = new HashCount();
-  const out = createWriteStream(path, { flags: 'r+' });
-  await pipeline(source, raw, decompress, content, out, options.signal ? { signal: options.signal } : {});
-  return {
-    rawDigest: digestOf(raw.hash),
-    rawSize: raw.size,
-    contentDigest: digestOf(content.hash),
-    contentSize: content.size,
-    compression: decompress.chosen,
-  };
+  const sink = new BlobSink(path, options.compression);
+  try {
+    for await (const chunk of source) {
+      if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
+      await sink.write(chunk);
+    }
+    return await sink.end();
+  } catch (e) {
+    await sink.abort(e instanceof Error ? e : new Error(String(e)));
+    throw e;
+  }
 }
 
 /** Read a whole stream into memory, refusing more than `limit` bytes. */

@@ -1,0 +1,140 @@
+/**
+ * `registry://` input: resolve the manifest (choosing a platform from an index), fetch
+ * and verify the config, then download layers in parallel (`-j`), each streamed into an
+ * owned temp file, decompressed by media type or magic, with the blob digest, blob size
+ * and diff_id verified in the same pass. Layers the output already has are not
+ * downloaded; a layer listed twice is downloaded once.
+ *
+ * @module
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { describeDecodeError } from '../../core/codecs/common.js';
+import { decodeImageConfig } from '../../core/codecs/oci.js';
+import { type Digest, digestHex } from '../../core/digest.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../core/element.js';
+import { digestError, inputError } from '../../core/errors.js';
+import { layerCompression } from '../../core/media-types.js';
+import { parallelMap } from '../../core/pipeline/parallel-map.js';
+import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
+import type { PlatformWanted } from '../../core/platform.js';
+import type { RegistryReference } from '../../core/uri.js';
+import { BlobSink } from '../fs/spool.js';
+import { RegistryClient, type ResolvedImage } from '../registry/client.js';
+import type { Credentials } from '../registry/credentials.js';
+import type { HttpClient } from '../registry/http.js';
+
+export interface RegistryInputOptions {
+  /** The reference as given (host as typed, name normalised). */
+  readonly reference: RegistryReference;
+  readonly apiHost: string;
+  readonly insecure: boolean;
+  readonly platform: PlatformWanted;
+  readonly http: HttpClient;
+  readonly credentials: Credentials | undefined;
+  readonly retries: number;
+  readonly label: string;
+}
+
+export class RegistryInput implements ImageInput {
+  readonly description: string;
+  readonly client: RegistryClient;
+
+  constructor(private readonly options: RegistryInputOptions) {
+    this.description = options.label;
+    this.client = new RegistryClient({
+      apiHost: options.apiHost,
+      name: options.reference.name,
+      insecure: options.insecure,
+      http: options.http,
+      credentials: options.credentials,
+      label: options.label,
+    });
+  }
+
+  /** Manifest and config, verified, without touching a layer (for `info` and the input itself). */
+  async describe(signal?: AbortSignal): Promise<{ resolved: ResolvedImage; config: ConfigElement }> {
+    const ref = this.options.reference;
+    const resolved = await this.client.resolve(ref.digest ?? ref.tag, this.options.platform, signal);
+    const manifest = resolved.manifest;
+    const raw = await this.client.fetchSmallBlob(manifest.config, 'config', signal);
+    const config = decodeImageConfig(`${this.options.label}: config ${manifest.config.digest}`, raw);
+    if (E.isLeft(config)) throw inputError(describeDecodeError(config.left));
+    const diffIds = config.right.rootfs.diff_ids;
+    if (diffIds.length !== manifest.layers.length) {
+      throw inputError(`${this.options.label}: the manifest lists ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
+    }
+    const layers: LayerDescriptor[] = manifest.layers.map((l, index) => ({
+      index,
+      sourceId: digestHex(l.digest),
+      diffId: diffIds[index] as Digest,
+      mediaType: l.mediaType,
+      size: l.size,
+    }));
+    const image = { name: `${ref.host}/${ref.name}`, tag: ref.digest && ref.tag === ref.digest ? 'latest' : ref.tag, ...(ref.digest ? { digest: ref.digest } : {}) };
+    return {
+      resolved,
+      config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers },
+    };
+  }
+
+  elements(ctx: InputContext): AsyncIterable<ImageElement> {
+    return this.fetch(ctx);
+  }
+
+  stats() {
+    const s = this.options.http.stats;
+    return { retries: s.retries, rateLimited: s.rateLimited, requests: s.requests };
+  }
+
+  async close(): Promise<void> {
+    await this.options.http.close();
+  }
+
+  private async *fetch(ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {
+    const { effects, owner, signal } = ctx;
+    const { resolved, config } = await this.describe(signal);
+    yield config;
+    const blobs = resolved.manifest.layers;
+    const firstIndexOf = new Map<string, number>();
+    blobs.forEach((b, i) => {
+      if (!firstIndexOf.has(b.digest)) firstIndexOf.set(b.digest, i);
+    });
+
+    const fetchLayer = async (layer: LayerDescriptor, taskSignal: AbortSignal): Promise<LayerElement> => {
+      const blob = blobs[layer.index] as (typeof blobs)[number];
+      if (firstIndexOf.get(blob.digest) !== layer.index) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      if (!(await ctx.wants(layer))) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
+      const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${digestHex(blob.digest).slice(0, 16)}` });
+      try {
+        const sink = new BlobSink(file.path, layerCompression(blob.mediaType) ?? 'sniff');
+        try {
+          await this.client.downloadBlob(blob, sink, this.options.retries, taskSignal);
+        } catch (e) {
+          await sink.abort(e instanceof Error ? e : new Error(String(e)));
+          throw e;
+        }
+        const result = await sink.end();
+        if (result.rawDigest !== blob.digest) {
+          throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
+        }
+        if (result.contentDigest !== layer.diffId) {
+          throw digestError(`${this.options.label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.contentDigest}, but the config's diff_id is ${layer.diffId}`);
+        }
+        return { _tag: 'Layer', layer, payload: { _tag: 'Owned', file, size: result.contentSize } };
+      } catch (e) {
+        await effects.perform({ _tag: 'Release', file, owner });
+        throw e;
+      }
+    };
+
+    async function* descriptors() {
+      yield* config.layers;
+    }
+    yield* parallelMap(fetchLayer, {
+      concurrency: ctx.parallelism,
+      order: 'completion',
+      dispose: releaseElement(effects, owner),
+      signal,
+    })(descriptors());
+  }
+}

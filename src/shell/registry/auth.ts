@@ -1,0 +1,133 @@
+/**
+ * Registry authentication: anonymous or with credentials, bearer tokens (any parameter
+ * order in the challenge; `token` or `access_token`; `expires_in` honoured; cached per
+ * registry and scope) and Basic when the registry challenges with Basic. A 401 with a
+ * cached token refreshes it once. Authorization is never sent to another origin: the
+ * HTTP layer strips it on cross-origin redirects, and tokens are only attached to
+ * requests for the registry's own origin.
+ *
+ * @module
+ */
+import { parseChallenges } from '../../core/auth-challenge.js';
+import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
+import { OccystrapError } from '../../core/errors.js';
+import type { Credentials } from './credentials.js';
+import { headerValue, type HttpClient, type HttpResponse } from './http.js';
+
+interface CachedToken {
+  readonly value: string;
+  readonly expiresAt: number;
+}
+
+export class AuthError extends OccystrapError {
+  constructor(message: string) {
+    super('EINPUT', message);
+  }
+}
+
+export class RegistryAuth {
+  private readonly tokens = new Map<string, CachedToken>();
+  private basic = false;
+  private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
+
+  constructor(
+    private readonly http: HttpClient,
+    private readonly registry: string,
+    private readonly credentials: Credentials | undefined,
+  ) {}
+
+  /** Headers to send for `scope` now (a cached token or Basic), if any. */
+  headersFor(scope: string): Record<string, string> {
+    if (this.basic && this.credentials) return { authorization: `Basic ${basicValue(this.credentials)}` };
+    const token = this.tokens.get(scope);
+    if (token && token.expiresAt > Date.now()) return { authorization: `Bearer ${token.value}` };
+    return {};
+  }
+
+  /**
+   * Answer a 401: obtain what the challenge asks for. Returns false when there is nothing
+   * new to try (the caller then reports the 401).
+   */
+  async handleUnauthorized(response: HttpResponse, scope: string, signal?: AbortSignal): Promise<boolean> {
+    const header = headerValue(response.headers, 'www-authenticate') ?? '';
+    await response.body.dump();
+    const challenges = parseChallenges(header);
+    const bearer = challenges.find((c) => c.scheme === 'bearer');
+    if (bearer && bearer.params['realm']) {
+      this.tokens.delete(scope);
+      const key = scope;
+      let pending = this.pendingTokens.get(key);
+      if (!pending) {
+        pending = this.fetchToken(bearer.params['realm'], bearer.params['service'], bearer.params['scope'] ?? scope, signal);
+        this.pendingTokens.set(key, pending);
+        pending.finally(() => this.pendingTokens.delete(key)).catch(() => undefined);
+      }
+      this.tokens.set(scope, await pending);
+      return true;
+    }
+    if (challenges.some((c) => c.scheme === 'basic')) {
+      if (!this.credentials) throw new AuthError(`${this.registry} requires credentials; give --username/--password, set OCCYSTRAP_USERNAME/OCCYSTRAP_PASSWORD or log in with docker/podman`);
+      if (this.basic) return false;
+      this.basic = true;
+      return true;
+    }
+    return false;
+  }
+
+  private async fetchToken(realm: string, service: string | undefined, scope: string, signal?: AbortSignal): Promise<CachedToken> {
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new AuthError(`${this.registry} sent an invalid token realm ${JSON.stringify(realm)}`);
+    }
+    if (service) url.searchParams.set('service', service);
+    if (scope) url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = {};
+    if (this.credentials) headers['authorization'] = `Basic ${basicValue(this.credentials)}`;
+    const started = Date.now();
+    const response = await this.http.request({ url: url.toString(), headers, ...(signal ? { signal } : {}) });
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      await response.body.dump();
+      throw new AuthError(
+        this.credentials
+          ? `${this.registry}: the token server refused the credentials from ${this.credentials.source} (HTTP ${response.statusCode}); check the username and password`
+          : `${this.registry}: anonymous access was refused (HTTP ${response.statusCode}); give --username/--password or log in with docker/podman`,
+      );
+    }
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new AuthError(`${this.registry}: the token server at ${url.origin} answered HTTP ${response.statusCode}`);
+    }
+    const text = await readLimited(response, MAX_JSON_BYTES);
+    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      doc = JSON.parse(text) as typeof doc;
+    } catch {
+      throw new AuthError(`${this.registry}: the token server answered something that is not JSON`);
+    }
+    const value = typeof doc.token === 'string' && doc.token !== '' ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : undefined;
+    if (!value) throw new AuthError(`${this.registry}: the token server's answer has no token`);
+    // Tokens without expires_in last 60 s (the distribution spec's default); refresh a little early.
+    const lifetime = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    return { value, expiresAt: started + Math.max(lifetime * 1000 - 5000, lifetime * 500) };
+  }
+}
+
+function basicValue(c: Credentials): string {
+  return Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64');
+}
+
+export async function readLimited(response: HttpResponse, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    total += (chunk as Buffer).length;
+    if (total > limit) {
+      response.body.destroy();
+      throw new OccystrapError('EINPUT', `response over the ${limit}-byte limit`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
