@@ -10,6 +10,7 @@ import { Builtins, Cli, UsageError } from 'clipanion';
 import { OccystrapError } from '../../core/errors.js';
 import { GlobalCommand, hoistGlobalOptions } from './options.js';
 import { ProcessCommand } from './process.js';
+import { InfoCommand } from './info.js';
 import { InterruptedError } from './signals.js';
 
 export { VERSION } from '../version.js';
@@ -18,6 +19,7 @@ import { VERSION } from '../version.js';
 export function buildCli(): Cli {
   const cli = new Cli({ binaryLabel: 'occystrap', binaryName: 'occystrap', binaryVersion: VERSION, enableCapture: false, enableColors: process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined });
   cli.register(ProcessCommand);
+  cli.register(InfoCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

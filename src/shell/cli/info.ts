@@ -1,0 +1,70 @@
+/**
+ * `occystrap info SOURCE`: the image's manifest and config facts, without downloading
+ * or storing a layer.
+ *
+ * @module
+ */
+import { Command, Option } from 'clipanion';
+import { type ConfigElement, releaseElement } from '../../core/element.js';
+import { inputError } from '../../core/errors.js';
+import { formatImageInfo, imageInfo, type ImageInfo } from '../../core/image-info.js';
+import { openInput } from '../endpoints.js';
+import { RegistryInput } from '../inputs/registry.js';
+import { formatBytes, Reporter } from '../log.js';
+import { GlobalCommand } from './options.js';
+import { withSignals } from './signals.js';
+import { TempScope } from '../scope.js';
+
+export class InfoCommand extends GlobalCommand {
+  static override paths = [['info']];
+  static override usage = Command.Usage({
+    description: "Show an image's metadata without downloading its layers",
+    details: `
+      For registry:// sources: the manifest (choosing a platform from an index) and the config.
+      For tar:// sources: the config and the manifest.json entry; layers are read past, not stored.
+      Text by default; -O json prints one JSON object.
+    `,
+    examples: [
+      ['A registry image', '$0 info registry://127.0.0.1:5000/team/app:1.2 --insecure'],
+      ['As JSON', '$0 -O json info tar://image.tar'],
+    ],
+  });
+
+  source = Option.String({ name: 'SOURCE' });
+
+  override async execute(): Promise<number> {
+    const settings = this.settings();
+    const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
+    const input = await openInput(this.source, settings);
+    let info: ImageInfo;
+    try {
+      if (input instanceof RegistryInput) {
+        const { resolved, config } = await input.describe();
+        info = imageInfo(config, {
+          mediaType: resolved.manifestMediaType,
+          manifestDigest: resolved.manifestDigest,
+          blobDigests: resolved.manifest.layers.map((l) => l.digest),
+        });
+      } else {
+        info = await withSignals(
+          () => TempScope.open({ parent: settings.tempDir }),
+          reporter,
+          async (signal, scope) => imageInfo(await firstConfig(input.elements({ effects: scope, signal, owner: 'input', wants: async () => false, parallelism: 1 }), scope)),
+        );
+      }
+    } finally {
+      await input.close?.();
+    }
+    this.context.stdout.write(settings.outputFormat === 'json' ? `${JSON.stringify(info, null, 2)}\n` : formatImageInfo(info, formatBytes));
+    return 0;
+  }
+}
+
+async function firstConfig(elements: AsyncIterable<import('../../core/element.js').ImageElement>, scope: TempScope): Promise<ConfigElement> {
+  const release = releaseElement(scope, 'input');
+  for await (const element of elements) {
+    if (element._tag === 'Config') return element;
+    await release(element);
+  }
+  throw inputError('the source produced no config');
+}
