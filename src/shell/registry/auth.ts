@@ -12,7 +12,7 @@ import { parseChallenges } from '../../core/auth-challenge.js';
 import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { OccystrapError } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
-import { headerValue, type HttpClient, type HttpResponse } from './http.js';
+import { headerValue, type HttpClient, type HttpResponse, readBodyCapped } from './http.js';
 
 interface CachedToken {
   readonly value: string;
@@ -99,7 +99,9 @@ export class RegistryAuth {
       await response.body.dump();
       throw new AuthError(`${this.registry}: the token server at ${url.origin} answered HTTP ${response.statusCode}`);
     }
-    const text = await readLimited(response, MAX_JSON_BYTES);
+    const body = await readBodyCapped(response, MAX_JSON_BYTES);
+    if (!body) throw new AuthError(`${this.registry}: the token server's answer is over ${MAX_JSON_BYTES} bytes`);
+    const text = body.toString('utf8');
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       doc = JSON.parse(text) as typeof doc;
@@ -116,18 +118,4 @@ export class RegistryAuth {
 
 function basicValue(c: Credentials): string {
   return Buffer.from(`${c.username}:${c.password}`, 'utf8').toString('base64');
-}
-
-export async function readLimited(response: HttpResponse, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of response.body) {
-    total += (chunk as Buffer).length;
-    if (total > limit) {
-      response.body.destroy();
-      throw new OccystrapError('EINPUT', `response over the ${limit}-byte limit`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }

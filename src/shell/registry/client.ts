@@ -17,7 +17,7 @@ import type { BlobSink } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { RegistryAuth } from './auth.js';
 import type { Credentials } from './credentials.js';
-import { headerValue, type HttpClient, type HttpResponse, isRetryableError, retryDelay, sleep } from './http.js';
+import { headerValue, type HttpClient, type HttpResponse, isRetryableError, readBodyCapped, retryDelay, sleep } from './http.js';
 
 export const MANIFEST_ACCEPT = [MediaTypes.ociManifest, MediaTypes.ociIndex, MediaTypes.dockerManifest, MediaTypes.dockerManifestList].join(', ');
 
@@ -82,22 +82,9 @@ export class RegistryClient {
   }
 
   private async readJsonBody(response: HttpResponse, what: string): Promise<Uint8Array> {
-    const declared = Number(headerValue(response.headers, 'content-length') ?? '0');
-    if (declared > MAX_JSON_BYTES) {
-      response.body.destroy();
-      throw this.fail(`${what} is ${declared} bytes, over the ${MAX_JSON_BYTES}-byte limit`);
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for await (const chunk of response.body) {
-      total += (chunk as Buffer).length;
-      if (total > MAX_JSON_BYTES) {
-        response.body.destroy();
-        throw this.fail(`${what} is over the ${MAX_JSON_BYTES}-byte limit`);
-      }
-      chunks.push(chunk as Buffer);
-    }
-    return Buffer.concat(chunks);
+    const body = await readBodyCapped(response, MAX_JSON_BYTES);
+    if (!body) throw this.fail(`${what} is over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
+    return body;
   }
 
   /** GET a manifest or index by tag or digest; verify its digest when it is known. */

@@ -169,3 +169,26 @@ export function headerValue(headers: Record<string, string | string[] | undefine
   const v = headers[name];
   return Array.isArray(v) ? v[0] : v;
 }
+
+/**
+ * Read a whole response body, refusing more than `limit` bytes (by Content-Length up
+ * front, and while reading). Returns undefined when the body is too large (it is
+ * destroyed then).
+ */
+export async function readBodyCapped(response: HttpResponse, limit: number): Promise<Buffer | undefined> {
+  if (Number(headerValue(response.headers, 'content-length') ?? '0') > limit) {
+    response.body.destroy();
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body) {
+    total += (chunk as Buffer).length;
+    if (total > limit) {
+      response.body.destroy();
+      return undefined;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
