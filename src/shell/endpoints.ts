@@ -129,7 +129,7 @@ export async function openInput(uri: string, settings: InputSettings = {}): Prom
   }
 }
 
-export function openOutput(uri: string): ImageOutput {
+export function openOutput(uri: string, settings: { readonly parallel?: number } = {}): ImageOutput {
   const parsed = orUsage('destination', parseUri(uri));
   switch (parsed.scheme) {
     case 'tar': {
@@ -141,7 +141,7 @@ export function openOutput(uri: string): ImageOutput {
       const uniqueNames = orUsage(uri, booleanOption(parsed.options, 'unique_names', false));
       const expand = orUsage(uri, booleanOption(parsed.options, 'expand', false));
       if (expand) throw usageError(`${uri}: ?expand=true (a merged rootfs) is not available in this version yet; omit it`);
-      return new DirOutput({ path: filePath('dir', parsed.body, 'destination'), uniqueNames, label: uri });
+      return new DirOutput({ path: filePath('dir', parsed.body, 'destination'), uniqueNames, label: uri, concurrency: settings.parallel ?? 4 });
     }
     default:
       throw usageError(PLANNED_OUTPUTS[parsed.scheme] ?? PLANNED[parsed.scheme] ?? `unknown destination scheme "${parsed.scheme}://" in ${uri}; destinations: ${OUTPUT_SCHEMES.map((s) => `${s}://`).join(', ')}`);

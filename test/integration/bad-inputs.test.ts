@@ -140,9 +140,19 @@ describe('usage errors: exit 2 with one line', { concurrency: 4 }, () => {
       phrase: /unknown destination scheme "bar:\/\/"/,
     },
     {
-      title: 'registry:// is not available yet',
-      args: (ws) => ['--temp-dir', ws.temp, 'process', 'registry://docker.io/library/busybox:latest', `dir://${ws.out}`],
-      phrase: /registry:\/\/ is not available/,
+      title: 'registry:// as a destination is not available yet',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'registry://127.0.0.1:9/x/y:z'],
+      phrase: /registry:\/\/ as a destination is not available/,
+    },
+    {
+      title: 'bad registry reference',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', 'registry://127.0.0.1:9/UPPER/case:tag', `dir://${ws.out}`],
+      phrase: /not a valid repository name/,
+    },
+    {
+      title: 'credentials in a registry URI host',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', 'registry://user:pw@127.0.0.1:9/x:y', `dir://${ws.out}`],
+      phrase: /credentials in the URI host are not accepted/,
     },
     { title: 'no scheme', args: (ws) => ['--temp-dir', ws.temp, 'process', sample(), `dir://${ws.out}`], phrase: /has no scheme/ },
     {

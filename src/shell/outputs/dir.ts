@@ -26,6 +26,8 @@ import { trackPartialOutput } from '../partial-outputs.js';
 export interface DirOutputOptions {
   readonly path: string;
   readonly uniqueNames: boolean;
+  /** Layers stored at once (default 4; the CLI passes -j). */
+  readonly concurrency?: number;
   readonly label?: string;
 }
 
@@ -33,10 +35,12 @@ export class DirOutput implements ImageOutput {
   readonly description: string;
   readonly order = 'completion' as const;
   private readonly root: string;
+  private readonly concurrency: number;
 
   constructor(private readonly options: DirOutputOptions) {
     this.description = options.label ?? `dir://${options.path}`;
     this.root = path.resolve(options.path);
+    this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
 
   readonly wants = async (layer: LayerDescriptor): Promise<boolean> => !(await pathExists(path.join(this.root, savedLayerPath(layer.diffId))));
@@ -70,6 +74,9 @@ export class DirOutput implements ImageOutput {
     let bytes = 0;
     let skipped = 0;
     let copied = 0;
+    const inFlight = new Set<Promise<void>>();
+    const storing = new Map<string, Promise<void>>();
+    let storeFailure: { error: unknown } | undefined;
     try {
       for await (const element of elements) {
         if (element._tag === 'Config') {
@@ -91,28 +98,51 @@ export class DirOutput implements ImageOutput {
         }
         const dir = path.join(root, digestHex(element.layer.diffId));
         const destination = path.join(root, relative);
-        try {
-          if (!(await pathExists(dir))) {
-            await fs.mkdir(dir);
-            added.push(dir);
+        const store = async () => {
+          try {
+            try {
+              await fs.mkdir(dir);
+              added.push(dir);
+            } catch (e) {
+              if ((e as { code?: string }).code !== 'EEXIST') throw e;
+            }
+            if (await pathExists(destination)) {
+              // Same diff_id already stored (verified by the input): keep the stored file.
+              await effects.perform({ _tag: 'Release', file: payload.file, owner });
+              skipped++;
+              return;
+            }
+            await publishMode(payload.file.path);
+            const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: payload.file, owner, destination });
+            added.push(destination);
+            if (reply.copied) copied++;
+            bytes += payload.size;
+          } catch (e) {
+            // Still ours if the move did not happen.
+            await effects.perform({ _tag: 'Release', file: payload.file, owner }).catch(() => undefined);
+            throw e;
           }
-          if (await pathExists(destination)) {
-            // Same diff_id already stored (verified by the input): keep the stored file.
-            await effects.perform({ _tag: 'Release', file: payload.file, owner });
-            skipped++;
-            continue;
-          }
-          await publishMode(payload.file.path);
-          const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: payload.file, owner, destination });
-          added.push(destination);
-          if (reply.copied) copied++;
-          bytes += payload.size;
-        } catch (e) {
-          // Still ours if the move did not happen.
-          await effects.perform({ _tag: 'Release', file: payload.file, owner }).catch(() => undefined);
-          throw e;
-        }
+        };
+        // Layers are stored concurrently (a cross-filesystem copy must not stall the
+        // next one); two layers with one diff_id are stored one after the other.
+        const previous = storing.get(relative) ?? Promise.resolve();
+        const task = previous.then(store, store);
+        storing.set(relative, task);
+        const tracked: Promise<void> = task.then(
+          () => {
+            inFlight.delete(tracked);
+          },
+          (e: unknown) => {
+            inFlight.delete(tracked);
+            storeFailure ??= { error: e };
+          },
+        );
+        inFlight.add(tracked);
+        if (inFlight.size >= this.concurrency) await Promise.race(inFlight);
+        if (storeFailure) throw storeFailure.error;
       }
+      await Promise.all(inFlight);
+      if (storeFailure) throw (storeFailure as { error: unknown }).error;
       if (!config) throw outputError(`${this.description}: the input produced no image`);
       if (layerPaths.size !== config.layers.length) {
         throw outputError(`${this.description}: got ${layerPaths.size} of ${config.layers.length} layers`);
@@ -142,6 +172,7 @@ export class DirOutput implements ImageOutput {
       await writeFileAtomically(effects, owner, catalogPath, catalogBytes(mergeCatalog(catalog, image, manifestName)), 'catalog');
       return { destination: root, layers: config.layers.length, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
     } catch (e) {
+      await Promise.allSettled([...inFlight]);
       await undo();
       throw e;
     } finally {
