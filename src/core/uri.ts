@@ -101,6 +101,9 @@ export function parseRegistryReference(body: string): E.Either<string, RegistryR
   if (slash <= 0) return E.left(`${JSON.stringify(body)} needs HOST/NAME[:TAG], e.g. registry://docker.io/library/busybox:latest`);
   const host = body.slice(0, slash);
   if (host.includes('@')) return E.left('credentials in the URI host are not accepted; use --username/--password or ?username=&password=');
+  if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(host)) {
+    return E.left(`${JSON.stringify(host)} is not a valid registry host (name or address, optional :port)`);
+  }
   let path = body.slice(slash + 1);
   let digest: Digest | undefined;
   let tag = 'latest';
@@ -167,4 +170,9 @@ export function checkKnownOptions(scheme: string, options: UriOptions, known: re
   const unknown = Object.keys(options).filter((k) => !known.includes(k));
   if (unknown.length === 0) return E.right(undefined);
   return E.left(`${scheme}:// does not take ?${unknown.join(', ?')}${known.length ? ` (it takes ${known.map((k) => `?${k}`).join(', ')})` : ' (it takes no options)'}`);
+}
+
+/** A URI with the values of `password`, `token` and similar query options masked, for messages. */
+export function redactUri(uri: string): string {
+  return uri.replace(/([?&](?:password|token|secret|auth)=)[^&#]*/gi, '$1***');
 }

@@ -8,7 +8,7 @@ import { promises as fs } from 'node:fs';
 import { usageError } from '../core/errors.js';
 import type { ImageInput, ImageOutput } from '../core/pipeline/types.js';
 import type { ImageSelector } from '../core/plans/docker-save.js';
-import { booleanOption, checkKnownOptions, parseRegistryReference, parseUri, type UriOptions } from '../core/uri.js';
+import { booleanOption, checkKnownOptions, parseRegistryReference, parseUri, redactUri, type UriOptions } from '../core/uri.js';
 import { DEFAULT_PLATFORM, type PlatformWanted } from '../core/platform.js';
 import { normalizeRegistryReference } from '../core/registry-naming.js';
 import { RegistryInput } from './inputs/registry.js';
@@ -102,7 +102,7 @@ async function openRegistryInput(uri: string, body: string, options: UriOptions,
   });
   const http = new HttpClient({ connections: parallel, retries: settings.retries ?? 3, rateLimit: settings.rateLimit, userAgent: `occystrap/${VERSION}` });
   const label = `registry://${ref.host}/${ref.name}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
-  return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries: settings.retries ?? 3, label });
+  return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries: settings.retries ?? 3, parallelism: parallel, label });
 }
 
 /** Build the input for a source URI; checks that a local file exists (exit 2 when not). */
@@ -110,7 +110,7 @@ export async function openInput(uri: string, settings: InputSettings = {}): Prom
   const parsed = orUsage('source', parseUri(uri));
   switch (parsed.scheme) {
     case 'registry':
-      return openRegistryInput(uri, parsed.body, parsed.options, settings);
+      return openRegistryInput(redactUri(uri), parsed.body, parsed.options, settings);
     case 'tar': {
       orUsage(uri, checkKnownOptions('tar', parsed.options, ['index', 'tag']));
       const path = filePath('tar', parsed.body, 'source');

@@ -32,6 +32,8 @@ export interface RegistryInputOptions {
   readonly http: HttpClient;
   readonly credentials: Credentials | undefined;
   readonly retries: number;
+  /** Layers downloaded at once (`?max_workers=`); defaults to the pipeline's parallelism (-j). */
+  readonly parallelism?: number;
   readonly label: string;
 }
 
@@ -131,7 +133,7 @@ export class RegistryInput implements ImageInput {
       yield* config.layers;
     }
     yield* parallelMap(fetchLayer, {
-      concurrency: ctx.parallelism,
+      concurrency: this.options.parallelism ?? ctx.parallelism,
       order: 'completion',
       dispose: releaseElement(effects, owner),
       signal,

@@ -34,6 +34,8 @@ export class RegistryAuth {
     private readonly http: HttpClient,
     private readonly registry: string,
     private readonly credentials: Credentials | undefined,
+    /** Plain HTTP is allowed for the token server only when the registry itself is plain HTTP. */
+    private readonly insecure = false,
   ) {}
 
   /** Headers to send for `scope` now (a cached token or Basic), if any. */
@@ -80,6 +82,9 @@ export class RegistryAuth {
       url = new URL(realm);
     } catch {
       throw new AuthError(`${this.registry} sent an invalid token realm ${JSON.stringify(realm)}`);
+    }
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.insecure)) {
+      throw new AuthError(`${this.registry} names a token server at ${url.origin}, which is not HTTPS; refusing to send credentials there (use --insecure only for a plain-HTTP test registry)`);
     }
     if (service) url.searchParams.set('service', service);
     if (scope) url.searchParams.set('scope', scope);

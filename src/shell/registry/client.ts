@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import type { Descriptor } from '../../core/codecs/common.js';
@@ -49,7 +50,7 @@ export class RegistryClient {
   constructor(private readonly options: RegistryClientOptions) {
     this.base = `${options.insecure ? 'http' : 'https'}://${options.apiHost}`;
     this.scope = pullScope(options.name);
-    this.auth = new RegistryAuth(options.http, options.apiHost, options.credentials);
+    this.auth = new RegistryAuth(options.http, options.apiHost, options.credentials, options.insecure);
   }
 
   private fail(message: string): Error {
@@ -101,8 +102,13 @@ export class RegistryClient {
     const bytes = await this.readJsonBody(response, `manifest ${reference}`);
     const digest = sha256Bytes(bytes);
     const expected = reference.includes(':') ? reference : headerValue(response.headers, 'docker-content-digest');
-    if (expected && expected.startsWith('sha256:') && expected !== digest) {
-      throw digestError(`${this.options.label}: manifest ${this.options.name}@${expected} has digest ${digest}; the registry sent other bytes than it named`);
+    const parsed = expected === undefined ? undefined : parseDigest(expected);
+    if (parsed && E.isRight(parsed)) {
+      const algorithm = parsed.right.slice(0, parsed.right.indexOf(':'));
+      const actual = algorithm === 'sha256' ? digest : `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+      if (actual !== parsed.right) {
+        throw digestError(`${this.options.label}: manifest ${this.options.name}@${parsed.right} has digest ${actual}; the registry sent other bytes than it named`);
+      }
     }
     return { bytes, digest, mediaType: headerValue(response.headers, 'content-type') };
   }
