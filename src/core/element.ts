@@ -89,5 +89,7 @@ export function releaseElement(effects: Effects, owner: string): (e: ImageElemen
 /** `name:tag` as a docker RepoTag, or undefined when the source had no name. */
 export function repoTag(image: ImageName): string | undefined {
   if (image.name === 'unknown' && image.tag === 'unknown') return undefined;
+  // Addressed by digest only: a RepoTag cannot name a digest, so the image stays untagged.
+  if (image.digest !== undefined && image.tag === image.digest) return undefined;
   return `${image.name}:${image.tag}`;
 }

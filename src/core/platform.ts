@@ -23,8 +23,17 @@ export function describePlatform(p: { os: string; architecture: string; variant?
  * (a missing variant counts as ''). Entries without a platform (attestations) never match.
  */
 export function choosePlatform(manifests: readonly Descriptor[], wanted: PlatformWanted): Descriptor | undefined {
-  return manifests.find(
+  const variantOf = (architecture: string, variant: string) => (architecture === 'arm64' && variant === 'v8' ? '' : variant);
+  const want = variantOf(wanted.architecture, wanted.variant);
+  const exact = manifests.find(
     (m) => m.platform !== undefined && m.platform.os === wanted.os && m.platform.architecture === wanted.architecture && (m.platform.variant ?? '') === wanted.variant,
+  );
+  // arm64's only variant is v8, so 'arm64' and 'arm64/v8' name the same platform (as in containerd).
+  return (
+    exact ??
+    manifests.find(
+      (m) => m.platform !== undefined && m.platform.os === wanted.os && m.platform.architecture === wanted.architecture && variantOf(m.platform.architecture, m.platform.variant ?? '') === want,
+    )
   );
 }
 

@@ -49,7 +49,8 @@ test('platform choice: exact os/arch/variant, missing variant is empty, no match
   const list = [d('linux', 'amd64'), d('linux', 'arm', 'v7'), d('linux', 'arm64', 'v8')];
   assert.equal(choosePlatform(list, { os: 'linux', architecture: 'amd64', variant: '' }), list[0]);
   assert.equal(choosePlatform(list, { os: 'linux', architecture: 'arm', variant: 'v7' }), list[1]);
-  assert.equal(choosePlatform(list, { os: 'linux', architecture: 'arm64', variant: '' }), undefined);
+  assert.equal(choosePlatform(list, { os: 'linux', architecture: 'arm64', variant: '' }), list[2], 'arm64 means arm64/v8');
+  assert.equal(choosePlatform(list, { os: 'linux', architecture: 'arm', variant: '' }), undefined, 'arm without a variant is not arm/v7');
   assert.deepEqual(availablePlatforms(list), ['linux/amd64', 'linux/arm/v7', 'linux/arm64/v8']);
 });
 

@@ -49,20 +49,32 @@ class Decompressor extends Transform {
   private choose(first: Buffer): void {
     this.chosen = this.declared === 'sniff' ? sniffCompression(first) : this.declared;
     if (this.chosen === 'gzip') {
-      const gunzip = createGunzip();
+      // 1 MiB output chunks: far fewer hand-offs to the write stream than zlib's 16 KiB default.
+      const gunzip = createGunzip({ chunkSize: 1 << 20 });
       gunzip.on('data', (d: Buffer) => this.push(d));
       let failed: Error | undefined;
-      gunzip.on('error', (e) => (failed = e));
+      // The callback waiting on gunzip (drain or end); an error must reach it, or the stream hangs.
+      let waiting: TransformCallback | undefined;
+      const settle = (e: Error | null) => {
+        const cb = waiting;
+        waiting = undefined;
+        cb?.(e);
+      };
+      gunzip.on('error', (e) => {
+        failed = new Error(`gzip: ${e.message}`);
+        settle(failed);
+      });
+      gunzip.on('drain', () => settle(null));
+      gunzip.on('end', () => settle(null));
       this.inner = (chunk, final, cb) => {
         if (failed) return cb(failed);
         if (final) {
-          gunzip.once('end', () => cb(failed ?? null));
-          gunzip.once('error', (e) => cb(e));
+          waiting = cb;
           gunzip.end(chunk.length > 0 ? chunk : undefined);
           return;
         }
         if (gunzip.write(chunk)) cb();
-        else gunzip.once('drain', () => cb(failed ?? null));
+        else waiting = cb;
       };
     } else if (this.chosen === 'zstd') {
       const z = new ZstdDecompress((data) => this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
@@ -125,7 +137,7 @@ export class BlobSink {
 
   constructor(path: string, compression: Compression | 'sniff') {
     this.decompress = new Decompressor(compression);
-    this.done = pipeline(this.decompress, this.content, createWriteStream(path, { flags: 'r+' }));
+    this.done = pipeline(this.decompress, this.content, createWriteStream(path, { flags: 'r+', highWaterMark: 1 << 20 }));
     this.done.catch(() => undefined); // observed through write()/end()
   }
 

@@ -12,7 +12,7 @@ import { describeDecodeError } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../core/element.js';
-import { digestError, inputError } from '../../core/errors.js';
+import { digestError, inputError, OccystrapError } from '../../core/errors.js';
 import { layerCompression } from '../../core/media-types.js';
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
@@ -72,7 +72,7 @@ export class RegistryInput implements ImageInput {
       mediaType: l.mediaType,
       size: l.size,
     }));
-    const image = { name: `${ref.host}/${ref.name}`, tag: ref.digest && ref.tag === ref.digest ? 'latest' : ref.tag, ...(ref.digest ? { digest: ref.digest } : {}) };
+    const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, ...(ref.digest ? { digest: ref.digest } : {}) };
     return {
       resolved,
       config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers },
@@ -109,13 +109,15 @@ export class RegistryInput implements ImageInput {
       const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${digestHex(blob.digest).slice(0, 16)}` });
       try {
         const sink = new BlobSink(file.path, layerCompression(blob.mediaType) ?? 'sniff');
+        let result;
         try {
           await this.client.downloadBlob(blob, sink, this.options.retries, taskSignal);
+          result = await sink.end();
         } catch (e) {
           await sink.abort(e instanceof Error ? e : new Error(String(e)));
-          throw e;
+          if (OccystrapError.is(e) || taskSignal.aborted) throw e;
+          throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} cannot be decompressed (${(e as Error).message}); the registry sent corrupt data`);
         }
-        const result = await sink.end();
         if (result.rawDigest !== blob.digest) {
           throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
         }

@@ -77,7 +77,11 @@ export class RegistryClient {
         return response;
       }
       if (!(await this.auth.handleUnauthorized(response, this.scope, signal))) {
-        throw this.fail(`not authorized (HTTP 401) for ${this.options.name}; give --username/--password or log in with docker/podman`);
+        throw this.fail(
+          this.options.credentials
+            ? `not authorized (HTTP 401) for ${this.options.name}: the registry refused the credentials from ${this.options.credentials.source}; check the username and password`
+            : `not authorized (HTTP 401) for ${this.options.name}; give --username/--password or log in with docker/podman`,
+        );
       }
     }
   }
