@@ -6,7 +6,7 @@
 #   bash scripts/ensure-system-deps.sh
 set -euo pipefail
 
-packages=(skopeo umoci podman docker-registry uidmap fuse-overlayfs zstd time libcap2-bin)
+packages=(skopeo umoci podman docker-registry uidmap fuse-overlayfs zstd time libcap2-bin apache2-utils openssl)
 
 is_installed() { # <package>
   if command -v dpkg-query >/dev/null 2>&1; then
@@ -18,6 +18,7 @@ is_installed() { # <package>
     uidmap) command -v newuidmap ;;
     time) [[ -x /usr/bin/time ]] ;;
     libcap2-bin) command -v setcap ;;
+    apache2-utils) command -v htpasswd ;; # htpasswd -B for the registry tests
     *) command -v "$1" ;;
   esac >/dev/null 2>&1
 }
