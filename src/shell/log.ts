@@ -71,9 +71,11 @@ export function reportProgress(elements: AsyncIterable<ImageElement>, reporter: 
       let done = 0;
       let bytes = 0;
       let previous: ImageElement | undefined;
+      let configSeen = false;
       const finish = () => {
         if (!previous) return;
         if (previous._tag === 'Config') {
+          configSeen = true;
           total = previous.layers.length;
           reporter.progress(`config ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${total} layers`);
         } else {
@@ -81,7 +83,9 @@ export function reportProgress(elements: AsyncIterable<ImageElement>, reporter: 
           const size = previous.payload._tag === 'Owned' ? previous.payload.size : 0;
           bytes += size;
           const state = previous.payload._tag === 'Owned' ? formatBytes(size) : `skipped (${previous.payload.reason})`;
-          reporter.progress(`layer ${done}/${total} ${previous.layer.diffId.slice(0, 19)} ${state}, ${formatBytes(bytes)} so far`);
+          // Content filters re-emit the config after the layers: no total before it.
+          const position = configSeen ? `${done}/${total}` : `${done}`;
+          reporter.progress(`layer ${position} ${previous.layer.diffId.slice(0, 19)} ${state}, ${formatBytes(bytes)} so far`);
         }
         previous = undefined;
       };

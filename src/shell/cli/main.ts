@@ -11,6 +11,8 @@ import { OccystrapError } from '../../core/errors.js';
 import { GlobalCommand, hoistGlobalOptions } from './options.js';
 import { ProcessCommand } from './process.js';
 import { InfoCommand } from './info.js';
+import { SearchCommand } from './search.js';
+import { CheckCommand } from './check.js';
 import { InterruptedError } from './signals.js';
 
 export { VERSION } from '../version.js';
@@ -20,6 +22,8 @@ export function buildCli(): Cli {
   const cli = new Cli({ binaryLabel: 'occystrap', binaryName: 'occystrap', binaryVersion: VERSION, enableCapture: false, enableColors: process.stdout.isTTY === true && process.env['NO_COLOR'] === undefined });
   cli.register(ProcessCommand);
   cli.register(InfoCommand);
+  cli.register(SearchCommand);
+  cli.register(CheckCommand);
   cli.register(Builtins.HelpCommand);
   cli.register(Builtins.VersionCommand);
   return cli;

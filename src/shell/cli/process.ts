@@ -4,15 +4,13 @@
  * @module
  */
 import { Command, Option } from 'clipanion';
-import type { Effects, OwnershipEffect, ReplyOf } from '../../core/ownership.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
 import { openInput, openOutput } from '../endpoints.js';
 import { buildFilters } from '../filters.js';
 import { formatBytes, Reporter, reportProgress } from '../log.js';
-import { TempScope } from '../scope.js';
 import { GlobalCommand } from './options.js';
-import { withSignals } from './signals.js';
+import { runInScope } from './run-pipeline.js';
 
 export class ProcessCommand extends GlobalCommand {
   static override paths = [['process']];
@@ -23,8 +21,10 @@ export class ProcessCommand extends GlobalCommand {
       Layers are handed over, not copied: a layer's temp file is renamed into a dir:// store.
       A failed or interrupted run leaves no partial output and no temp files.
 
-      Sources: tar://FILE[?index=N|?tag=NAME:TAG] (a docker-save tarball; file:// is the same).
+      Sources: registry://HOST/NAME[:TAG|@DIGEST][?insecure=true&os=&arch=&variant=&username=&password=&max_workers=N],
+      tar://FILE[?index=N|?tag=NAME:TAG] (a docker-save tarball; file:// is the same).
       Destinations: tar://FILE (docker-loadable), dir://DIR[?unique_names=true].
+      Filters: normalize-timestamps[:ts=N], exclude:pattern=GLOB[,pattern=GLOB...], search:pattern=P[,regex=true][,script_friendly=true], inspect:file=PATH.
 
       Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted.
     `,
@@ -32,6 +32,8 @@ export class ProcessCommand extends GlobalCommand {
       ['Unpack a docker-save tarball into a directory store', '$0 process tar://image.tar dir://store'],
       ['Several images in one store, with 8 workers', '$0 -j 8 process tar://a.tar dir://store?unique_names=true'],
       ['Pick the second image of a multi-image archive', '$0 process "tar://all.tar?index=1" tar://one.tar'],
+      ['Pull from a local plain-HTTP registry', '$0 --insecure process registry://127.0.0.1:5000/team/app:1.2 tar://app.tar'],
+      ['Reproducible layers without .git directories', '$0 process tar://in.tar tar://out.tar -f normalize-timestamps -f "exclude:pattern=**/.git/**"'],
     ],
   });
 
@@ -43,7 +45,7 @@ export class ProcessCommand extends GlobalCommand {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
     const input = await openInput(this.source, settings);
-    const output: ImageOutput = openOutput(this.destination);
+    const output: ImageOutput = openOutput(this.destination, settings);
     const filters = buildFilters(this.filters);
 
     const started = performance.now();
@@ -53,24 +55,7 @@ export class ProcessCommand extends GlobalCommand {
       wants: output.wants,
       consume: (elements, ctx) => output.consume(reportProgress(elements, reporter), ctx),
     };
-    const openScope = () =>
-      TempScope.open({
-        parent: settings.tempDir,
-        onCrossDeviceCopy: (from, to) =>
-          reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
-      });
-
-    const summary = await withSignals(openScope, reporter, async (signal, scope) => {
-      reporter.verbose(`temp files in ${scope.runDir}`);
-      const effects: Effects =
-        settings.logLevel === 'debug'
-          ? {
-              perform: <E extends OwnershipEffect>(e: E): Promise<ReplyOf<E>> => {
-                reporter.debug(describeEffect(e));
-                return scope.perform(e);
-              },
-            }
-          : scope;
+    const summary = await runInScope(settings, reporter, async ({ effects, signal }) => {
       try {
         return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
       } finally {
@@ -86,21 +71,8 @@ export class ProcessCommand extends GlobalCommand {
     }
     const skipped = summary.layersSkipped > 0 ? ` (${summary.layersSkipped} skipped)` : '';
     const copied = summary.copiedAcrossDevices > 0 ? `, ${summary.copiedAcrossDevices} copied across filesystems` : '';
-    const retried = net && net.retries > 0 ? `, ${net.retries} retries${net.rateLimited > 0 ? ` (${net.rateLimited} rate-limited)` : ''}` : '';
+    const retried = net && net.retries > 0 ? `, ${net.retries} ${net.retries === 1 ? 'retry' : 'retries'}${net.rateLimited > 0 ? ` (${net.rateLimited} rate-limited)` : ''}` : '';
     reporter.line(`Summary: 1 image, ${summary.layers} layers${skipped}, ${formatBytes(summary.bytes)}, ${seconds.toFixed(1)}s${copied}${retried}`);
     return 0;
-  }
-}
-
-function describeEffect(e: OwnershipEffect): string {
-  switch (e._tag) {
-    case 'CreateTemp':
-      return `create temp (${e.purpose}) for ${e.owner}`;
-    case 'HandOver':
-      return `hand over #${e.file.id} ${e.from} -> ${e.to}`;
-    case 'MoveIntoPlace':
-      return `move #${e.file.id} into ${e.destination} (${e.owner})`;
-    case 'Release':
-      return `release #${e.file.id} (${e.owner})`;
   }
 }

@@ -1,0 +1,389 @@
+/**
+ * The `search` filter: list the paths in every layer that match a glob or a regular
+ * expression, and pass the image on untouched.
+ *
+ * Layer bytes reach this pure module through a port ({@link ReadLayer}): the shell gives
+ * a function that streams a temp file the caller owns. The tar is parsed here with
+ * tar-stream (pure stream code); nothing is written.
+ *
+ * @module
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import * as tarStream from 'tar-stream';
+import type { Digest } from '../digest.js';
+import type { ImageElement, ImageName } from '../element.js';
+import type { TempFile } from '../ownership.js';
+import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
+import { globMatcher } from './glob.js';
+
+// ------------------------------------------------------------------ ports
+
+/**
+ * Port: stream the bytes of a temp file. The caller must own `file` for as long as it
+ * reads (a `TempFile` path is valid only while its holder owns it).
+ */
+export type ReadLayer = (file: TempFile, signal: AbortSignal) => AsyncIterable<Uint8Array>;
+
+// ------------------------------------------------------------ tar entries
+
+/** Entry kinds, named as occystrap names them. */
+export type EntryKind = 'file' | 'directory' | 'symlink' | 'hardlink' | 'fifo' | 'character device' | 'block device' | 'unknown';
+
+/** What a tar header says about one entry (data is not read). */
+export interface TarEntryInfo {
+  /** The path as stored (PAX `path` and GNU long names applied); a directory's trailing `/` removed. */
+  readonly path: string;
+  readonly kind: EntryKind;
+  readonly size: number;
+  /** Full mode bits, setuid/setgid/sticky included. */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** Seconds since the epoch; a PAX `mtime` record wins over the header (it may be negative or fractional). */
+  readonly mtime: number;
+  /** Target of a symlink or hardlink. */
+  readonly linkname?: string;
+}
+
+function kindOf(type: string | null | undefined): EntryKind {
+  switch (type) {
+    case 'file':
+    case 'contiguous-file':
+      return 'file';
+    case 'directory':
+      return 'directory';
+    case 'symlink':
+      return 'symlink';
+    case 'link':
+      return 'hardlink';
+    case 'fifo':
+      return 'fifo';
+    case 'character-device':
+      return 'character device';
+    case 'block-device':
+      return 'block device';
+    default:
+      return 'unknown';
+  }
+}
+
+function describeHeader(header: tarStream.Header): TarEntryInfo {
+  const pax = (header.pax ?? {}) as Record<string, string>;
+  const paxMtime = pax['mtime'] !== undefined ? Number(pax['mtime']) : NaN;
+  const mtime = Number.isFinite(paxMtime) ? paxMtime : header.mtime instanceof Date ? header.mtime.getTime() / 1000 : 0;
+  const kind = kindOf(header.type);
+  let path = header.name;
+  if (kind === 'directory' && path.length > 1) path = path.replace(/\/+$/, '');
+  const info: TarEntryInfo = {
+    path,
+    kind,
+    size: header.size ?? 0,
+    mode: header.mode ?? 0,
+    uid: header.uid ?? 0,
+    gid: header.gid ?? 0,
+    mtime,
+    ...((kind === 'symlink' || kind === 'hardlink') && header.linkname != null ? { linkname: header.linkname } : {}),
+  };
+  return info;
+}
+
+/** Raised when a layer is not a readable tar. */
+export class TarFormatError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TarFormatError';
+  }
+}
+
+/**
+ * The entries of a tar stream, header by header, in archive order. Entry data is skipped.
+ * A malformed tar raises {@link TarFormatError}; an error of `bytes` itself is raised as
+ * is. An empty stream (zero bytes) is not a tar. Returning early stops reading `bytes`.
+ */
+export async function* tarEntries(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<TarEntryInfo, void, undefined> {
+  const extract = tarStream.extract();
+  let total = 0;
+  let stopped = false;
+  let sourceError: unknown;
+  const waitDrain = () =>
+    new Promise<void>((resolve) => {
+      const done = () => {
+        extract.off('drain', done);
+        extract.off('close', done);
+        resolve();
+      };
+      extract.on('drain', done);
+      extract.on('close', done);
+    });
+  const pump = (async () => {
+    try {
+      for await (const chunk of bytes) {
+        if (stopped || extract.destroyed) return;
+        total += chunk.length;
+        if (!extract.write(chunk)) await waitDrain();
+      }
+      if (!extract.destroyed) (extract as unknown as { end(): void }).end();
+    } catch (e) {
+      sourceError = e;
+      extract.destroy(e instanceof Error ? e : new Error(String(e)));
+    }
+  })();
+  try {
+    try {
+      for await (const entry of extract) {
+        const info = describeHeader(entry.header);
+        entry.resume();
+        yield info;
+      }
+    } catch (e) {
+      if (sourceError !== undefined) throw sourceError;
+      throw new TarFormatError(describeTarProblem(e));
+    }
+    await pump;
+    if (sourceError !== undefined) throw sourceError;
+    if (total === 0) throw new TarFormatError('empty file (0 bytes)');
+  } finally {
+    stopped = true;
+    if (!extract.destroyed) (extract as unknown as { destroy(): void }).destroy();
+    await pump;
+  }
+}
+
+function describeTarProblem(e: unknown): string {
+  const message = (e as Error)?.message ?? String(e);
+  if (/unexpected end/i.test(message)) return 'truncated (unexpected end of data)';
+  return message.replace(/\s*Maybe the tar is corrupted or it needs to be gunzipped\?/, '').trim() || 'unreadable';
+}
+
+// ---------------------------------------------------------------- matching
+
+export interface SearchOptions {
+  readonly pattern: string;
+  /** Regular expression, found anywhere in the path (JavaScript syntax), instead of a glob. */
+  readonly regex: boolean;
+  /** `image:tag:layer:path` lines instead of the human report. */
+  readonly scriptFriendly: boolean;
+}
+
+/**
+ * The matcher: a glob must match the full path or its basename (fnmatch semantics, `*`
+ * crosses `/`); a regex is searched anywhere in the path.
+ */
+export function searchMatcher(options: Pick<SearchOptions, 'pattern' | 'regex'>): E.Either<string, (path: string) => boolean> {
+  if (options.regex) {
+    let re: RegExp;
+    try {
+      re = new RegExp(options.pattern, 'u');
+    } catch (e) {
+      return E.left(`invalid regular expression ${JSON.stringify(options.pattern)}: ${(e as Error).message}`);
+    }
+    return E.right((path) => re.test(path));
+  }
+  const matches = globMatcher(options.pattern);
+  return E.right((path) => {
+    if (matches(path)) return true;
+    const slash = path.lastIndexOf('/');
+    return slash >= 0 && matches(path.slice(slash + 1));
+  });
+}
+
+function flag(options: Readonly<Record<string, unknown>>, ...keys: string[]): E.Either<string, boolean> {
+  for (const key of keys) {
+    if (!Object.hasOwn(options, key)) continue;
+    const v = options[key];
+    if (typeof v === 'boolean') return E.right(v);
+    if (v === 1 || v === 0) return E.right(v === 1);
+    return E.left(`search: ${key}= takes true or false, got ${JSON.stringify(v)}`);
+  }
+  return E.right(false);
+}
+
+/**
+ * Options of `-f search:pattern=P[,regex=true][,script_friendly=true]`
+ * (`script-friendly` is accepted too).
+ */
+export function parseSearchOptions(options: Readonly<Record<string, unknown>>): E.Either<string, SearchOptions> {
+  const known = ['pattern', 'regex', 'script_friendly', 'script-friendly'];
+  const unknown = Object.keys(options).filter((k) => !known.includes(k));
+  if (unknown.length > 0) return E.left(`search: unknown option ${unknown.join(', ')}; it takes pattern=P, regex=true|false, script_friendly=true|false`);
+  const raw = Object.hasOwn(options, 'pattern') ? options['pattern'] : undefined;
+  if (raw === undefined || raw === true || raw === '') return E.left('search needs a pattern: -f search:pattern=GLOB (or pattern=REGEX,regex=true)');
+  if (Array.isArray(raw)) return E.left('search takes one pattern= (a "," inside a pattern cannot be written in a -f spec; use the search command)');
+  if (typeof raw === 'boolean') return E.left(`search: pattern= got ${JSON.stringify(raw)}`);
+  const regex = flag(options, 'regex');
+  if (E.isLeft(regex)) return regex;
+  const scriptFriendly = flag(options, 'script_friendly', 'script-friendly');
+  if (E.isLeft(scriptFriendly)) return scriptFriendly;
+  const parsed: SearchOptions = { pattern: String(raw), regex: regex.right, scriptFriendly: scriptFriendly.right };
+  const matcher = searchMatcher(parsed);
+  if (E.isLeft(matcher)) return E.left(`search: ${matcher.left}`);
+  return E.right(parsed);
+}
+
+// ------------------------------------------------------------------ report
+
+export interface SearchMatch {
+  readonly path: string;
+  readonly entry: TarEntryInfo;
+}
+
+export interface LayerMatches {
+  /** Manifest position of the first layer with this content. */
+  readonly index: number;
+  readonly diffId: Digest;
+  readonly matches: readonly SearchMatch[];
+}
+
+export interface SearchReport {
+  readonly image: ImageName;
+  /** Layers with at least one match, in manifest order. */
+  readonly layers: readonly LayerMatches[];
+  /** Layers that were searched (distinct contents). */
+  readonly layersSearched: number;
+  /** Layers that could not be read as tar, with the reason. */
+  readonly unreadable: readonly { readonly index: number; readonly diffId: Digest; readonly reason: string }[];
+}
+
+function layerName(diffId: Digest): string {
+  return diffId.startsWith('sha256:') ? diffId.slice('sha256:'.length) : diffId;
+}
+
+/** One line per match for the human report. */
+function describeMatch(m: SearchMatch): string {
+  const e = m.entry;
+  if (e.kind === 'symlink' || e.kind === 'hardlink') return `${m.path} -> ${e.linkname ?? ''} (${e.kind})`;
+  if (e.kind === 'file') return `${m.path} (file, ${e.size} bytes)`;
+  return `${m.path} (${e.kind})`;
+}
+
+/**
+ * The report as text, exactly as occystrap prints it:
+ *
+ * - script-friendly: `image:tag:layer:path` per match (layer = diff_id hex), nothing when
+ *   there is no match;
+ * - human: `Layer: <diff_id hex>` then one indented line per match and a blank line, for
+ *   each layer with matches, then `Found N match(es) in M layer(s).`; with no match,
+ *   `No matches found.`
+ */
+export function formatSearchReport(report: SearchReport, scriptFriendly: boolean): string {
+  const total = report.layers.reduce((n, l) => n + l.matches.length, 0);
+  if (scriptFriendly) {
+    let out = '';
+    for (const layer of report.layers) {
+      for (const m of layer.matches) out += `${report.image.name}:${report.image.tag}:${layerName(layer.diffId)}:${m.path}\n`;
+    }
+    return out;
+  }
+  if (total === 0) return 'No matches found.\n';
+  let out = '';
+  for (const layer of report.layers) {
+    out += `Layer: ${layerName(layer.diffId)}\n`;
+    for (const m of layer.matches) out += `  ${describeMatch(m)}\n`;
+    out += '\n';
+  }
+  const layers = report.layers.length;
+  out += `Found ${total} match${total === 1 ? '' : 'es'} in ${layers} layer${layers === 1 ? '' : 's'}.\n`;
+  return out;
+}
+
+/** The report as one JSON document (for `occystrap -O json search`). */
+export function searchReportJson(report: SearchReport): unknown {
+  return {
+    image: report.image.name,
+    tag: report.image.tag,
+    layersSearched: report.layersSearched,
+    matches: report.layers.flatMap((l) =>
+      l.matches.map((m) => ({
+        layer: layerName(l.diffId),
+        index: l.index,
+        path: m.path,
+        type: m.entry.kind,
+        size: m.entry.size,
+        mode: m.entry.mode,
+        uid: m.entry.uid,
+        gid: m.entry.gid,
+        mtime: m.entry.mtime,
+        ...(m.entry.linkname !== undefined ? { linkname: m.entry.linkname } : {}),
+      })),
+    ),
+    unreadable: report.unreadable.map((u) => ({ layer: layerName(u.diffId), index: u.index, reason: u.reason })),
+  };
+}
+
+// ------------------------------------------------------------------ filter
+
+export interface SearchFilterOptions {
+  readonly pattern: string;
+  readonly regex?: boolean;
+  readonly read: ReadLayer;
+  /** Called once, when the stream has ended without error, with everything found. */
+  readonly report: (report: SearchReport) => void | Promise<void>;
+  /** A layer that is not a readable tar (it is reported and skipped, as occystrap does). */
+  readonly warn?: (message: string) => void;
+}
+
+/**
+ * A pass-through that searches every layer it sees. It re-yields each element unchanged
+ * and never releases a file it passes on. Its `wants` answers true, so the input delivers
+ * every layer (an output that already had one receives it anyway). A layer whose content
+ * (diff_id) was already searched, and a layer delivered without data, are not searched
+ * again.
+ */
+export class SearchFilter implements ImageFilter {
+  readonly name = 'search';
+  private readonly matches: (path: string) => boolean;
+
+  constructor(private readonly options: SearchFilterOptions) {
+    const matcher = searchMatcher({ pattern: options.pattern, regex: options.regex ?? false });
+    if (E.isLeft(matcher)) throw new Error(matcher.left);
+    this.matches = matcher.right;
+  }
+
+  wants(_inner: WantsLayer): WantsLayer {
+    return async () => true;
+  }
+
+  apply(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncIterable<ImageElement> {
+    return this.run(elements, ctx);
+  }
+
+  private async *run(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncGenerator<ImageElement, void, undefined> {
+    let image: ImageName = { name: 'unknown', tag: 'unknown' };
+    const found = new Map<Digest, LayerMatches>();
+    const unreadable: { index: number; diffId: Digest; reason: string }[] = [];
+    const searched = new Set<Digest>();
+    for await (const element of elements) {
+      if (element._tag === 'Config') {
+        image = element.image;
+      } else if (element.payload._tag === 'Owned' && !searched.has(element.layer.diffId)) {
+        searched.add(element.layer.diffId);
+        const result = await this.searchLayer(element.payload.file, ctx.signal);
+        if (result._tag === 'Unreadable') {
+          unreadable.push({ index: element.layer.index, diffId: element.layer.diffId, reason: result.reason });
+          this.options.warn?.(`search: layer ${element.layer.index} (${element.layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
+        } else if (result.matches.length > 0) {
+          found.set(element.layer.diffId, { index: element.layer.index, diffId: element.layer.diffId, matches: result.matches });
+        }
+      }
+      yield element;
+    }
+    const layers = [...found.values()].sort((a, b) => a.index - b.index);
+    await this.options.report({ image, layers, layersSearched: searched.size, unreadable: unreadable.sort((a, b) => a.index - b.index) });
+  }
+
+  private async searchLayer(
+    file: TempFile,
+    signal: AbortSignal,
+  ): Promise<{ _tag: 'Found'; matches: SearchMatch[] } | { _tag: 'Unreadable'; reason: string }> {
+    const matches: SearchMatch[] = [];
+    try {
+      for await (const entry of tarEntries(this.options.read(file, signal))) {
+        if (this.matches(entry.path)) matches.push({ path: entry.path, entry });
+      }
+    } catch (e) {
+      if (e instanceof TarFormatError && !signal.aborted) return { _tag: 'Unreadable', reason: e.message };
+      throw e;
+    }
+    return { _tag: 'Found', matches };
+  }
+}

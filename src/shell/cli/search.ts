@@ -1,0 +1,95 @@
+/**
+ * `occystrap search SOURCE PATTERN [--regex] [--script-friendly]`: list the paths in the
+ * image's layers that match PATTERN. Nothing is stored: every layer is read by the search
+ * filter and then released.
+ *
+ * @module
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { Command, Option } from 'clipanion';
+import { usageError } from '../../core/errors.js';
+import { formatSearchReport, searchMatcher, SearchFilter, type SearchReport, searchReportJson } from '../../core/filters/search.js';
+import { runPipeline } from '../../core/pipeline/compose.js';
+import type { ImageElement } from '../../core/element.js';
+import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
+import { readLayerFile } from '../check-layers.js';
+import { openInput } from '../endpoints.js';
+import { Reporter } from '../log.js';
+import { GlobalCommand } from './options.js';
+import { runInScope } from './run-pipeline.js';
+
+/** The end of a search-only pipeline: counts what arrives and releases every layer file. */
+export function discardOutput(): ImageOutput {
+  return {
+    description: 'search',
+    order: 'completion',
+    wants: async () => true,
+    async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
+      let layers = 0;
+      let skipped = 0;
+      let bytes = 0;
+      for await (const element of elements) {
+        if (element._tag !== 'Layer') continue;
+        layers++;
+        if (element.payload._tag === 'Owned') {
+          bytes += element.payload.size;
+          await ctx.effects.perform({ _tag: 'Release', file: element.payload.file, owner: ctx.owner });
+        } else skipped++;
+      }
+      return { destination: 'search', layers, layersSkipped: skipped, bytes, copiedAcrossDevices: 0 };
+    },
+  };
+}
+
+export class SearchCommand extends GlobalCommand {
+  static override paths = [['search']];
+  static override usage = Command.Usage({
+    description: "List the files in an image's layers whose path matches a pattern",
+    details: `
+      Reads every layer of the image at SOURCE and prints the entries whose path matches PATTERN. Nothing is written but the report (on stdout).
+
+      PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a JavaScript regular expression, found anywhere in the path.
+
+      The report lists, per layer (named by its diff_id), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.
+    `,
+    examples: [
+      ['Shells in an image', '$0 search tar://image.tar "bin/*sh"'],
+      ['Python files, by regex, for a script', '$0 search --regex --script-friendly tar://image.tar "\\\\.py$"'],
+    ],
+  });
+
+  source = Option.String({ name: 'SOURCE' });
+  pattern = Option.String({ name: 'PATTERN' });
+  regex = Option.Boolean('--regex', false, { description: 'PATTERN is a regular expression, searched anywhere in the path' });
+  scriptFriendly = Option.Boolean('--script-friendly', false, { description: 'Print IMAGE:TAG:LAYER:PATH per match, nothing else' });
+
+  override async execute(): Promise<number> {
+    const settings = this.settings();
+    const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
+    if (this.pattern === '') throw usageError('search needs a non-empty PATTERN');
+    const matcher = searchMatcher({ pattern: this.pattern, regex: this.regex });
+    if (E.isLeft(matcher)) throw usageError(matcher.left);
+    const input = await openInput(this.source, settings);
+
+    let report: SearchReport | undefined;
+    const filter = new SearchFilter({
+      pattern: this.pattern,
+      regex: this.regex,
+      read: readLayerFile,
+      report: (r) => {
+        report = r;
+      },
+      warn: (message) => reporter.line(`occystrap: warning: ${message}`),
+    });
+    await runInScope(settings, reporter, async ({ effects, signal }) => {
+      try {
+        return await runPipeline({ input, filters: [filter], output: discardOutput(), effects, signal, parallelism: settings.parallel });
+      } finally {
+        await input.close?.();
+      }
+    });
+    if (!report) return 1; // unreachable: the filter reports whenever the stream ended
+    this.context.stdout.write(settings.outputFormat === 'json' ? `${JSON.stringify(searchReportJson(report), null, 2)}\n` : formatSearchReport(report, this.scriptFriendly));
+    return 0;
+  }
+}
