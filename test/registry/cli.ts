@@ -75,7 +75,8 @@ export function assertFailsOneLine(r: RunResult, ws: Workspace, status = 1): str
 export interface StoreExpectation {
   configDigest: string;
   diffIds: readonly string[];
-  repoTag: string;
+  /** undefined: the image is stored untagged (pulled by digest). */
+  repoTag: string | undefined;
 }
 
 /** A dir:// store holds the image: manifest, config bytes, each layer hashing to its diff_id. */
@@ -85,7 +86,7 @@ export async function assertDirStore(store: string, expected: StoreExpectation):
     {
       Config: `${hexOf(expected.configDigest)}.json`,
       Layers: expected.diffIds.map((d) => `${hexOf(d)}/layer.tar`),
-      RepoTags: [expected.repoTag],
+      RepoTags: expected.repoTag === undefined ? [] : [expected.repoTag],
     },
   ]);
   assert.equal(await sha256File(path.join(store, `${hexOf(expected.configDigest)}.json`)), expected.configDigest, 'config bytes');
