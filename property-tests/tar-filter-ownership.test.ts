@@ -31,20 +31,12 @@ import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, withDead
 import { isInjected, MemoryFs } from './support/memory-fs.js';
 import { InjectedError, peekOutput } from './support/model-pipeline.js';
 import { realScope } from './support/scopes.js';
+import { concatBytes as concat } from '../src/core/bytes.js';
 
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
 const toText = (b: Uint8Array) => Buffer.from(b).toString('latin1');
 const toBytes = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 /** A small real layer: a few files with xattrs and sub-second times. */
 function layerTar(i: number, files: number): Uint8Array {

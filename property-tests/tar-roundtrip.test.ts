@@ -22,6 +22,7 @@ import { isReservedPaxKey, MAX_OCTAL_11, MAX_OCTAL_7, octalMax, TYPEFLAGS, USTAR
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarEntryType, type TarHeader } from '../src/core/tar/header.js';
 import { parsePaxTime, readTar } from '../src/core/tar/reader.js';
 import { rewriteTar, sameHeader } from '../src/core/tar/rewrite.js';
+import { concatBytes as concat } from '../src/core/bytes.js';
 
 const enc = new TextEncoder();
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-tar-props-'));
@@ -120,15 +121,6 @@ function headerArb(maxSize: number): fc.Arbitrary<TarHeader> {
 
 // ------------------------------------------------------------------ helpers
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 async function* chunks(bytes: Uint8Array, sizes: readonly number[]): AsyncGenerator<Uint8Array> {
   let o = 0;

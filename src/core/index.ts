@@ -22,6 +22,7 @@ export * from './pipeline/compose.js';
 export * from './plans/docker-save.js';
 export * from './plans/dir-store.js';
 export * from './tar/header.js';
+export * from './bytes.js';
 export * from './filters/glob.js';
 export * from './filters/search.js';
 export * from './filters/inspect.js';

@@ -17,6 +17,7 @@ import {
   splitUstarPath,
   type TarHeader,
 } from '../../src/core/tar/header.js';
+import { concatBytes as concat } from '../../src/core/bytes.js';
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -28,15 +29,6 @@ interface Entry {
 const encoder = new TextEncoder();
 const bytesOf = (s: string) => encoder.encode(s);
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 function archive(entries: readonly Entry[]): Uint8Array {
   const parts: Uint8Array[] = [];

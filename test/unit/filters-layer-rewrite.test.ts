@@ -16,19 +16,11 @@ import { type Effects, Ledger, type OwnershipEffect, type ReplyOf, type TempFile
 import type { StageContext } from '../../src/core/pipeline/types.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
 import { readTar } from '../../src/core/tar/reader.js';
+import { concatBytes as concat } from '../../src/core/bytes.js';
 
 const enc = new TextEncoder();
 const sha = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}` as Digest;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 const H = (p: Partial<TarHeader> & Pick<TarHeader, 'name'>): TarHeader => ({ type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000.5, ...p });
 function tar(entries: readonly { header: TarHeader; data?: string }[]): Uint8Array {

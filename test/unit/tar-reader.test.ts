@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import * as tarStream from 'tar-stream';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
 import { parsePaxRecords, readTar, TarReadError, type TarEntry } from '../../src/core/tar/reader.js';
+import { concatBytes as concat } from '../../src/core/bytes.js';
 
 const enc = new TextEncoder();
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-tar-reader-'));
@@ -22,15 +23,6 @@ const tmp = () => {
 const isRoot = process.getuid?.() === 0;
 const tarEnv = { ...process.env, TZ: 'UTC', LC_ALL: 'C.UTF-8' };
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);

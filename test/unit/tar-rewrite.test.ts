@@ -12,6 +12,7 @@ import { EMPTY_LAYER_DIFF_ID } from '../../src/core/digest.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
 import { readTar, TarReadError } from '../../src/core/tar/reader.js';
 import { emptyRewriteStats, rewriteTar, sameHeader, type TarTransform } from '../../src/core/tar/rewrite.js';
+import { concatBytes as concat } from '../../src/core/bytes.js';
 
 const enc = new TextEncoder();
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-tar-rewrite-'));
@@ -26,15 +27,6 @@ const isRoot = process.getuid?.() === 0;
 const tarEnv = { ...process.env, TZ: 'UTC', LC_ALL: 'C.UTF-8' };
 const identity: TarTransform = (h) => h;
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
 
 async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);

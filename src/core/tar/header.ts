@@ -9,6 +9,7 @@
  * @module
  */
 import { MAX_OCTAL_11, MAX_OCTAL_7, TYPEFLAGS, USTAR_FIELDS, isReservedPaxKey } from './fields.js';
+import { concatBytes as concat } from '../bytes.js';
 
 export type TarEntryType = 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo';
 
@@ -234,13 +235,3 @@ export function encodeHeader(h: TarHeader): Uint8Array {
  */
 export const END_OF_ARCHIVE = new Uint8Array(BLOCK * 2);
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}

@@ -23,6 +23,7 @@
  */
 import { formatPaxTime, mtimeNeedsPax, type PaxValue, type TarEntryType, type TarHeader, BLOCK, paddingFor } from './header.js';
 import { GNU_FIELDS, USTAR_FIELDS, type UstarField } from './fields.js';
+import { concatBytes as concat } from '../bytes.js';
 
 /** A tar stream that cannot be read: malformed, truncated, or using an unsupported feature. */
 export class TarReadError extends Error {
@@ -514,12 +515,3 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
   }
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
