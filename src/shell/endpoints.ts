@@ -11,9 +11,9 @@ import type { ImageSelector } from '../core/plans/docker-save.js';
 import { booleanOption, checkKnownOptions, parseRegistryReference, parseUri, redactUri, type UriOptions } from '../core/uri.js';
 import { DEFAULT_PLATFORM, type PlatformWanted } from '../core/platform.js';
 import { normalizeRegistryReference } from '../core/registry-naming.js';
-import { RegistryInput } from './inputs/registry.js';
-import { resolveCredentials } from './registry/credentials.js';
-import { HttpClient } from './registry/http.js';
+// The registry modules (and undici) load only when a registry:// URI is used: start-up
+// of tar:// runs stays short.
+import type { RegistryInput } from './inputs/registry.js';
 import { VERSION } from './version.js';
 import { DockerSaveInput } from './inputs/docker-save.js';
 import { DirOutput } from './outputs/dir.js';
@@ -95,6 +95,11 @@ async function openRegistryInput(uri: string, body: string, options: UriOptions,
   const parallel = typeof workers === 'number' ? workers : (settings.parallel ?? 4);
   const username = stringOption(uri, options, 'username');
   const password = stringOption(uri, options, 'password');
+  const [{ RegistryInput }, { resolveCredentials }, { HttpClient }] = await Promise.all([
+    import('./inputs/registry.js'),
+    import('./registry/credentials.js'),
+    import('./registry/http.js'),
+  ]);
   const credentials = await resolveCredentials(ref.apiHost, {
     ...(username !== undefined || password !== undefined ? { uri: { ...(username !== undefined ? { username } : {}), ...(password !== undefined ? { password } : {}) } } : {}),
     cli: { username: settings.username, password: settings.password },
@@ -146,4 +151,9 @@ export function openOutput(uri: string, settings: { readonly parallel?: number }
     default:
       throw usageError(PLANNED_OUTPUTS[parsed.scheme] ?? PLANNED[parsed.scheme] ?? `unknown destination scheme "${parsed.scheme}://" in ${uri}; destinations: ${OUTPUT_SCHEMES.map((s) => `${s}://`).join(', ')}`);
   }
+}
+
+/** True for inputs opened from registry:// URIs (they can describe an image without its layers). */
+export function isRegistryInput(input: ImageInput): input is RegistryInput {
+  return typeof (input as Partial<RegistryInput>).describe === 'function';
 }

@@ -15,15 +15,14 @@ import { AbortError } from '../../core/errors.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageInput } from '../../core/pipeline/types.js';
 import { checkOutput } from '../check-layers.js';
-import { openInput } from '../endpoints.js';
-import { RegistryInput } from '../inputs/registry.js';
+import { isRegistryInput, openInput } from '../endpoints.js';
 import { Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
 /** Manifest facts from inputs that have a manifest (registry://); undefined for the others. */
 async function manifestFactsOf(input: ImageInput, signal: AbortSignal): Promise<ManifestFacts | undefined> {
-  if (!(input instanceof RegistryInput)) return undefined;
+  if (!(isRegistryInput(input))) return undefined;
   const { resolved } = await input.describe(signal);
   const m = resolved.manifest;
   return {

@@ -9,7 +9,7 @@ import { type ConfigElement, releaseElement } from '../../core/element.js';
 import { inputError } from '../../core/errors.js';
 import { formatImageInfo, imageInfo, type ImageInfo } from '../../core/image-info.js';
 import { openInput } from '../endpoints.js';
-import { RegistryInput } from '../inputs/registry.js';
+import { isRegistryInput } from '../endpoints.js';
 import { formatBytes, Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
 import { withSignals } from './signals.js';
@@ -38,7 +38,7 @@ export class InfoCommand extends GlobalCommand {
     const input = await openInput(this.source, settings);
     let info: ImageInfo;
     try {
-      if (input instanceof RegistryInput) {
+      if (isRegistryInput(input)) {
         const { resolved, config } = await input.describe();
         info = imageInfo(config, {
           mediaType: resolved.manifestMediaType,
