@@ -249,21 +249,11 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     extract.destroy(err);
   };
   signal.addEventListener('abort', onAbort, { once: true });
-  // A truncated archive fails the extractor, not always the entry being read: pass it on.
-  let currentEntry: Readable | undefined;
-  const failEntry = (e?: unknown) => {
-    const entry = currentEntry;
-    if (entry && !entry.readableEnded && !entry.destroyed) entry.destroy(e instanceof Error ? e : new Error('Unexpected end of data'));
-  };
-  extract.on('error', failEntry);
-  extract.on('close', () => failEntry());
-
   try {
     try {
       for await (const entry of extract) {
         const header = entry.header;
         const stream = entry as unknown as Readable; // streamx readable: node-compatible
-        currentEntry = stream;
         // The extractor may fail this entry while we await something else; remember it.
         let entryFailure: Error | undefined;
         stream.once('error', (e: Error) => (entryFailure = e));
