@@ -108,6 +108,18 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     return E.left(`too many links from ${p}`);
   }
 
+  // The output is asked once per layer: a layer drained as unwanted and one delivered
+  // after spooling would otherwise ask twice (a stat per layer for dir://).
+  const answers = new Map<number, Promise<boolean>>();
+  const wants = (d: LayerDescriptor): Promise<boolean> => {
+    let answer = answers.get(d.index);
+    if (!answer) {
+      answer = ctx.wants(d);
+      answers.set(d.index, answer);
+    }
+    return answer;
+  };
+
   const release = async (s: Spooled) => effects.perform({ _tag: 'Release', file: s.file, owner });
 
   const readConfigBytes = async (path: string): Promise<Uint8Array | undefined> => {
@@ -205,7 +217,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
           layer.delivered = true;
           if (handedOff) {
             yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-          } else if (await ctx.wants(layer.descriptor)) {
+          } else if (await wants(layer.descriptor)) {
             handedOff = true;
             yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Owned', file: s.file, size: s.result.contentSize } };
           } else {
@@ -296,7 +308,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
             stream.resume(); // not part of the chosen image
             continue;
           }
-          if (consumers !== undefined && !(await anyWanted(consumers, ctx))) {
+          if (consumers !== undefined && !(await anyWanted(consumers, wants))) {
             stream.resume();
             for (const layer of consumers) {
               layer.delivered = true;
@@ -355,8 +367,8 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   }
 }
 
-async function anyWanted(layers: PlannedLayer[], ctx: InputContext): Promise<boolean> {
-  for (const l of layers) if (await ctx.wants(l.descriptor)) return true;
+async function anyWanted(layers: PlannedLayer[], wants: (d: LayerDescriptor) => Promise<boolean>): Promise<boolean> {
+  for (const l of layers) if (await wants(l.descriptor)) return true;
   return false;
 }
 
