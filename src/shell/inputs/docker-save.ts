@@ -19,7 +19,7 @@ import { normalizeArchivePath, resolveLinkTarget } from '../../core/archive-path
 import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codecs/docker-save.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
-import { type Digest, describeDigestError, digestHex, parseDigest } from '../../core/digest.js';
+import { type Digest, describeDigestError, parseDigest } from '../../core/digest.js';
 import type { ConfigElement, ImageElement, LayerDescriptor, LayerElement } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
@@ -401,5 +401,3 @@ function describeTarError(e: unknown): string {
   if (/invalid tar header|unknown format|checksum/i.test(message)) return `not a valid tar archive (${message}); give a file made by "docker save"`;
   return message;
 }
-
-export { digestHex };

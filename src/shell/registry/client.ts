@@ -228,5 +228,3 @@ export function describeNetworkError(e: unknown): string {
   const message = err?.cause?.message ?? err?.message ?? String(e);
   return code ? `${code}: ${message}` : message;
 }
-
-export { parseDigest };
