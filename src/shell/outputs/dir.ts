@@ -4,9 +4,13 @@
  *
  * Layers are moved in by rename — the input's temp file becomes `<diff_id>/layer.tar`
  * with no copy when both are on one filesystem. A layer already in the store is not
- * fetched again (`wants` answers false). Metadata is written atomically, manifest and
- * catalog last, so a reader never sees an image whose files are incomplete. A failed run
- * removes every file and directory it added.
+ * fetched again (`wants` answers false) once its file has been hashed to its diff_id.
+ * Metadata is written atomically, manifest and catalog last, so a reader never sees an
+ * image whose files are incomplete. A failed run removes every file and directory it added.
+ *
+ * The store's contents are not trusted: every path is the store's real root plus names
+ * occystrap chose, each entry is `lstat`ed, and files are opened without following links
+ * (see fs/store-fs.ts).
  *
  * @module
  */
@@ -14,13 +18,24 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
-import { digestHex } from '../../core/digest.js';
+import { type Digest, digestHex } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, repoTag } from '../../core/element.js';
-import { outputError } from '../../core/errors.js';
+import { OccystrapError, outputError } from '../../core/errors.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { type Catalog, catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
-import { pathExists, publishMode, writeFileAtomically } from '../fs/atomic.js';
+import { publishMode, writeFileAtomically } from '../fs/atomic.js';
+import {
+  describeKind,
+  type EntryKind,
+  type FileIdentity,
+  hashRegularFile,
+  identityOf,
+  lstatEntry,
+  readRegularFile,
+  sameIdentity,
+  StoreEntryError,
+} from '../fs/store-fs.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 
 export interface DirOutputOptions {
@@ -31,43 +46,133 @@ export interface DirOutputOptions {
   readonly label?: string;
 }
 
+const CATALOG = 'catalog.json';
+
 export class DirOutput implements ImageOutput {
   readonly description: string;
   readonly order = 'completion' as const;
-  private readonly root: string;
+  /** The store as given (absolute); its real path is resolved once it exists. */
+  private readonly requested: string;
+  private realRoot: string | undefined;
   private readonly concurrency: number;
+  /** Layers (by diff_id hex) whose stored file hashed to the diff_id, with that file's identity. */
+  private readonly verified = new Map<string, FileIdentity>();
+  private readonly verifying = new Map<string, Promise<boolean>>();
 
   constructor(private readonly options: DirOutputOptions) {
     this.description = options.label ?? `dir://${options.path}`;
-    this.root = path.resolve(options.path);
+    this.requested = path.resolve(options.path);
     this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
 
-  readonly wants = async (layer: LayerDescriptor): Promise<boolean> => !(await pathExists(path.join(this.root, savedLayerPath(layer.diffId))));
+  /** A layer is present only if its file is a regular file whose sha256 is the diff_id. */
+  readonly wants = async (layer: LayerDescriptor): Promise<boolean> => {
+    const root = await this.resolveRoot();
+    try {
+      return root === undefined || !(await this.layerVerified(root, layer.diffId));
+    } catch (e) {
+      // A bad entry (e.g. a linked layer directory) is refused when the layer arrives,
+      // where the error is the output's own.
+      if (OccystrapError.is(e) && e.code === 'EOUTPUT') return true;
+      throw e;
+    }
+  };
+
+  /** The store's real path (the user may give a symlink); undefined while it does not exist. */
+  private async resolveRoot(): Promise<string | undefined> {
+    if (this.realRoot !== undefined) return this.realRoot;
+    try {
+      this.realRoot = await fs.realpath(this.requested);
+      return this.realRoot;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /** One line about a store entry that is not what it must be. */
+  private refuse(name: string, problem: string, todo: string): Error {
+    return outputError(`${this.description}: ${name} ${problem}; ${todo}`);
+  }
+
+  private badEntry(name: string, kind: EntryKind): Error {
+    if (kind === 'symlink') {
+      return this.refuse(name, 'is a symbolic link', 'occystrap does not read or write through links in a store: replace it with a regular file or remove it');
+    }
+    return this.refuse(name, `is ${describeKind(kind)}, not a regular file`, 'remove it');
+  }
+
+  /** `DIR/<hex>` must be a real directory (never a link that would put the layer elsewhere). */
+  private async layerDirState(root: string, hex: string): Promise<'missing' | 'directory'> {
+    const dir = await lstatEntry(path.join(root, hex));
+    if (dir.kind === 'missing' || dir.kind === 'directory') return dir.kind;
+    if (dir.kind === 'symlink') {
+      throw this.refuse(`${hex}`, 'is a symbolic link', 'a layer directory must be a real directory in the store: remove the link and run again');
+    }
+    throw this.refuse(`${hex}`, `is ${describeKind(dir.kind)}, not a directory`, 'remove it and run again');
+  }
+
+  /**
+   * Whether `DIR/<hex>/layer.tar` holds this layer: a regular file that hashes to the
+   * diff_id. Hashed once per run; later asks compare the file's identity (inode, size,
+   * mtime) and hash again only if it changed.
+   */
+  private layerVerified(root: string, diffId: Digest): Promise<boolean> {
+    const hex = digestHex(diffId);
+    const running = this.verifying.get(hex);
+    if (running) return running;
+    const check = (async () => {
+      if ((await this.layerDirState(root, hex)) === 'missing') return false;
+      const file = path.join(root, savedLayerPath(diffId));
+      const entry = await lstatEntry(file);
+      if (entry.kind === 'directory') throw this.refuse(savedLayerPath(diffId), 'is a directory', 'remove it and run again');
+      if (entry.kind !== 'file' || !entry.stats) return false;
+      const known = this.verified.get(hex);
+      if (known && sameIdentity(known, identityOf(entry.stats))) return true;
+      this.verified.delete(hex);
+      let hashed: Awaited<ReturnType<typeof hashRegularFile>>;
+      try {
+        hashed = await hashRegularFile(file);
+      } catch (e) {
+        if (e instanceof StoreEntryError) return false;
+        throw e;
+      }
+      if (hashed?.digest !== diffId) return false;
+      this.verified.set(hex, hashed.identity);
+      return true;
+    })();
+    this.verifying.set(hex, check);
+    const forget = () => this.verifying.delete(hex);
+    check.then(forget, forget);
+    return check;
+  }
 
   async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
     const { effects, owner } = ctx;
-    const root = this.root;
     const added: string[] = []; // files and directories this run created, in creation order
     let createdRoot: string | undefined;
     try {
-      const st = await fs.stat(root);
-      if (!st.isDirectory()) throw outputError(`${this.description}: ${root} exists and is not a directory`);
+      const st = await fs.stat(this.requested);
+      if (!st.isDirectory()) throw outputError(`${this.description}: ${this.requested} exists and is not a directory`);
     } catch (e) {
       if ((e as { code?: string }).code !== 'ENOENT') throw e;
       try {
-        createdRoot = await fs.mkdir(root, { recursive: true });
+        createdRoot = await fs.mkdir(this.requested, { recursive: true });
       } catch (err) {
-        throw outputError(`${this.description}: cannot create ${root} (${(err as Error).message}); check that its parent exists and is writable`);
+        throw outputError(`${this.description}: cannot create ${this.requested} (${(err as Error).message}); check that its parent exists and is writable`);
       }
     }
+    const root = (await this.resolveRoot()) as string;
 
     // Until the run has finished, a forced exit removes what it added (see partial-outputs.ts).
     let restoreManifest: (() => Promise<void>) | undefined;
-    const undo = async () => {
+    let undoing: Promise<void> | undefined;
+    const undo = () => (undoing ??= (async () => {
       await restoreManifest?.();
-      await rollback(added, createdRoot);
-    };
+      await rollback(added);
+      // Only empty directories: another run may be writing into a store this run created.
+      if (createdRoot) await removeEmptyDirs(this.requested, createdRoot);
+    })());
     const untrack = trackPartialOutput(undo);
     let config: ConfigElement | undefined;
     const layerPaths = new Map<number, string>();
@@ -78,15 +183,16 @@ export class DirOutput implements ImageOutput {
     const storing = new Map<string, Promise<void>>();
     let storeFailure: { error: unknown } | undefined;
     try {
+      // Fail before any layer is fetched if the catalog cannot be merged.
+      await this.readCatalog(root);
       for await (const element of elements) {
         if (element._tag === 'Config') {
           if (config) throw outputError(`${this.description}: a second config arrived in one run`);
           config = element;
-          const configPath = path.join(root, savedConfigPath(element.digest));
-          if (!(await pathExists(configPath))) {
-            await writeFileAtomically(effects, owner, configPath, element.raw, 'config');
-            added.push(configPath);
-          }
+          const manifestName = manifestFileName(element.image, this.options.uniqueNames);
+          const manifestEntry = await lstatEntry(path.join(root, manifestName));
+          if (manifestEntry.kind !== 'missing' && manifestEntry.kind !== 'file') throw this.badEntry(manifestName, manifestEntry.kind);
+          if ((await this.storeConfig(root, element, ctx)) === 'added') added.push(path.join(root, savedConfigPath(element.digest)));
           continue;
         }
         const relative = savedLayerPath(element.layer.diffId);
@@ -96,25 +202,35 @@ export class DirOutput implements ImageOutput {
           skipped++;
           continue;
         }
-        const dir = path.join(root, digestHex(element.layer.diffId));
+        const diffId = element.layer.diffId;
+        const hex = digestHex(diffId);
+        const dir = path.join(root, hex);
         const destination = path.join(root, relative);
         const store = async () => {
           try {
-            try {
-              await fs.mkdir(dir);
-              added.push(dir);
-            } catch (e) {
-              if ((e as { code?: string }).code !== 'EEXIST') throw e;
+            if ((await this.layerDirState(root, hex)) === 'missing') {
+              try {
+                await fs.mkdir(dir);
+                added.push(dir);
+              } catch (e) {
+                if ((e as { code?: string }).code !== 'EEXIST') throw e;
+                await this.layerDirState(root, hex);
+              }
             }
-            if (await pathExists(destination)) {
-              // Same diff_id already stored (verified by the input): keep the stored file.
+            if (await this.layerVerified(root, diffId)) {
+              // Same diff_id already stored and verified: keep the stored file.
               await effects.perform({ _tag: 'Release', file: payload.file, owner });
               skipped++;
               return;
             }
+            // Missing, or not this layer (garbage, a link, a FIFO): the rename replaces the
+            // entry itself, never a link's target.
+            const before = await lstatEntry(destination);
             await publishMode(payload.file.path);
             const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: payload.file, owner, destination });
-            added.push(destination);
+            if (before.kind === 'missing') added.push(destination);
+            const now = await lstatEntry(destination);
+            if (now.stats && now.kind === 'file') this.verified.set(hex, identityOf(now.stats));
             if (reply.copied) copied++;
             bytes += payload.size;
           } catch (e) {
@@ -147,11 +263,6 @@ export class DirOutput implements ImageOutput {
       if (layerPaths.size !== config.layers.length) {
         throw outputError(`${this.description}: got ${layerPaths.size} of ${config.layers.length} layers`);
       }
-      for (const layer of config.layers) {
-        if (!(await pathExists(path.join(root, savedLayerPath(layer.diffId))))) {
-          throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store`);
-        }
-      }
       const image = config.image;
       const manifestName = manifestFileName(image, this.options.uniqueNames);
       const tag = repoTag(image);
@@ -162,14 +273,27 @@ export class DirOutput implements ImageOutput {
         ...(this.options.uniqueNames ? { imageName: image.name } : {}),
       });
       const manifestPath = path.join(root, manifestName);
+
+      for (const layer of config.layers) {
+        if (!(await this.layerVerified(root, layer.diffId))) {
+          throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
+        }
+      }
+      const storedConfig = await readRegularFile(path.join(root, savedConfigPath(config.digest)), MAX_JSON_BYTES).catch(() => undefined);
+      if (storedConfig === undefined || Buffer.compare(Buffer.from(storedConfig), Buffer.from(config.raw)) !== 0) {
+        throw outputError(`${this.description}: ${savedConfigPath(config.digest)} is missing from the store or changed; run again`);
+      }
       // Read the catalog before touching any metadata, so a bad catalog changes nothing.
-      const catalog = await this.readCatalog();
-      const previousManifest = await readIfPresent(manifestPath);
+      const catalog = await this.readCatalog(root);
+      const previousManifest = await this.readMetadata(root, manifestName);
       if (previousManifest === undefined) added.push(manifestPath);
       else restoreManifest = () => writeFileAtomically(effects, owner, manifestPath, previousManifest, 'manifest');
       await writeFileAtomically(effects, owner, manifestPath, manifest, 'manifest');
-      const catalogPath = path.join(root, 'catalog.json');
-      await writeFileAtomically(effects, owner, catalogPath, catalogBytes(mergeCatalog(catalog, image, manifestName)), 'catalog');
+      await writeFileAtomically(effects, owner, path.join(root, CATALOG), catalogBytes(mergeCatalog(catalog, image, manifestName)), 'catalog');
+      // Committed: from here on nothing is rolled back.
+      added.length = 0;
+      restoreManifest = undefined;
+      createdRoot = undefined;
       return { destination: root, layers: config.layers.length, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
     } catch (e) {
       await Promise.allSettled([...inFlight]);
@@ -180,38 +304,71 @@ export class DirOutput implements ImageOutput {
     }
   }
 
-  private async readCatalog(): Promise<Catalog> {
-    const catalogPath = path.join(this.root, 'catalog.json');
-    let existing: Uint8Array | undefined;
-    try {
-      const st = await fs.stat(catalogPath);
-      if (st.size > MAX_JSON_BYTES) throw outputError(`${this.description}: catalog.json is over ${MAX_JSON_BYTES} bytes`);
-      existing = await fs.readFile(catalogPath);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ENOENT') throw e;
+  /**
+   * Store the config unless an identical one is there. A stored file with other bytes,
+   * a link or a special file at that name is replaced (the rename replaces the entry,
+   * never a link's target); a directory there is refused.
+   */
+  private async storeConfig(root: string, config: ConfigElement, ctx: StageContext): Promise<'added' | 'kept' | 'replaced'> {
+    const name = savedConfigPath(config.digest);
+    const configPath = path.join(root, name);
+    const entry = await lstatEntry(configPath);
+    if (entry.kind === 'directory') throw this.refuse(name, 'is a directory', 'remove it and run again');
+    if (entry.kind === 'file') {
+      const stored = await readRegularFile(configPath, MAX_JSON_BYTES).catch((e: unknown) => {
+        if (e instanceof StoreEntryError) return undefined;
+        throw e;
+      });
+      if (stored !== undefined && Buffer.compare(Buffer.from(stored), Buffer.from(config.raw)) === 0) return 'kept';
     }
-    const catalog = decodeCatalog(existing);
+    await writeFileAtomically(ctx.effects, ctx.owner, configPath, config.raw, 'config');
+    return entry.kind === 'missing' ? 'added' : 'replaced';
+  }
+
+  /** A metadata file of the store (regular, at most 4 MiB), or undefined when absent. */
+  private async readMetadata(root: string, name: string): Promise<Uint8Array | undefined> {
+    try {
+      return await readRegularFile(path.join(root, name), MAX_JSON_BYTES);
+    } catch (e) {
+      if (!(e instanceof StoreEntryError)) throw e;
+      if (e.kind === 'too big') throw this.refuse(name, `is over ${MAX_JSON_BYTES} bytes`, `fix or remove ${name}`);
+      if (e.kind === 'changed' || e.kind === 'missing') throw this.refuse(name, 'changed while it was read', 'run again');
+      throw this.badEntry(name, e.kind);
+    }
+  }
+
+  private async readCatalog(root: string): Promise<Catalog> {
+    const existing = await this.readMetadata(root, CATALOG);
+    let catalog: ReturnType<typeof decodeCatalog>;
+    try {
+      catalog = decodeCatalog(existing);
+    } catch (e) {
+      // A document the decoder cannot walk (e.g. nested beyond the stack).
+      const why = e instanceof RangeError ? 'is nested too deeply to decode' : `cannot be decoded (${(e as Error).message})`;
+      throw this.refuse(CATALOG, why, `fix or remove ${CATALOG}`);
+    }
     if (E.isLeft(catalog)) {
-      throw outputError(`${this.description}: ${describeDecodeError(catalog.left)}; fix or remove catalog.json`);
+      throw outputError(`${this.description}: ${describeDecodeError(catalog.left)}; fix or remove ${CATALOG}`);
     }
     return catalog.right;
   }
 }
 
-async function readIfPresent(p: string): Promise<Uint8Array | undefined> {
-  try {
-    const st = await fs.stat(p);
-    if (st.size > MAX_JSON_BYTES) throw outputError(`${p} is over ${MAX_JSON_BYTES} bytes`);
-    return await fs.readFile(p);
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') return undefined;
-    throw e;
-  }
-}
-
-async function rollback(added: string[], createdRoot: string | undefined): Promise<void> {
+/** Remove what a failed run added, newest first. */
+async function rollback(added: string[]): Promise<void> {
   for (const p of [...added].reverse()) {
     await fs.rm(p, { recursive: false, force: true }).catch(() => fs.rmdir(p).catch(() => undefined));
   }
-  if (createdRoot) await fs.rm(createdRoot, { recursive: true, force: true }).catch(() => undefined);
+}
+
+/** rmdir `dir` and its parents up to `top`, stopping at the first that is not empty. */
+async function removeEmptyDirs(dir: string, top: string): Promise<void> {
+  for (let d = dir; ; d = path.dirname(d)) {
+    try {
+      await fs.rmdir(d);
+    } catch {
+      return;
+    }
+    if (d === top || path.dirname(d) === d) return;
+  }
 }
