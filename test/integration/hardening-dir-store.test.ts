@@ -8,7 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cleanupTmpDirs, fixture, fixturePath, sha256File, tmpDir } from './fixtures.js';
-import { cleanEnv, cliPath, errorLines, hexOf, jsonSummary, listDir, occystrap, strayTempFiles } from './cli-helpers.js';
+import { cleanEnv, cliPath, errorLines, hexOf, jsonSummary, listDir, makeBigArchive, occystrap, startOccystrap, strayTempFiles, waitFor } from './cli-helpers.js';
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import * as tarStream from 'tar-stream';
 import { repoRoot } from './fixtures.js';
 
 after(async () => {
@@ -266,4 +269,130 @@ describe('dir:// reads only regular files from a store, never blocking', () => {
       assert.deepEqual(listDir(ws.store), ['catalog.json']);
     });
   }
+});
+
+describe('dir:// concurrent runs into one store', () => {
+  test('4 runs at once, 5 times: every catalog entry survives', { timeout: 300_000 }, async () => {
+    const base = await tmpDir('concurrent');
+    const archives: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const file = path.join(base, `img${i}.tar`);
+      await makeBigArchive(file, 4096 + i * 512, `race/img${i}:v${i}`);
+      archives.push(file);
+    }
+    for (let round = 0; round < 5; round++) {
+      const store = path.join(base, `store${round}`);
+      const temp = path.join(base, `tmp${round}`);
+      const runs = await Promise.all(archives.map((a) => occystrap(['--temp-dir', temp, 'process', `tar://${a}`, `dir://${store}?unique_names=true`])));
+      for (const r of runs) assert.equal(r.code, 0, r.stderr);
+      const catalog = JSON.parse(readFileSync(path.join(store, 'catalog.json'), 'utf8')) as Record<string, Record<string, string>>;
+      const expected = Object.fromEntries(archives.map((_, i) => [`race/img${i}`, { [`v${i}`]: `manifest-race_img${i}-v${i}.json` }]));
+      assert.deepEqual(catalog, expected, `round ${round}: every run's entry is in catalog.json`);
+      assert.ok(!existsSync(path.join(store, '.occystrap.lock')), 'the lock is released');
+      assert.deepEqual(strayTempFiles(store), []);
+    }
+  });
+
+  test('a stale lock of a dead process is broken; a live one is waited for', { timeout: 60_000 }, async () => {
+    const ws = await workspace('stale-lock');
+    // A pid that is surely not running: a child that has exited.
+    const dead = spawn(process.execPath, ['-e', '0']);
+    await new Promise((r) => dead.on('close', r));
+    const lock = path.join(ws.store, '.occystrap.lock');
+    writeFileSync(lock, JSON.stringify({ pid: dead.pid, host: hostname(), nonce: 'x' }));
+    const r = await occystrap(processArgs(ws));
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!existsSync(lock), 'the stale lock is gone');
+
+    // Held by this (live) test process for a second: the run waits, then succeeds.
+    const ws2 = await workspace('live-lock');
+    const lock2 = path.join(ws2.store, '.occystrap.lock');
+    writeFileSync(lock2, JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'y' }));
+    const started = Date.now();
+    const releaseLater = setTimeout(() => execFileSync('rm', ['-f', lock2]), 1500);
+    const r2 = await occystrap(processArgs(ws2));
+    clearTimeout(releaseLater);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.ok(Date.now() - started >= 1400, 'the run waited for the lock');
+    assert.ok(existsSync(path.join(ws2.store, 'catalog.json')));
+  });
+});
+
+/** A tar of one file: a layer. */
+async function layerTar(name: string, content: string): Promise<Buffer> {
+  const pack = tarStream.pack();
+  pack.entry({ name, size: Buffer.byteLength(content), mode: 0o644, mtime: new Date(0) }, content);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack as unknown as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
+}
+
+const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+/**
+ * A docker-save archive (manifest first) with these layers; `lie` makes the config's
+ * diff_id for the last layer wrong, so the input fails after the others were stored.
+ */
+async function docker110Archive(file: string, repoTag: string, layers: Buffer[], lie = false): Promise<{ diffIds: string[] }> {
+  const diffIds = layers.map((l, i) => `sha256:${lie && i === layers.length - 1 ? sha('a lie') : sha(l)}`);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: diffIds }, history: layers.map(() => ({ created_by: 'test' })) }));
+  const configName = `${sha(config)}.json`;
+  const ids = layers.map((l, i) => sha(`${i}:${sha(l)}`));
+  const pack = tarStream.pack();
+  const add = (name: string, data: Buffer) => new Promise<void>((res, rej) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? rej(e) : res())));
+  const out: Buffer[] = [];
+  const collected = (async () => {
+    for await (const c of pack as unknown as AsyncIterable<Buffer>) out.push(c);
+  })();
+  await add('manifest.json', Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: ids.map((id) => `${id}/layer.tar`) }])));
+  await add(configName, config);
+  for (let i = 0; i < layers.length; i++) await add(`${ids[i]}/layer.tar`, layers[i] as Buffer);
+  pack.finalize();
+  await collected;
+  writeFileSync(file, Buffer.concat(out));
+  return { diffIds };
+}
+
+describe('dir:// a failed run spares what another run committed meanwhile', () => {
+  test('a layer added by a failing run and used by a run that finished first stays', { timeout: 60_000 }, async () => {
+    const base = await tmpDir('spare');
+    const store = path.join(base, 'store');
+    mkdirSync(store);
+    const shared = await layerTar('shared.txt', 'shared layer');
+    const a = await docker110Archive(path.join(base, 'a.tar'), 'spare/a:v1', [shared, await layerTar('bad.txt', 'bad layer')], true);
+    await docker110Archive(path.join(base, 'b.tar'), 'spare/b:v1', [shared]);
+    const sharedFile = path.join(store, hexOf(a.diffIds[0] as string), 'layer.tar');
+    // The test holds the store lock: A's rollback has to wait for it.
+    const lock = path.join(store, '.occystrap.lock');
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, host: hostname(), nonce: 'test' }));
+    const runA = startOccystrap(['--temp-dir', path.join(base, 'tmpA'), 'process', `tar://${path.join(base, 'a.tar')}`, `dir://${store}?unique_names=true`]);
+    let aExited = false;
+    void runA.exited.then(() => (aExited = true));
+    await waitFor('A to store the shared layer', () => (existsSync(sharedFile) || aExited ? true : undefined));
+    assert.ok(!aExited, 'A is still waiting to roll back');
+    runA.child.kill('SIGSTOP');
+    try {
+      // B finds the shared layer present, and waits for the lock to commit.
+      const runB = startOccystrap(['--temp-dir', path.join(base, 'tmpB'), '-O', 'json', 'process', `tar://${path.join(base, 'b.tar')}`, `dir://${store}?unique_names=true`]);
+      await new Promise((r) => setTimeout(r, 500));
+      execFileSync('rm', ['-f', lock]);
+      const b = await runB.exited;
+      assert.equal(b.code, 0, b.stderr);
+      assert.equal(jsonSummary(b.stdout).layersSkipped, 1, 'B used the layer A had stored');
+    } finally {
+      runA.child.kill('SIGCONT');
+    }
+    const resultA = await runA.exited;
+    assert.equal(resultA.code, 1, resultA.stderr);
+    assert.match(resultA.stderr, /diff_id/);
+    assert.ok(lstatSync(sharedFile).isFile(), 'the layer B names is still there');
+    assert.equal(await sha256File(sharedFile), a.diffIds[0]);
+    const manifestB = JSON.parse(readFileSync(path.join(store, 'manifest-spare_b-v1.json'), 'utf8')) as { Layers: string[] }[];
+    assert.deepEqual(manifestB[0]?.Layers, [`${hexOf(a.diffIds[0] as string)}/layer.tar`]);
+    assert.ok(!existsSync(path.join(store, 'manifest-spare_a-v1.json')), 'A left no manifest');
+    assert.deepEqual(Object.keys(JSON.parse(readFileSync(path.join(store, 'catalog.json'), 'utf8')) as object), ['spare/b']);
+    assert.ok(!existsSync(path.join(store, hexOf(a.diffIds[1] as string))), 'A removed what only it used');
+    assert.ok(!existsSync(lock));
+  });
 });

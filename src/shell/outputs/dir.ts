@@ -5,8 +5,9 @@
  * Layers are moved in by rename — the input's temp file becomes `<diff_id>/layer.tar`
  * with no copy when both are on one filesystem. A layer already in the store is not
  * fetched again (`wants` answers false) once its file has been hashed to its diff_id.
- * Metadata is written atomically, manifest and catalog last, so a reader never sees an
- * image whose files are incomplete. A failed run removes every file and directory it added.
+ * Metadata is written atomically, manifest and catalog last, under the store's lock, so a
+ * reader never sees an image whose files are incomplete and concurrent runs never lose a
+ * catalog entry. A failed run removes every file and directory it added.
  *
  * The store's contents are not trusted: every path is the store's real root plus names
  * occystrap chose, each entry is `lstat`ed, and files are opened without following links
@@ -36,6 +37,7 @@ import {
   sameIdentity,
   StoreEntryError,
 } from '../fs/store-fs.js';
+import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 
 export interface DirOutputOptions {
@@ -44,6 +46,8 @@ export interface DirOutputOptions {
   /** Layers stored at once (default 4; the CLI passes -j). */
   readonly concurrency?: number;
   readonly label?: string;
+  /** How long to wait for another run's store lock (default 60 s). */
+  readonly lockTimeoutMs?: number;
 }
 
 const CATALOG = 'catalog.json';
@@ -165,15 +169,23 @@ export class DirOutput implements ImageOutput {
     const root = (await this.resolveRoot()) as string;
 
     // Until the run has finished, a forced exit removes what it added (see partial-outputs.ts).
+    let lock: StoreLock | undefined;
     let restoreManifest: (() => Promise<void>) | undefined;
     let undoing: Promise<void> | undefined;
-    const undo = () => (undoing ??= (async () => {
-      await restoreManifest?.();
-      await rollback(added);
+    const undo = (forced: boolean) => (undoing ??= (async () => {
+      // Under the lock, so a concurrent run's manifest is either written before we look
+      // (and its layers are spared) or checks its layers after we removed ours.
+      if (!lock && added.length > 0) lock = await acquireStoreLock(root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
+      try {
+        await restoreManifest?.();
+        await rollback(root, added);
+      } finally {
+        await lock?.release();
+      }
       // Only empty directories: another run may be writing into a store this run created.
       if (createdRoot) await removeEmptyDirs(this.requested, createdRoot);
     })());
-    const untrack = trackPartialOutput(undo);
+    const untrack = trackPartialOutput(() => undo(true));
     let config: ConfigElement | undefined;
     const layerPaths = new Map<number, string>();
     let bytes = 0;
@@ -274,6 +286,8 @@ export class DirOutput implements ImageOutput {
       });
       const manifestPath = path.join(root, manifestName);
 
+      // The read-merge-write of the metadata is one critical section per store.
+      lock = await this.lock(root, ctx.signal);
       for (const layer of config.layers) {
         if (!(await this.layerVerified(root, layer.diffId))) {
           throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
@@ -294,10 +308,11 @@ export class DirOutput implements ImageOutput {
       added.length = 0;
       restoreManifest = undefined;
       createdRoot = undefined;
+      await lock.release();
       return { destination: root, layers: config.layers.length, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
     } catch (e) {
       await Promise.allSettled([...inFlight]);
-      await undo();
+      await undo(false);
       throw e;
     } finally {
       untrack();
@@ -323,6 +338,15 @@ export class DirOutput implements ImageOutput {
     }
     await writeFileAtomically(ctx.effects, ctx.owner, configPath, config.raw, 'config');
     return entry.kind === 'missing' ? 'added' : 'replaced';
+  }
+
+  private async lock(root: string, signal: AbortSignal): Promise<StoreLock> {
+    try {
+      return await acquireStoreLock(root, { signal, ...(this.options.lockTimeoutMs !== undefined ? { timeoutMs: this.options.lockTimeoutMs } : {}) });
+    } catch (e) {
+      if (e instanceof StoreLockError) throw outputError(`${this.description}: ${e.message}`);
+      throw e;
+    }
   }
 
   /** A metadata file of the store (regular, at most 4 MiB), or undefined when absent. */
@@ -354,11 +378,41 @@ export class DirOutput implements ImageOutput {
   }
 }
 
-/** Remove what a failed run added, newest first. */
-async function rollback(added: string[]): Promise<void> {
-  for (const p of [...added].reverse()) {
+/**
+ * Remove what a failed run added, newest first; its manifest goes first, and a layer or
+ * config that a manifest in the store names (another run's, written meanwhile) stays.
+ */
+async function rollback(root: string, added: string[]): Promise<void> {
+  const order = [...added].reverse();
+  const manifests = order.filter((p) => isManifestName(path.basename(p)) && path.dirname(p) === root);
+  for (const p of manifests) await fs.rm(p, { force: true }).catch(() => undefined);
+  const inUse = await referencedByManifests(root);
+  for (const p of order) {
+    if (manifests.includes(p) || inUse.has(path.relative(root, p))) continue;
     await fs.rm(p, { recursive: false, force: true }).catch(() => fs.rmdir(p).catch(() => undefined));
   }
+}
+
+const isManifestName = (name: string) => /^manifest(-[A-Za-z0-9._-]+)?\.json$/.test(name);
+
+/** Store-relative paths (`<hex>.json`, `<hex>/layer.tar`) named by the store's manifests. */
+async function referencedByManifests(root: string): Promise<Set<string>> {
+  const refs = new Set<string>();
+  const names = await fs.readdir(root).catch(() => [] as string[]);
+  for (const name of names.filter(isManifestName)) {
+    try {
+      const bytes = await readRegularFile(path.join(root, name), MAX_JSON_BYTES);
+      const doc: unknown = bytes === undefined ? [] : JSON.parse(Buffer.from(bytes).toString('utf8'));
+      for (const entry of Array.isArray(doc) ? (doc as unknown[]) : []) {
+        const { Config, Layers } = (entry ?? {}) as { Config?: unknown; Layers?: unknown };
+        if (typeof Config === 'string') refs.add(path.normalize(Config));
+        if (Array.isArray(Layers)) for (const l of Layers) if (typeof l === 'string') refs.add(path.normalize(l));
+      }
+    } catch {
+      // Not a manifest we can read: it names nothing.
+    }
+  }
+  return refs;
 }
 
 /** rmdir `dir` and its parents up to `top`, stopping at the first that is not empty. */
