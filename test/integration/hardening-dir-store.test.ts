@@ -354,6 +354,17 @@ async function docker110Archive(file: string, repoTag: string, layers: Buffer[],
   return { diffIds };
 }
 
+describe('dir:// store lock file planted as a link', () => {
+  test('a symlinked .occystrap.lock is refused with one line; its target is untouched', { timeout: 30_000 }, async () => {
+    const ws = await workspace('link-lock');
+    symlinkSync(ws.secret, path.join(ws.store, '.occystrap.lock'));
+    const r = await occystrap(processArgs(ws));
+    assert.match(assertOneStoreError(r, ws, '.occystrap.lock'), /not a regular file; remove /);
+    assertSecretSafe(ws);
+    assert.ok(lstatSync(path.join(ws.store, '.occystrap.lock')).isSymbolicLink());
+  });
+});
+
 describe('dir:// a failed run spares what another run committed meanwhile', () => {
   test('a layer added by a failing run and used by a run that finished first stays', { timeout: 60_000 }, async () => {
     const base = await tmpDir('spare');

@@ -85,7 +85,7 @@ async function createExclusive(p: string, bytes: Uint8Array): Promise<boolean> {
 async function staleContent(p: string): Promise<Uint8Array | undefined> {
   const entry = await lstatEntry(p);
   if (entry.kind === 'missing') return undefined;
-  if (entry.kind !== 'file') throw new StoreLockError(`${path.basename(p)} is not a regular file`);
+  if (entry.kind !== 'file') throw new StoreLockError(`${path.basename(p)} is not a regular file; remove ${p}`);
   const bytes = await readRegularFile(p, LOCK_BYTES_CAP).catch(() => undefined);
   if (bytes === undefined) return undefined;
   const holder = parseHolder(bytes);
