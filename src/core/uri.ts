@@ -19,6 +19,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { type Digest, describeDigestError, parseDigest } from './digest.js';
+import { checkRegistryHost, isRepositoryPath, isTag, MAX_NAME_LENGTH } from './reference.js';
 
 export type OptionValue = string | number | boolean | readonly OptionValue[];
 export type UriOptions = Readonly<Record<string, OptionValue>>;
@@ -101,9 +102,8 @@ export function parseRegistryReference(body: string): E.Either<string, RegistryR
   if (slash <= 0) return E.left(`${JSON.stringify(body)} needs HOST/NAME[:TAG], e.g. registry://docker.io/library/busybox:latest`);
   const host = body.slice(0, slash);
   if (host.includes('@')) return E.left('credentials in the URI host are not accepted; use --username/--password or ?username=&password=');
-  if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(host)) {
-    return E.left(`${JSON.stringify(host)} is not a valid registry host (name or address, optional :port)`);
-  }
+  const checkedHost = checkRegistryHost(host);
+  if (E.isLeft(checkedHost)) return checkedHost;
   let path = body.slice(slash + 1);
   let digest: Digest | undefined;
   let tag = 'latest';
@@ -125,11 +125,12 @@ export function parseRegistryReference(body: string): E.Either<string, RegistryR
       path = path.slice(0, colon);
     }
   }
-  if (!/^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/.test(path)) {
+  if (!isRepositoryPath(path)) {
     return E.left(`${JSON.stringify(path)} is not a valid repository name (lowercase letters, digits, . _ - and /)`);
   }
+  if (host.length + 1 + path.length > MAX_NAME_LENGTH) return E.left(`the name ${JSON.stringify(path)} is over ${MAX_NAME_LENGTH} characters with its host`);
   if (!digest || tag !== digest) {
-    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag)) return E.left(`${JSON.stringify(tag)} is not a valid tag`);
+    if (!isTag(tag)) return E.left(`${JSON.stringify(tag)} is not a valid tag`);
   }
   return E.right(digest ? { host, name: path, tag, digest } : { host, name: path, tag });
 }

@@ -322,3 +322,31 @@ test('long offending values are shortened in messages', () => {
   assert.ok(e.message.length < 120, e.message);
   assert.ok(e.message.includes('...'));
 });
+
+test('deeply nested JSON is refused with a clear error for every document kind, not a stack overflow', () => {
+  const deepArray = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+  const deepObject = (inner: string) => `${'{"a":'.repeat(100_000)}${inner}${'}'.repeat(100_000)}`;
+  const cases: [string, () => E.Either<DecodeError, unknown>][] = [
+    ['manifest.json', () => decodeDockerSaveManifest(enc(deepArray))],
+    ['manifest.json', () => decodeDockerSaveManifest(enc(`[{"Config":"a.json","Layers":[],"LayerSources":${deepObject('1')}}]`))],
+    ['config x', () => decodeImageConfig('config x', enc(`{"rootfs":{"type":"layers","diff_ids":[]},"config":{"Labels":${deepObject('1')}}}`))],
+    ['manifest m', () => decodeManifestDocument('manifest m', enc(`{"schemaVersion":2,"annotations":${deepObject('"x"')}}`))],
+    ['index i', () => decodeManifestDocument('index i', enc(`{"schemaVersion":2,"manifests":${deepArray}}`), MediaTypes.ociIndex)],
+  ];
+  for (const [document, run] of cases) {
+    const r = run();
+    assert.ok(E.isLeft(r), `${document} accepted`);
+    assert.equal(r.left.document, document);
+    assert.match(describeDecodeError(r.left), /nested more than 100 levels deep/);
+  }
+});
+
+test('nesting is counted outside strings only, and 100 levels are accepted', () => {
+  const hundred = `${'['.repeat(100)}${']'.repeat(100)}`;
+  assert.ok(E.isRight(parseJsonBytes('x', enc(hundred))));
+  assert.ok(E.isLeft(parseJsonBytes('x', enc(`[${hundred}]`))));
+  // Brackets and escaped quotes inside strings are not nesting.
+  assert.ok(E.isRight(parseJsonBytes('x', enc(JSON.stringify({ s: `\\"${'['.repeat(500)}` })))));
+  const r = parseJsonBytes('x', enc(JSON.stringify({ s: '[[[' }).replace('}', ',"t":[[]]}')));
+  assert.ok(E.isRight(r));
+});

@@ -13,6 +13,33 @@ import { type Digest, parseDigest } from '../digest.js';
 /** The largest JSON document we read (manifests, configs, indexes, docker-save manifest.json). */
 export const MAX_JSON_BYTES = 4 * 1024 * 1024;
 
+/**
+ * The deepest nesting of arrays and objects we accept. Real manifests and configs nest
+ * fewer than 10 levels; deeper documents would overflow the stack of the recursive code
+ * that reads, prints or re-serialises values (io-ts, String(), JSON.stringify).
+ */
+export const MAX_JSON_DEPTH = 100;
+
+/**
+ * The nesting depth of JSON text, counted without parsing (brackets inside strings do
+ * not count), stopping as soon as it passes `limit`.
+ */
+export function jsonNestingExceeds(text: string, limit: number = MAX_JSON_DEPTH): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 export const DigestCodec = new t.Type<Digest, string, unknown>(
   'Digest',
   (u): u is Digest => typeof u === 'string' && E.isRight(parseDigest(u)),
@@ -90,7 +117,7 @@ function showValue(v: unknown): string {
   try {
     s = JSON.stringify(v) ?? String(v);
   } catch {
-    s = String(v);
+    s = Array.isArray(v) ? 'an array' : typeof v;
   }
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -132,8 +159,17 @@ export function parseJsonBytes(document: string, bytes: Uint8Array): E.Either<De
       message: `document is ${bytes.byteLength} bytes, over the ${MAX_JSON_BYTES}-byte limit for JSON`,
     });
   }
+  let text: string;
   try {
-    return E.right(JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes)) as unknown);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return E.left({ _tag: 'DecodeError', document, path: '(root)', message: 'not valid JSON (not UTF-8)' });
+  }
+  if (jsonNestingExceeds(text)) {
+    return E.left({ _tag: 'DecodeError', document, path: '(root)', message: `nested more than ${MAX_JSON_DEPTH} levels deep; refusing it` });
+  }
+  try {
+    return E.right(JSON.parse(text) as unknown);
   } catch (err) {
     return E.left({ _tag: 'DecodeError', document, path: '(root)', message: `not valid JSON (${(err as Error).message})` });
   }
