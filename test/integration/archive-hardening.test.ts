@@ -2,10 +2,14 @@
 // real CLI: one clear error line and the documented exit status, or the right result.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cleanupTmpDirs, tmpDir } from './fixtures.js';
-import { errorLines, occystrap } from './cli-helpers.js';
-import { makeImage, manifestBytes, writeArchive } from './archive-builder.js';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tarStream from 'tar-stream';
+import { cleanupTmpDirs, run, tmpDir } from './fixtures.js';
+import { cliPath, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
+import { type ArchiveEntry, makeImage, manifestBytes, sha256Hex, tarBytes, writeArchive } from './archive-builder.js';
 
 after(async () => {
   await cleanupTmpDirs();
@@ -59,4 +63,175 @@ test('deeply nested JSON in manifest.json or the config gives one clear error na
     assert.equal(lines.length, 1, r.stderr);
     assert.match(lines[0] as string, why);
   }
+});
+
+/** Runs `process SRC dir://OUT` and checks every layer landed, verified, under its diff_id. */
+async function processToDir(file: string, dir: string, diffIds: readonly string[]): Promise<void> {
+  const out = path.join(dir, 'store');
+  const r = await occystrap(['process', `tar://${file}`, `dir://${out}`]);
+  assert.equal(r.code, 0, r.stderr);
+  for (const d of diffIds) {
+    const layer = path.join(out, d.slice('sha256:'.length), 'layer.tar');
+    assert.ok(existsSync(layer), `${layer} missing`);
+    assert.equal(`sha256:${sha256Hex(readFileSync(layer))}`, d);
+  }
+}
+
+test('manifest.json first, then a layer given as a hard link or symlink to an entry that came before it: the archive is read', async () => {
+  const dir = await tmpDir('late-links');
+  const image = await makeImage(2, 'links');
+  for (const type of ['link', 'symlink'] as const) {
+    const linkname = type === 'link' ? 'X/layer.tar' : '../X/layer.tar';
+    const file = path.join(dir, `${type}.tar`);
+    await writeArchive(file, [
+      { name: 'manifest.json', data: manifestBytes([{ Config: image.configName, RepoTags: ['links:1'], Layers: ['a/layer.tar', 'h/layer.tar'] }]) },
+      { name: image.configName, data: image.config },
+      { name: 'X/layer.tar', data: image.layers[1] as Buffer }, // drained: nothing needs it yet
+      { name: 'a/layer.tar', data: image.layers[0] as Buffer },
+      { name: 'h/layer.tar', type, linkname },
+    ]);
+    await processToDir(file, path.join(dir, type), image.diffIds);
+  }
+  // The same file used by two layers, the second through a link seen after the first was delivered.
+  const same = path.join(dir, 'same.tar');
+  const twice = await makeImage(1, 'twice');
+  const config = Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: [twice.diffIds[0], twice.diffIds[0]] } }));
+  const configName = `${sha256Hex(config)}.json`;
+  await writeArchive(same, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, RepoTags: ['twice:1'], Layers: ['X/layer.tar', 'h/layer.tar'] }]) },
+    { name: configName, data: config },
+    { name: 'X/layer.tar', data: twice.layers[0] as Buffer },
+    { name: 'h/layer.tar', type: 'link', linkname: 'X/layer.tar' },
+  ]);
+  await processToDir(same, path.join(dir, 'same'), twice.diffIds);
+});
+
+test('a link to an earlier entry with other content is still verified against the diff_id', async () => {
+  const dir = await tmpDir('late-links-bad');
+  const image = await makeImage(1, 'bad');
+  const other = await tarBytes([{ name: 'other', data: Buffer.from('not the layer') }]);
+  const file = path.join(dir, 'bad.tar');
+  await writeArchive(file, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: image.configName, RepoTags: ['bad:1'], Layers: ['h/layer.tar'] }]) },
+    { name: image.configName, data: image.config },
+    { name: 'X/layer.tar', data: other },
+    { name: 'h/layer.tar', type: 'link', linkname: 'X/layer.tar' },
+  ]);
+  const r = await occystrap(['process', `tar://${file}`, `dir://${path.join(dir, 'store')}`]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(errorLines(r.stderr)[0] as string, /diff_id .* but the config says .*corrupt/);
+  assert.deepEqual(strayTempFiles(dir), []);
+});
+
+test('two manifest.json entries are refused as ambiguous, whichever is valid', async () => {
+  const dir = await tmpDir('two-manifests');
+  const a = await makeImage(1, 'a');
+  const b = await makeImage(1, 'b');
+  const entries: ArchiveEntry[] = [
+    { name: a.configName, data: a.config },
+    { name: 'a/layer.tar', data: a.layers[0] as Buffer },
+    { name: b.configName, data: b.config },
+    { name: 'b/layer.tar', data: b.layers[0] as Buffer },
+    { name: 'manifest.json', data: manifestBytes([{ Config: a.configName, RepoTags: ['a:1'], Layers: ['a/layer.tar'] }]) },
+    { name: './manifest.json', data: manifestBytes([{ Config: b.configName, RepoTags: ['b:1'], Layers: ['b/layer.tar'] }]) },
+  ];
+  const file = path.join(dir, 'two.tar');
+  await writeArchive(file, entries);
+  for (const command of [['info', `tar://${file}`], ['process', `tar://${file}`, `tar://${path.join(dir, 'out.tar')}`]]) {
+    const r = await occystrap(command);
+    assert.equal(r.code, 1, r.stderr);
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0] as string, /two manifest\.json entries/);
+  }
+  assert.ok(!existsSync(path.join(dir, 'out.tar')));
+  assert.deepEqual(strayTempFiles(dir), []);
+});
+
+test('a config or layer name (or a link on the way) carried by two entries is refused as ambiguous', async () => {
+  const dir = await tmpDir('two-names');
+  const image = await makeImage(1, 'dup');
+  const manifest = { name: 'manifest.json', data: manifestBytes([{ Config: 'config.json', RepoTags: ['dup:1'], Layers: ['l/layer.tar'] }]) };
+  const config = { name: 'config.json', data: image.config };
+  const layer = { name: 'l/layer.tar', data: image.layers[0] as Buffer };
+  const cases: [string, ArchiveEntry[], RegExp][] = [
+    ['config', [config, layer, { name: 'config.json', data: Buffer.from('{}') }, manifest], /2 entries named "config\.json"/],
+    ['layer', [manifest, config, layer, layer], /2 entries named "l\/layer\.tar"/],
+    ['link', [manifest, config, { name: 'X', data: image.layers[0] as Buffer }, { name: 'l/layer.tar', type: 'link', linkname: 'X' }, { name: 'X', type: 'symlink', linkname: 'Y' }], /2 entries named "X"/],
+  ];
+  for (const [name, entries, why] of cases) {
+    const file = path.join(dir, `${name}.tar`);
+    await writeArchive(file, entries);
+    const r = await occystrap(['process', `tar://${file}`, `dir://${path.join(dir, `${name}-store`)}`]);
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0] as string, why);
+    assert.ok(!existsSync(path.join(dir, `${name}-store`, 'manifest.json')));
+  }
+  // A duplicate the image does not use is harmless.
+  const unused = path.join(dir, 'unused.tar');
+  await writeArchive(unused, [manifest, config, layer, { name: 'junk', data: Buffer.from('1') }, { name: 'junk', data: Buffer.from('2') }]);
+  await processToDir(unused, path.join(dir, 'unused'), image.diffIds);
+});
+
+test('an archive without its end marker, or with the marker cut short, is refused as truncated', async () => {
+  const dir = await tmpDir('end-marker');
+  const image = await makeImage(1, 'end');
+  const good = await tarBytes([
+    { name: 'manifest.json', data: manifestBytes([{ Config: image.configName, RepoTags: ['end:1'], Layers: ['l/layer.tar'] }]) },
+    { name: image.configName, data: image.config },
+    { name: 'l/layer.tar', data: image.layers[0] as Buffer },
+  ]);
+  // tar-stream writes exactly the two zero blocks after the last entry.
+  assert.ok(good.subarray(good.length - 1024).every((b) => b === 0));
+  const body = good.subarray(0, good.length - 1024);
+  for (const [name, bytes] of [
+    ['no-marker', body],
+    ['one-block', good.subarray(0, good.length - 512)],
+    ['cut-by-one', good.subarray(0, good.length - 1)],
+  ] as const) {
+    const file = path.join(dir, `${name}.tar`);
+    writeFileSync(file, bytes);
+    const r = await occystrap(['process', `tar://${file}`, `tar://${path.join(dir, `${name}-out.tar`)}`]);
+    assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0] as string, /the archive is truncated/);
+    assert.ok(!existsSync(path.join(dir, `${name}-out.tar`)));
+  }
+  // The whole archive, and one padded to a 10 KiB record (as GNU tar writes), are read.
+  const padded = Buffer.concat([good, Buffer.alloc(10240 - (good.length % 10240))]);
+  for (const [name, bytes] of [['good', good], ['padded', padded]] as const) {
+    const file = path.join(dir, `${name}.tar`);
+    writeFileSync(file, bytes);
+    await processToDir(file, path.join(dir, name), image.diffIds);
+  }
+});
+
+test('many large top-level JSON entries do not grow memory: 250 x 1 MiB, peak RSS under 200 MB', async () => {
+  const dir = await tmpDir('many-json');
+  const file = path.join(dir, 'many.tar');
+  const image = await makeImage(1, 'many');
+  const pack = tarStream.pack();
+  const writing = pipeline(Readable.from(pack as unknown as AsyncIterable<Buffer>), createWriteStream(file));
+  const add = (name: string, data: Buffer) =>
+    new Promise<void>((resolve, reject) => pack.entry({ name, size: data.length, mode: 0o644, mtime: new Date(0) }, data, (e) => (e ? reject(e) : resolve())));
+  // Docker 1.10-24 order: configs first, manifest.json last, so nothing is known while they stream past.
+  for (let i = 0; i < 250; i++) {
+    const json = Buffer.from(JSON.stringify({ pad: String(i).padEnd((1 << 20) - 12, 'x') }));
+    await add(`${sha256Hex(json)}.json`, json);
+  }
+  await add(image.configName, image.config);
+  await add('l/layer.tar', image.layers[0] as Buffer);
+  await add('manifest.json', manifestBytes([{ Config: image.configName, RepoTags: ['many:1'], Layers: ['l/layer.tar'] }]));
+  pack.finalize();
+  await writing;
+  assert.ok(statSync(file).size > 250 * (1 << 20));
+  const r = await run('/usr/bin/time', ['-f', 'peak-rss-kb %M', process.execPath, cliPath, '-O', 'json', 'info', `tar://${file}`], { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).configDigest, image.configDigest);
+  const kb = Number(/peak-rss-kb (\d+)/.exec(r.stderr)?.[1]);
+  assert.ok(kb > 0, r.stderr);
+  assert.ok(kb < 200 * 1024, `peak RSS ${Math.round(kb / 1024)} MB`);
 });

@@ -62,9 +62,12 @@ export class InfoCommand extends GlobalCommand {
 
 async function firstConfig(elements: AsyncIterable<import('../../core/element.js').ImageElement>, scope: TempScope): Promise<ConfigElement> {
   const release = releaseElement(scope, 'input');
+  let config: ConfigElement | undefined;
+  // Read to the end: a truncated or ambiguous archive is refused here as by `process`.
   for await (const element of elements) {
-    if (element._tag === 'Config') return element;
-    await release(element);
+    if (element._tag === 'Config') config ??= element;
+    else await release(element);
   }
-  throw inputError('the source produced no config');
+  if (!config) throw inputError('the source produced no config');
+  return config;
 }

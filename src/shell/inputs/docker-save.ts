@@ -2,17 +2,26 @@
  * `tar://` input: a docker-save archive (Docker 1.10–24 layout, Docker 25+ OCI layout,
  * skopeo's symlinked layout), read as one sequential stream.
  *
- * Entries are handled as they arrive. Small metadata (`manifest.json`, `repositories`,
- * `<hex>.json` configs) is read into memory (capped); every other file is streamed into
- * an owned temp file, decompressed if gzip/zstd, with its raw and uncompressed digests
- * computed in the same pass. Until `manifest.json` and the config are known, layers
- * have to be spooled; once they are, each later layer is delivered as soon as it is
- * written, and layers the output already has are drained without being written.
+ * Entries are handled as they arrive. Only `manifest.json` is read into memory (capped).
+ * Every regular file's place in the archive (data offset and size) is remembered: other
+ * top-level `*.json` files (configs) are read back from there when the manifest names
+ * one, so memory does not grow with their number. Every other file is streamed into an
+ * owned temp file, decompressed if gzip/zstd, with its raw and uncompressed digests
+ * computed in the same pass. Until `manifest.json` and the config are known, layers have
+ * to be spooled; once they are, each later layer is delivered as soon as it is written,
+ * and layers the output already has are drained without being written. A layer that
+ * becomes needed only through a link seen after its entry was drained is read again
+ * from its place in the archive (the input is a regular file).
+ *
+ * The archive must end with the tar end marker (two zero blocks); without it the archive
+ * is refused as truncated, as when the marker is cut short. A name used by the image
+ * (`manifest.json`, the config, a layer, a link on the way) that appears twice is refused:
+ * tar readers disagree on which copy counts.
  *
  * @module
  */
 import { createReadStream, promises as fs } from 'node:fs';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import { normalizeArchivePath, resolveLinkTarget } from '../../core/archive-path.js';
@@ -49,12 +58,19 @@ interface Plan {
   readonly layers: PlannedLayer[];
 }
 
-const METADATA_NAMES = new Set(['manifest.json', 'repositories', 'index.json', 'oci-layout']);
-
-/** Small files we keep in memory: top-level metadata and legacy `<hex>.json` configs. */
-function isMetadata(name: string): boolean {
-  return METADATA_NAMES.has(name) || (!name.includes('/') && name.endsWith('.json'));
+/** Where a regular file's data lies in the archive. */
+interface Location {
+  readonly offset: number;
+  readonly size: number;
 }
+
+/** Top-level files we never spool: metadata, and legacy `<hex>.json` configs (read back from the archive when named). */
+function isTopLevelMetadata(name: string): boolean {
+  return !name.includes('/') && (name.endsWith('.json') || name === 'repositories' || name === 'oci-layout');
+}
+
+const TAR_BLOCK = 512;
+const roundUpToBlock = (n: number) => Math.ceil(n / TAR_BLOCK) * TAR_BLOCK;
 
 /** Files the pipeline never needs: v1 per-layer metadata. */
 function isIgnorable(name: string): boolean {
@@ -91,7 +107,13 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     throw e;
   }
 
-  const metadata = new Map<string, Uint8Array>();
+  let manifestBytes: Uint8Array | undefined;
+  let sawRepositories = false;
+  const located = new Map<string, Location>();
+  /** How many file and link entries carry each name: more than one is ambiguous. */
+  const nameCounts = new Map<string, number>();
+  /** Where the last entry's data (with padding) ends: the end marker must follow. */
+  let entriesEnd = 0;
   const aliases = new Map<string, E.Either<string, string>>();
   const spooled = new Map<string, Spooled>();
   let plan: Plan | undefined;
@@ -122,28 +144,58 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
 
   const release = async (s: Spooled) => effects.perform({ _tag: 'Release', file: s.file, owner });
 
+  /** An entry's data, read again from the archive file. */
+  const readLocated = (loc: Location): Readable =>
+    loc.size === 0 ? Readable.from([]) : createReadStream(options.path, { start: loc.offset, end: loc.offset + loc.size - 1 });
+
   const readConfigBytes = async (path: string): Promise<Uint8Array | undefined> => {
-    const inMemory = metadata.get(path);
-    if (inMemory) return inMemory;
     const s = spooled.get(path);
-    if (!s) return undefined;
-    if (s.size > MAX_JSON_BYTES) throw fail(`config ${path} is ${s.size} bytes, over the ${MAX_JSON_BYTES}-byte JSON limit`);
-    return readCapped(createReadStream(s.file.path), MAX_JSON_BYTES, `config ${path}`);
+    if (s) {
+      if (s.size > MAX_JSON_BYTES) throw fail(`config ${path} is ${s.size} bytes, over the ${MAX_JSON_BYTES}-byte JSON limit`);
+      return readCapped(createReadStream(s.file.path), MAX_JSON_BYTES, `config ${path}`);
+    }
+    const loc = located.get(path);
+    if (!loc) return undefined;
+    if (loc.size > MAX_JSON_BYTES) throw fail(`config ${path} is ${loc.size} bytes, over the ${MAX_JSON_BYTES}-byte JSON limit`);
+    const raw = await readCapped(readLocated(loc), MAX_JSON_BYTES, `config ${path}`);
+    if (raw.length !== loc.size) throw fail(`config ${path} changed while it was read (the archive file was modified); read it again`);
+    return raw;
   };
 
-  /** Build the plan once manifest.json and the config are both available. */
-  const tryPlan = async (): Promise<ConfigElement | undefined> => {
-    if (plan) return undefined;
-    const manifestBytes = metadata.get('manifest.json');
-    if (!manifestBytes) return undefined;
-    if (!manifestEntry) {
+  /** Spool an entry again from its place in the archive (it was drained before a link made it needed). */
+  const spoolLocated = async (name: string, loc: Location): Promise<void> => {
+    const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
+    let result: SpoolResult;
+    try {
+      result = await spoolToFile(readLocated(loc), file.path, { compression: 'sniff', signal });
+    } catch (e) {
+      await effects.perform({ _tag: 'Release', file, owner });
+      if (signal.aborted) throw new AbortError(signal.reason);
+      throw fail(`cannot read ${name} again: ${(e as Error)?.message ?? String(e)}`);
+    }
+    spooled.set(name, { file, result, size: result.contentSize });
+  };
+
+  /** The manifest.json entry of the chosen image, once manifest.json has been read. */
+  const chooseManifestEntry = (): DockerSaveEntry | undefined => {
+    if (!manifestEntry && manifestBytes) {
       const decoded = decodeDockerSaveManifest(manifestBytes);
       if (E.isLeft(decoded)) throw fail(describeDecodeError(decoded.left));
       const chosen = selectImage(decoded.right, options.selector);
       if (E.isLeft(chosen)) throw fail(chosen.left);
       manifestEntry = chosen.right.entry;
     }
-    const entry = manifestEntry;
+    return manifestEntry;
+  };
+
+  /** Build the plan once manifest.json and the config are both available. */
+  const tryPlan = async (): Promise<ConfigElement | undefined> => {
+    if (plan) return undefined;
+    if (!manifestBytes) return undefined;
+    const entry = chooseManifestEntry();
+    if (!entry) return undefined;
+    refuseAmbiguousNames(); // the names seen so far; checked again at the end
+
     const configPath = normalizeArchivePath(entry.Config);
     if (E.isLeft(configPath)) throw fail(`manifest.json Config ${JSON.stringify(entry.Config)} ${configPath.left}; refusing a path outside the archive`);
     const resolvedConfig = resolveAliases(configPath.right);
@@ -202,12 +254,23 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       if (layer.delivered) continue;
       const resolved = resolveAliases(layer.path);
       if (E.isLeft(resolved)) throw fail(`manifest.json Layers[${layer.descriptor.index}]: ${resolved.left}`);
-      if (!spooled.has(resolved.right)) continue;
+      if (!spooled.has(resolved.right) && !located.has(resolved.right)) continue;
       const group = byPath.get(resolved.right) ?? [];
       group.push(layer);
       byPath.set(resolved.right, group);
     }
     for (const [path, group] of byPath) {
+      if (!spooled.has(path)) {
+        // Drained earlier (no layer needed it then), or already delivered for another layer.
+        if (!(await anyWanted(group, wants))) {
+          for (const layer of group) {
+            layer.delivered = true;
+            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+          }
+          continue;
+        }
+        await spoolLocated(path, located.get(path) as Location);
+      }
       const s = spooled.get(path) as Spooled;
       spooled.delete(path);
       let handedOff = false;
@@ -251,6 +314,83 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     });
   };
 
+  /** A regular file entry: manifest.json into memory, metadata located only, anything else spooled unless the plan says it is not needed. */
+  async function* handleFile(name: string, size: number, stream: Readable, failure: () => Error | undefined): AsyncGenerator<LayerElement, void, undefined> {
+    if (name === 'manifest.json') {
+      if (manifestBytes) {
+        stream.resume();
+        throw fail('the archive has two manifest.json entries; tar readers disagree on which one counts (GNU tar and Python take the last, others the first), so it is refused; save the image again');
+      }
+      if (size > MAX_JSON_BYTES) {
+        stream.resume();
+        throw fail(`manifest.json is ${size} bytes, over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
+      }
+      manifestBytes = await readCapped(stream, MAX_JSON_BYTES, `${label}: ${name}`);
+      return;
+    }
+    if (isTopLevelMetadata(name) || isIgnorable(name)) {
+      if (name === 'repositories') sawRepositories = true;
+      stream.resume(); // a config among these is read back from the archive when the manifest names it
+      return;
+    }
+    const consumers = consumersOf(name);
+    if (consumers !== undefined && consumers.length === 0) {
+      stream.resume(); // not part of the chosen image (a later link may still make it needed)
+      return;
+    }
+    if (consumers !== undefined && !(await anyWanted(consumers, wants))) {
+      stream.resume();
+      for (const layer of consumers) {
+        layer.delivered = true;
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      }
+      return;
+    }
+    const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
+    let result: SpoolResult;
+    try {
+      const failed = failure();
+      if (failed || stream.destroyed) throw failed ?? new Error('Unexpected end of data');
+      result = await spoolToFile(stream, file.path, { compression: 'sniff', signal });
+    } catch (e) {
+      await effects.perform({ _tag: 'Release', file, owner });
+      if (signal.aborted) throw new AbortError(signal.reason);
+      throw fail(`cannot read ${name}: ${describeTarError(e)}`);
+    }
+    const previous = spooled.get(name);
+    spooled.set(name, { file, result, size: result.contentSize });
+    if (previous) await release(previous); // refused as ambiguous at the end if the image uses it
+  }
+
+  /** Every name on the way from a manifest path to its file (the path, each link, the target). */
+  const namesOnTheWay = (p: string): string[] => {
+    const names = [p];
+    let current = p;
+    for (let hop = 0; hop < 16; hop++) {
+      const a = aliases.get(current);
+      if (a === undefined || E.isLeft(a)) break;
+      current = a.right;
+      names.push(current);
+    }
+    return names;
+  };
+
+  /** A name the image uses that two entries carry: which one counts depends on the reader. */
+  const refuseAmbiguousNames = () => {
+    if (!manifestEntry) return;
+    const paths = [manifestEntry.Config, ...manifestEntry.Layers];
+    for (const p of paths) {
+      const normalized = normalizeArchivePath(p);
+      if (E.isLeft(normalized)) continue; // reported by the plan
+      for (const n of namesOnTheWay(normalized.right)) {
+        const count = nameCounts.get(n) ?? 0;
+        if (count > 1) {
+          throw fail(`the archive has ${count} entries named ${JSON.stringify(n)}, which manifest.json uses; tar readers disagree on which one counts, so it is refused; save the image again`);
+        }
+      }
+    }
+  };
+
   const source = createReadStream(options.path);
   const extract = tarStream.extract();
   source.on('error', (e) => extract.destroy(e));
@@ -269,66 +409,37 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
         // The extractor may fail this entry while we await something else; remember it.
         let entryFailure: Error | undefined;
         stream.once('error', (e: Error) => (entryFailure = e));
+        const dataOffset = (header as { byteOffset?: number }).byteOffset;
+        if (typeof dataOffset !== 'number') throw new Error('tar-stream gave no byteOffset for an entry');
+        entriesEnd = dataOffset + (header.type === 'directory' ? 0 : roundUpToBlock(header.size ?? 0));
         const normalized = normalizeArchivePath(header.name);
         if (E.isLeft(normalized)) {
           stream.resume();
           throw fail(`archive entry ${JSON.stringify(header.name)} ${normalized.left}; refusing an archive that reaches outside itself`);
         }
         const name = normalized.right;
+        if (header.type === 'symlink' || header.type === 'link' || header.type === 'file' || header.type === 'contiguous-file') {
+          nameCounts.set(name, (nameCounts.get(name) ?? 0) + 1);
+        }
         switch (header.type) {
           case 'symlink':
             aliases.set(name, resolveLinkTarget(name, header.linkname ?? ''));
             stream.resume();
-            continue;
+            break;
           case 'link': {
             const target = normalizeArchivePath(header.linkname ?? '');
             aliases.set(name, E.isLeft(target) ? E.left(`hard link ${name} -> ${header.linkname} ${target.left}`) : target);
             stream.resume();
-            continue;
+            break;
           }
           case 'file':
           case 'contiguous-file':
+            located.set(name, { offset: dataOffset, size: header.size ?? 0 });
+            yield* handleFile(name, header.size ?? 0, stream, () => entryFailure);
             break;
           default:
             stream.resume();
             continue;
-        }
-        if (name === 'manifest.json' && (header.size ?? 0) > MAX_JSON_BYTES) {
-          stream.resume();
-          throw fail(`manifest.json is ${header.size} bytes, over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
-        }
-        if (isMetadata(name) && (header.size ?? 0) <= MAX_JSON_BYTES) {
-          metadata.set(name, await readCapped(stream, MAX_JSON_BYTES, `${label}: ${name}`));
-        } else if (isIgnorable(name)) {
-          stream.resume();
-          continue;
-        } else {
-          const consumers = consumersOf(name);
-          if (consumers !== undefined && consumers.length === 0) {
-            stream.resume(); // not part of the chosen image
-            continue;
-          }
-          if (consumers !== undefined && !(await anyWanted(consumers, wants))) {
-            stream.resume();
-            for (const layer of consumers) {
-              layer.delivered = true;
-              yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
-            }
-            continue;
-          }
-          const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
-          let result: SpoolResult;
-          try {
-            if (entryFailure || stream.destroyed) throw entryFailure ?? new Error('Unexpected end of data');
-            result = await spoolToFile(stream, file.path, { compression: 'sniff', signal });
-          } catch (e) {
-            await effects.perform({ _tag: 'Release', file, owner });
-            if (signal.aborted) throw new AbortError(signal.reason);
-            throw fail(`cannot read ${name}: ${describeTarError(e)}`);
-          }
-          const previous = spooled.get(name);
-          spooled.set(name, { file, result, size: result.contentSize });
-          if (previous) await release(previous); // a later entry of the same name replaces it, as tar does
         }
         const configElement = await tryPlan();
         if (configElement) yield configElement;
@@ -340,14 +451,19 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       throw fail(`${describeTarError(e)}`);
     }
 
-    if (!metadata.has('manifest.json')) {
-      if (metadata.has('repositories')) {
+    if (!(await endMarkerAt(options.path, entriesEnd))) {
+      throw fail('the archive is truncated (it does not end with the tar end-of-archive marker after its last entry); download or save it again');
+    }
+    if (!manifestBytes) {
+      if (sawRepositories) {
         throw fail(
           'this is a pre-1.10 docker-save archive (only "repositories", no manifest.json), which is not supported; convert it with "docker load -i FILE && docker save -o NEW IMAGE" using Docker 1.10 or later',
         );
       }
       throw fail('no manifest.json in the archive; it is not a docker-save tarball (make one with "docker save -o FILE IMAGE")');
     }
+    chooseManifestEntry();
+    refuseAmbiguousNames();
     const late = await tryPlan();
     if (late) yield late;
     if (!plan) {
@@ -400,4 +516,16 @@ function describeTarError(e: unknown): string {
   if (/unexpected end/i.test(message)) return 'the archive is truncated (unexpected end of data); download or save it again';
   if (/invalid tar header|unknown format|checksum/i.test(message)) return `not a valid tar archive (${message}); give a file made by "docker save"`;
   return message;
+}
+
+/** True when two zero blocks (the tar end marker) start at `offset` of the file. */
+async function endMarkerAt(path: string, offset: number): Promise<boolean> {
+  const handle = await fs.open(path, 'r');
+  try {
+    const buf = Buffer.alloc(2 * TAR_BLOCK);
+    const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+    return bytesRead === buf.length && buf.every((b) => b === 0);
+  } finally {
+    await handle.close();
+  }
 }
