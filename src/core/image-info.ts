@@ -5,6 +5,7 @@
  * @module
  */
 import type { ConfigElement } from './element.js';
+import { printable } from './printable.js';
 
 export interface LayerInfo {
   readonly index: number;
@@ -67,36 +68,36 @@ export function imageInfo(config: ConfigElement, extra: { mediaType?: string; ma
   };
 }
 
-/** The text form of {@link imageInfo}. */
+/** The text form of {@link imageInfo}; every value from the image is escaped for the terminal. */
 export function formatImageInfo(info: ImageInfo, formatBytes: (n: number) => string): string {
   const lines: string[] = [];
-  lines.push(`Image:         ${info.image}`);
-  lines.push(`Tag:           ${info.tag}`);
-  if (info.mediaType) lines.push(`Media type:    ${info.mediaType}`);
+  lines.push(`Image:         ${printable(info.image)}`);
+  lines.push(`Tag:           ${printable(info.tag)}`);
+  if (info.mediaType) lines.push(`Media type:    ${printable(info.mediaType)}`);
   if (info.manifestDigest) lines.push(`Manifest:      ${info.manifestDigest}`);
-  lines.push(`Platform:      ${info.platform}`);
+  lines.push(`Platform:      ${printable(info.platform)}`);
   lines.push(`Config:        ${info.configDigest}`);
-  if (info.created) lines.push(`Created:       ${info.created}`);
-  if (info.author) lines.push(`Author:        ${info.author}`);
-  if (info.entrypoint) lines.push(`Entrypoint:    ${JSON.stringify(info.entrypoint)}`);
-  if (info.cmd) lines.push(`Cmd:           ${JSON.stringify(info.cmd)}`);
-  if (info.workingDir) lines.push(`Working dir:   ${info.workingDir}`);
-  if (info.user) lines.push(`User:          ${info.user}`);
+  if (info.created) lines.push(`Created:       ${printable(info.created)}`);
+  if (info.author) lines.push(`Author:        ${printable(info.author)}`);
+  if (info.entrypoint) lines.push(`Entrypoint:    ${printable(JSON.stringify(info.entrypoint))}`);
+  if (info.cmd) lines.push(`Cmd:           ${printable(JSON.stringify(info.cmd))}`);
+  if (info.workingDir) lines.push(`Working dir:   ${printable(info.workingDir)}`);
+  if (info.user) lines.push(`User:          ${printable(info.user)}`);
   if (info.env.length > 0) {
     lines.push('Env:');
-    for (const e of info.env) lines.push(`  ${e}`);
+    for (const e of info.env) lines.push(`  ${printable(e)}`);
   }
   const labels = Object.keys(info.labels).sort();
   if (labels.length > 0) {
     lines.push('Labels:');
-    for (const k of labels) lines.push(`  ${k}=${info.labels[k]}`);
+    for (const k of labels) lines.push(`  ${printable(k)}=${printable(info.labels[k] ?? '')}`);
   }
   lines.push(`Layers (${info.layers.length}):`);
   for (const l of info.layers) {
     const size = l.size === null ? '' : ` ${formatBytes(l.size)}`;
-    lines.push(`  ${l.index} ${l.digest}${size} ${l.mediaType}`);
+    lines.push(`  ${l.index} ${l.digest}${size} ${printable(l.mediaType)}`);
     if (l.digest !== l.diffId) lines.push(`    diff_id ${l.diffId}`);
-    if (l.createdBy) lines.push(`    created_by ${l.createdBy.length > 200 ? `${l.createdBy.slice(0, 197)}...` : l.createdBy}`);
+    if (l.createdBy) lines.push(`    created_by ${printable(l.createdBy.length > 200 ? `${l.createdBy.slice(0, 197)}...` : l.createdBy)}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { printable, printableLines } from '../core/printable.js';
 import * as E from 'fp-ts/lib/Either.js';
 import { usageError } from '../core/errors.js';
 import type { ImageFilter } from '../core/pipeline/types.js';
@@ -28,8 +29,8 @@ const FILTERS: Record<string, FilterFactory> = {
       pattern,
       regex,
       read: readLayerFile,
-      report: (report) => void process.stdout.write(formatSearchReport(report, scriptFriendly)),
-      warn: (message) => void process.stderr.write(`occystrap: warning: ${message}\n`),
+      report: (report) => void process.stdout.write(printableLines(formatSearchReport(report, scriptFriendly))),
+      warn: (message) => void process.stderr.write(`occystrap: warning: ${printable(message)}\n`),
     });
   },
   // inspect: a pass-through; appends one JSON line per image to file=PATH.

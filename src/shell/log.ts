@@ -4,6 +4,7 @@
  * @module
  */
 import type { ImageElement } from '../core/element.js';
+import { printable, printableLines } from '../core/printable.js';
 
 export type LogLevel = 'normal' | 'verbose' | 'debug';
 
@@ -28,15 +29,15 @@ export class Reporter {
 
   line(message: string): void {
     this.clearProgress();
-    this.stream.write(`${message}\n`);
+    this.stream.write(`${printableLines(message)}\n`);
   }
 
   progress(message: string): void {
     if (this.isTty) {
-      this.stream.write(`\r\x1b[2K${message}`);
+      this.stream.write(`\r\x1b[2K${printable(message)}`);
       this.progressShown = true;
     } else {
-      this.stream.write(`${message}\n`);
+      this.stream.write(`${printable(message)}\n`);
     }
   }
 

@@ -235,3 +235,128 @@ test('many large top-level JSON entries do not grow memory: 250 x 1 MiB, peak RS
   assert.ok(kb > 0, r.stderr);
   assert.ok(kb < 200 * 1024, `peak RSS ${Math.round(kb / 1024)} MB`);
 });
+
+/** Control characters a terminal acts on; stderr/stdout lines must carry none raw. */
+const RAW_CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/;
+
+test('RepoTags with a newline or an escape sequence are refused by process and info, with a printable error, and never reach manifest.json', async () => {
+  const dir = await tmpDir('bad-repotags');
+  const image = await makeImage(1, 'tags');
+  for (const [name, tag] of [
+    ['newline', 'evil\n:1'],
+    ['ansi', 'evil:\x1b[31mred'],
+    ['c1', 'evil:1\u009b2J'],
+    ['space', 'evil name:1'],
+  ] as const) {
+    const file = path.join(dir, `${name}.tar`);
+    await writeArchive(file, [
+      { name: 'manifest.json', data: manifestBytes([{ Config: image.configName, RepoTags: ['good:1', tag], Layers: ['l/layer.tar'] }]) },
+      { name: image.configName, data: image.config },
+      { name: 'l/layer.tar', data: image.layers[0] as Buffer },
+    ]);
+    const store = path.join(dir, `${name}-store`);
+    const outTar = path.join(dir, `${name}-out.tar`);
+    for (const command of [
+      ['process', `tar://${file}`, `dir://${store}`],
+      ['process', `tar://${file}`, `tar://${outTar}`],
+      ['info', `tar://${file}`],
+      ['-O', 'json', 'info', `tar://${file}`],
+    ]) {
+      const r = await occystrap(command);
+      assert.equal(r.code, 1, `${command.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stdout, '');
+      const lines = errorLines(r.stderr);
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0] as string, /RepoTags\[1\]: .* is not a valid image reference/);
+      assert.doesNotMatch(r.stderr, RAW_CONTROL);
+      assert.equal(r.stderr.split('\n').filter((l) => l !== '').length, 1, JSON.stringify(r.stderr));
+    }
+    assert.ok(!existsSync(path.join(store, 'manifest.json')));
+    assert.ok(!existsSync(outTar));
+  }
+});
+
+test('an unchosen image with a hostile RepoTag is listed escaped when no image matches ?tag=', async () => {
+  const dir = await tmpDir('bad-repotags-list');
+  const image = await makeImage(1, 'list');
+  const file = path.join(dir, 'list.tar');
+  await writeArchive(file, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: image.configName, RepoTags: ['x:\x1b]0;pwned\x07'], Layers: ['l/layer.tar'] }]) },
+    { name: image.configName, data: image.config },
+    { name: 'l/layer.tar', data: image.layers[0] as Buffer },
+  ]);
+  const r = await occystrap(['info', `tar://${file}?tag=other:1`]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(errorLines(r.stderr)[0] as string, /no image tagged other:1 .*x:\\x1b\]0;pwned\\x07/);
+  assert.doesNotMatch(r.stderr, RAW_CONTROL);
+});
+
+test('info escapes control characters from the config in text, and JSON carries them only as escapes', async () => {
+  const dir = await tmpDir('info-escape');
+  const layer = await tarBytes([{ name: 'f', data: Buffer.from('x') }]);
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const hostile = {
+    author: 'me\x1b[2J',
+    config: { Env: ['A=1\nFAKE=2', 'B=\u009b31m'], Labels: { 'k\x1b': 'v\r\u202e' }, WorkingDir: '/w\x07', User: 'u\x7f', Cmd: ['sh', '-c', '\x1b[31m'] },
+    rootfs: { type: 'layers', diff_ids: [diffId] },
+    history: [{ created_by: 'RUN x\nLayers (0):' }],
+  };
+  const config = Buffer.from(JSON.stringify(hostile));
+  const configName = `${sha256Hex(config)}.json`;
+  const file = path.join(dir, 'escape.tar');
+  await writeArchive(file, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, RepoTags: ['esc:1'], Layers: ['l/layer.tar'] }]) },
+    { name: configName, data: config },
+    { name: 'l/layer.tar', data: layer },
+  ]);
+  const text = await occystrap(['info', `tar://${file}`]);
+  assert.equal(text.code, 0, text.stderr);
+  assert.doesNotMatch(text.stdout, RAW_CONTROL);
+  assert.match(text.stdout, /^ {2}A=1\\nFAKE=2$/m);
+  assert.match(text.stdout, /^Author: +me\\x1b\[2J$/m);
+  assert.match(text.stdout, /created_by RUN x\\nLayers \(0\):$/m);
+  assert.equal(text.stdout.match(/^Layers \(/gm)?.length, 1);
+  const json = await occystrap(['-O', 'json', 'info', `tar://${file}`]);
+  assert.equal(json.code, 0, json.stderr);
+  assert.doesNotMatch(json.stdout, RAW_CONTROL);
+  const parsed = JSON.parse(json.stdout) as { env: string[]; labels: Record<string, string>; author: string };
+  assert.deepEqual(parsed.env, hostile.config.Env);
+  assert.deepEqual(parsed.labels, hostile.config.Labels);
+  assert.equal(parsed.author, hostile.author);
+});
+
+test('an error quoting a hostile entry name reaches stderr escaped', async () => {
+  const dir = await tmpDir('entry-name-escape');
+  const file = path.join(dir, 'name.tar');
+  await writeArchive(file, [{ name: '../\u009b2J\x1b[31m', data: Buffer.from('x') }]);
+  const r = await occystrap(['info', `tar://${file}`]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(errorLines(r.stderr)[0] as string, /"\.\." component/);
+  assert.doesNotMatch(r.stderr, RAW_CONTROL);
+});
+
+test('search prints paths from layers escaped, in text and JSON', async () => {
+  const dir = await tmpDir('search-escape');
+  const layer = await tarBytes([
+    { name: 'bin/a\x1b[31mred', data: Buffer.from('x') },
+    { name: 'bin/c\u009b2Jd', data: Buffer.from('y') },
+  ]);
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const config = Buffer.from(JSON.stringify({ rootfs: { type: 'layers', diff_ids: [diffId] } }));
+  const configName = `${sha256Hex(config)}.json`;
+  const file = path.join(dir, 'search.tar');
+  await writeArchive(file, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, RepoTags: ['s:1'], Layers: ['l/layer.tar'] }]) },
+    { name: configName, data: config },
+    { name: 'l/layer.tar', data: layer },
+  ]);
+  for (const args of [['search', `tar://${file}`, 'bin/*'], ['search', '--script-friendly', `tar://${file}`, 'bin/*'], ['-O', 'json', 'search', `tar://${file}`, 'bin/*']]) {
+    const r = await occystrap(args);
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stdout, RAW_CONTROL, args.join(' '));
+    if (args[0] === '-O') {
+      const paths = JSON.stringify(JSON.parse(r.stdout));
+      assert.ok(paths.includes('a\\u001b[31mred') && paths.includes('c\u009b2Jd'), paths);
+    } else assert.match(r.stdout, /a\\x1b\[31mred/);
+  }
+});

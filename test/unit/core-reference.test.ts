@@ -110,3 +110,17 @@ test('property: printable output never holds a control character', () => {
     }),
   );
 });
+
+test('the progress reporter never writes a control character from a message raw', async () => {
+  const { Reporter } = await import('../../src/shell/log.js');
+  for (const isTTY of [true, false]) {
+    let written = '';
+    const stream = { isTTY, write: (s: string) => ((written += s), true) } as unknown as NodeJS.WriteStream;
+    const reporter = new Reporter('normal', stream);
+    reporter.progress('config evil\n:\x1b[31mred\u009b');
+    reporter.line('warning \x1b]0;title\x07');
+    const visible = written.replace(/\r\x1b\[2K/g, '');
+    assert.doesNotMatch(visible, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+    assert.match(visible, /evil\\n:\\x1b\[31mred\\x9b/);
+  }
+});

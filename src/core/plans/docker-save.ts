@@ -8,6 +8,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import type { DockerSaveEntry, DockerSaveManifest } from '../codecs/docker-save.js';
 import { type Digest, digestHex } from '../digest.js';
 import type { ImageName } from '../element.js';
+import { printable } from '../printable.js';
+import { checkImageReference } from '../reference.js';
 
 /** Which image of a multi-image archive to read: by position or by RepoTag. */
 export type ImageSelector = { readonly _tag: 'First' } | { readonly _tag: 'Index'; readonly index: number } | { readonly _tag: 'Tag'; readonly tag: string };
@@ -29,9 +31,29 @@ function tagMatches(listed: string, wanted: string): boolean {
   return strip(listed) === strip(w);
 }
 
+/**
+ * The chosen image's RepoTags must be valid image references: a name with a newline or
+ * an escape sequence would reach the terminal, `manifest.json` and the catalog.
+ */
+export function checkRepoTags(entry: DockerSaveEntry, position: number): E.Either<string, DockerSaveEntry> {
+  const tags = entry.RepoTags ?? [];
+  for (let i = 0; i < tags.length; i++) {
+    const r = checkImageReference(tags[i] as string);
+    if (E.isLeft(r)) return E.left(`manifest.json [${position}].RepoTags[${i}]: ${r.left}; refusing the image name`);
+  }
+  return E.right(entry);
+}
+
 export function selectImage(manifest: DockerSaveManifest, selector: ImageSelector): E.Either<string, { entry: DockerSaveEntry; position: number }> {
+  const chosen = selectEntry(manifest, selector);
+  if (E.isLeft(chosen)) return chosen;
+  const checked = checkRepoTags(chosen.right.entry, chosen.right.position);
+  return E.isLeft(checked) ? checked : chosen;
+}
+
+function selectEntry(manifest: DockerSaveManifest, selector: ImageSelector): E.Either<string, { entry: DockerSaveEntry; position: number }> {
   const described = () =>
-    manifest.map((m, i) => `${i}: ${(m.RepoTags ?? []).join(', ') || '(untagged)'}`).join('; ');
+    printable(manifest.map((m, i) => `${i}: ${(m.RepoTags ?? []).join(', ') || '(untagged)'}`).join('; '));
   switch (selector._tag) {
     case 'First':
       return E.right({ entry: manifest[0] as DockerSaveEntry, position: 0 });
@@ -43,7 +65,7 @@ export function selectImage(manifest: DockerSaveManifest, selector: ImageSelecto
       const position = manifest.findIndex((m) => (m.RepoTags ?? []).some((t) => tagMatches(t, selector.tag)));
       return position >= 0
         ? E.right({ entry: manifest[position] as DockerSaveEntry, position })
-        : E.left(`no image tagged ${selector.tag} in the archive (${described()})`);
+        : E.left(`no image tagged ${printable(selector.tag)} in the archive (${described()})`);
     }
   }
 }

@@ -8,6 +8,7 @@ import { Command, Option } from 'clipanion';
 import { type ConfigElement, releaseElement } from '../../core/element.js';
 import { inputError } from '../../core/errors.js';
 import { formatImageInfo, imageInfo, type ImageInfo } from '../../core/image-info.js';
+import { printableJson } from '../../core/printable.js';
 import { openInput } from '../endpoints.js';
 import { isRegistryInput } from '../endpoints.js';
 import { formatBytes, Reporter } from '../log.js';
@@ -55,7 +56,7 @@ export class InfoCommand extends GlobalCommand {
     } finally {
       await input.close?.();
     }
-    this.context.stdout.write(settings.outputFormat === 'json' ? `${JSON.stringify(info, null, 2)}\n` : formatImageInfo(info, formatBytes));
+    this.context.stdout.write(settings.outputFormat === 'json' ? `${printableJson(JSON.stringify(info, null, 2))}\n` : formatImageInfo(info, formatBytes));
     return 0;
   }
 }

@@ -8,6 +8,7 @@
  */
 import { Builtins, Cli, UsageError } from 'clipanion';
 import { OccystrapError } from '../../core/errors.js';
+import { printable } from '../../core/printable.js';
 import { GlobalCommand, hoistGlobalOptions } from './options.js';
 import { ProcessCommand } from './process.js';
 import { InfoCommand } from './info.js';
@@ -30,7 +31,7 @@ export function buildCli(): Cli {
 }
 
 function oneLine(message: string): string {
-  return message.replace(/\s*\n\s*/g, ' ').trim();
+  return printable(message.replace(/\s*\n\s*/g, ' ').trim());
 }
 
 /** Run the CLI; returns the exit status (never throws). */

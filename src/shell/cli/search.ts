@@ -13,6 +13,7 @@ import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageElement } from '../../core/element.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { readLayerFile } from '../check-layers.js';
+import { printableJson, printableLines } from '../../core/printable.js';
 import { openInput } from '../endpoints.js';
 import { Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
@@ -89,7 +90,7 @@ export class SearchCommand extends GlobalCommand {
       }
     });
     if (!report) return 1; // unreachable: the filter reports whenever the stream ended
-    this.context.stdout.write(settings.outputFormat === 'json' ? `${JSON.stringify(searchReportJson(report), null, 2)}\n` : formatSearchReport(report, this.scriptFriendly));
+    this.context.stdout.write(settings.outputFormat === 'json' ? `${printableJson(JSON.stringify(searchReportJson(report), null, 2))}\n` : printableLines(formatSearchReport(report, this.scriptFriendly)));
     return 0;
   }
 }
