@@ -299,11 +299,18 @@ test('stopping early returns the input', async () => {
   assert.ok(returned);
 });
 
-test('an archive without an end marker is accepted; one zero block ends it; trailing bytes after the marker are ignored', async () => {
+test('an archive without its end marker, or with the marker cut short, is refused as truncated; trailing bytes after the marker are ignored', async () => {
   const one = encodeHeader(H({ name: 'a' }));
-  assert.deepEqual((await readAll(one)).map((e) => e.header.name), ['a']);
-  assert.deepEqual((await readAll(concat([one, new Uint8Array(512)]))).map((e) => e.header.name), ['a']);
+  for (const [what, bytes] of [
+    ['no marker', one],
+    ['one zero block', concat([one, new Uint8Array(512)])],
+    ['marker cut by one byte', concat([one, new Uint8Array(1023)])],
+  ] as const) {
+    await assert.rejects(readAll(bytes), (e: unknown) => e instanceof TarReadError && /truncated archive/.test(e.message), what);
+  }
+  assert.deepEqual((await readAll(concat([one, END_OF_ARCHIVE]))).map((e) => e.header.name), ['a']);
   assert.deepEqual((await readAll(concat([one, END_OF_ARCHIVE, text('garbage')]))).map((e) => e.header.name), ['a']);
+  assert.deepEqual(await readAll(END_OF_ARCHIVE), []);
   assert.deepEqual(await readAll(new Uint8Array(0)), []);
 });
 

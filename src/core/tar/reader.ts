@@ -16,6 +16,10 @@
  * sparse (old `S` entries and PAX `GNU.sparse.*` entries, reported as such, not expanded).
  * Other types (`V`, `M`, `N`, `D`, vendor letters) are refused.
  *
+ * The archive must end with the end marker (two zero blocks); an input that stops after
+ * an entry without it, or with one zero block, or inside a block, is refused as truncated
+ * (an empty input is an empty archive).
+ *
  * Data is streamed: the reader holds at most the input chunks it needs to complete a
  * 512-byte block, plus one entry's extended headers (capped).
  *
@@ -310,13 +314,22 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       for (;;) {
         blockOffset = src.offset;
         if (!(await src.fill(BLOCK))) {
-          if (src.buffered === 0 && raw.length === 0 && local.size === 0) return; // no end marker: accepted, as GNU tar does
+          if (src.buffered === 0 && raw.length === 0 && local.size === 0) {
+            if (blockOffset === 0) return; // an empty input: no entries, nothing cut off
+            // GNU tar and Python accept this silently; a cut end marker would be refused, so this is too.
+            throw new TarReadError('truncated archive (the input ends without the end-of-archive marker)', blockOffset);
+          }
           throw new TarReadError('truncated archive (the input ends inside a header)', blockOffset);
         }
         block = src.take(BLOCK);
         if (isZeroBlock(block)) {
           if (raw.length > 0) throw new TarReadError('the archive ends after an extended header with no entry', blockOffset);
-          return; // end of archive: one or two zero blocks; anything after is ignored
+          // End of archive: two zero blocks; anything after them is ignored.
+          const second = src.offset;
+          if (!(await src.fill(BLOCK)) || !isZeroBlock(src.take(BLOCK))) {
+            throw new TarReadError('truncated archive (the end-of-archive marker is cut short: one zero block, not two)', second);
+          }
+          return;
         }
         if (!checksumOk(block, blockOffset)) throw new TarReadError('invalid tar header checksum (not a tar, or corrupt)', blockOffset);
         const flag = String.fromCharCode(block[USTAR_FIELDS.typeflag.offset] as number);
