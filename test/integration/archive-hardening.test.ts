@@ -360,3 +360,23 @@ test('search prints paths from layers escaped, in text and JSON', async () => {
     } else assert.match(r.stdout, /a\\x1b\[31mred/);
   }
 });
+
+test('check prints paths from layers escaped, in text and JSON', async () => {
+  const dir = await tmpDir('check-escape');
+  const layer = await tarBytes([{ name: 'etc/.wh.\x1b[31mred\u009b', data: Buffer.from('not empty') }]);
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
+  const configName = `${sha256Hex(config)}.json`;
+  const file = path.join(dir, 'check.tar');
+  await writeArchive(file, [
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, RepoTags: ['c:1'], Layers: ['l/layer.tar'] }]) },
+    { name: configName, data: config },
+    { name: 'l/layer.tar', data: layer },
+  ]);
+  for (const args of [['check', `tar://${file}`], ['-O', 'json', 'check', `tar://${file}`]]) {
+    const r = await occystrap(args);
+    assert.match(r.stdout, /whiteout/, r.stdout + r.stderr);
+    assert.doesNotMatch(r.stdout, RAW_CONTROL, args.join(' '));
+    assert.doesNotMatch(r.stderr, RAW_CONTROL, args.join(' '));
+  }
+});

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { printableJson, printableLines } from '../../core/printable.js';
 import { Command, Option } from 'clipanion';
 import { CheckRun, checkReportJson, formatCheckText, type ManifestFacts } from '../../core/check.js';
 import { AbortError } from '../../core/errors.js';
@@ -77,7 +78,7 @@ export class CheckCommand extends GlobalCommand {
     });
 
     const report = run.report();
-    this.context.stdout.write(settings.outputFormat === 'json' ? `${JSON.stringify(checkReportJson(report), null, 2)}\n` : formatCheckText(report));
+    this.context.stdout.write(settings.outputFormat === 'json' ? `${printableJson(JSON.stringify(checkReportJson(report), null, 2))}\n` : printableLines(formatCheckText(report)));
     return report.errors > 0 ? 1 : 0;
   }
 }
