@@ -9,8 +9,8 @@
  *
  * @module
  */
-import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { constants, createReadStream } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { type ConfigElement, type ImageElement, repoTag } from '../../core/element.js';
@@ -28,13 +28,36 @@ export interface TarOutputOptions {
 
 const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
 
+/** Small writes (headers, padding) are gathered into one write of up to this many bytes. */
+const GATHER_BYTES = 1 << 20;
+
+/**
+ * Writes the archive through a file handle: every write is awaited, so a failure is a
+ * rejected promise, never a stream 'error' event that could fire after the run failed.
+ */
 class TarWriter {
   bytes = 0;
-  constructor(private readonly out: WriteStream) {}
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  constructor(private readonly out: FileHandle) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.length;
-    if (!this.out.write(chunk)) await once(this.out, 'drain');
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= GATHER_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const data = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    let offset = 0;
+    while (offset < data.length) {
+      const { bytesWritten } = await this.out.write(data, offset, data.length - offset);
+      offset += bytesWritten;
+    }
   }
 
   async entry(header: Omit<TarHeader, 'mode' | 'uid' | 'gid' | 'mtime'> & Partial<TarHeader>, data?: Uint8Array): Promise<void> {
@@ -57,11 +80,9 @@ class TarWriter {
     await this.write(new Uint8Array(paddingFor(size)));
   }
 
-  async close(): Promise<void> {
+  async finish(): Promise<void> {
     await this.write(END_OF_ARCHIVE);
-    this.out.end();
-    await once(this.out, 'finish');
-    await new Promise<void>((resolve, reject) => this.out.close((e) => (e ? reject(e) : resolve())));
+    await this.flush();
   }
 }
 
@@ -89,14 +110,21 @@ export class TarOutput implements ImageOutput {
       if ((e as { code?: string }).code !== 'ENOENT') throw e;
     }
     const archive: TempFile = await effects.perform({ _tag: 'CreateTemp', owner, purpose: 'archive', location: { _tag: 'Beside', target } });
-    const out = createWriteStream(archive.path, { flags: 'r+' });
-    const writer = new TarWriter(out);
+    let out: FileHandle | undefined;
+    const closeOut = async () => {
+      const handle = out;
+      out = undefined;
+      await handle?.close();
+    };
     let config: ConfigElement | undefined;
     const layerPaths: string[] = [];
     const written = new Set<string>();
     let layerBytes = 0;
     let skipped = 0;
     try {
+      // r+: a temp file the scope already removed is never recreated.
+      out = await fs.open(archive.path, constants.O_RDWR);
+      const writer = new TarWriter(out);
       for await (const element of elements) {
         if (element._tag === 'Config') {
           if (config) throw outputError(`${this.description}: a second config arrived; one image per archive`);
@@ -138,12 +166,13 @@ export class TarOutput implements ImageOutput {
       await writer.entry({ name: 'manifest.json', type: 'file', size: manifest.length }, manifest);
       const repositories = repositoriesBytes([plan]);
       if (repositories) await writer.entry({ name: 'repositories', type: 'file', size: repositories.length }, repositories);
-      await writer.close();
+      await writer.finish();
+      await closeOut();
       await publishMode(archive.path);
       await effects.perform({ _tag: 'MoveIntoPlace', file: archive, owner, destination: target });
       return { destination: target, layers: layerPaths.length, layersSkipped: skipped, bytes: layerBytes, copiedAcrossDevices: 0 };
     } catch (e) {
-      out.destroy();
+      await closeOut().catch(() => undefined);
       await effects.perform({ _tag: 'Release', file: archive, owner }).catch(() => undefined);
       throw e;
     }
