@@ -2,7 +2,7 @@
  * The CLI entry point: parse, run, map errors to one line and an exit status.
  *
  * Exit statuses: 0 success; 1 the run failed; 2 bad command line, bad URI or missing
- * input; 130 SIGINT; 143 SIGTERM.
+ * input; 130 SIGINT; 143 SIGTERM; 141 stdout or stderr closed by its reader (EPIPE).
  *
  * @module
  */
@@ -14,7 +14,7 @@ import { ProcessCommand } from './process.js';
 import { InfoCommand } from './info.js';
 import { SearchCommand } from './search.js';
 import { CheckCommand } from './check.js';
-import { InterruptedError } from './signals.js';
+import { InterruptedError, outputPipeClosed, watchOutputStream } from './signals.js';
 
 export { VERSION } from '../version.js';
 import { VERSION } from '../version.js';
@@ -30,12 +30,23 @@ export function buildCli(): Cli {
   return cli;
 }
 
+function debugWanted(argv: readonly string[]): boolean {
+  return Boolean(process.env['OCCYSTRAP_DEBUG']) || argv.includes('--debug');
+}
+
 function oneLine(message: string): string {
   return printable(message.replace(/\s*\n\s*/g, ' ').trim());
 }
 
 /** Run the CLI; returns the exit status (never throws). */
 export async function main(argv: readonly string[], io = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin }): Promise<number> {
+  watchOutputStream(io.stdout);
+  watchOutputStream(io.stderr);
+  const status = await runCli(argv, io);
+  return outputPipeClosed() ? 141 : status;
+}
+
+async function runCli(argv: readonly string[], io: { stdout: NodeJS.WriteStream; stderr: NodeJS.WriteStream; stdin: NodeJS.ReadStream }): Promise<number> {
   const cli = buildCli();
   const context = { ...Cli.defaultContext, stdout: io.stdout, stderr: io.stderr, stdin: io.stdin };
   let command;
@@ -69,7 +80,7 @@ export async function main(argv: readonly string[], io = { stdout: process.stdou
     }
     const err = e as Error;
     io.stderr.write(`occystrap: error: ${oneLine(err?.message ?? String(e))}\n`);
-    if ((process.env['OCCYSTRAP_DEBUG'] || argv.includes('--debug')) && err?.stack) io.stderr.write(`${err.stack}\n`);
+    if (debugWanted(argv) && err?.stack) io.stderr.write(`${err.stack}\n`);
     return 1;
   }
 }
