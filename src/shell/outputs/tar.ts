@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -86,6 +86,14 @@ class TarWriter {
   }
 }
 
+function nonFileKind(st: Stats): string {
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a FIFO (named pipe)';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
 export class TarOutput implements ImageOutput {
   readonly description: string;
   readonly order = 'manifest' as const;
@@ -95,20 +103,44 @@ export class TarOutput implements ImageOutput {
     this.description = options.label ?? `tar://${options.path}`;
   }
 
+  private async checkParent(target: string): Promise<void> {
+    const dir = path.dirname(target);
+    let st: Stats;
+    try {
+      st = await fs.stat(dir);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'ENOENT') throw outputError(`${this.description}: directory ${dir} does not exist; create it first`, e);
+      if (code === 'ENOTDIR') throw outputError(`${this.description}: ${dir} is not a directory (a part of the path is a file); check the path`, e);
+      throw e;
+    }
+    if (!st.isDirectory()) throw outputError(`${this.description}: ${dir} is not a directory; check the path`);
+  }
+
+  /**
+   * The target may be missing or a regular file (or a symbolic link to one: the link is
+   * then replaced by the archive, the file it pointed to is left alone). Anything else (a
+   * directory, a device, a FIFO, a socket) is refused: renaming over it would replace it.
+   */
+  private async checkTarget(target: string): Promise<void> {
+    let st: Stats;
+    try {
+      st = await fs.stat(target);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return; // nothing there, or a dangling link
+      throw e;
+    }
+    if (st.isFile()) return;
+    const through = (await fs.lstat(target)).isSymbolicLink() ? ' (through a symbolic link)' : '';
+    if (st.isDirectory()) throw outputError(`${this.description}: ${target} is a directory${through}; give a file name for the archive`);
+    throw outputError(`${this.description}: ${target} is ${nonFileKind(st)}${through}, not a regular file; refusing to replace it; give the path of a new or regular file`);
+  }
+
   async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
     const { effects, owner } = ctx;
     const target = path.resolve(this.options.path);
-    try {
-      const st = await fs.stat(path.dirname(target));
-      if (!st.isDirectory()) throw new Error('not a directory');
-    } catch {
-      throw outputError(`${this.description}: directory ${path.dirname(target)} does not exist; create it first`);
-    }
-    try {
-      if ((await fs.stat(target)).isDirectory()) throw outputError(`${this.description}: ${target} is a directory; give a file name for the archive`);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ENOENT') throw e;
-    }
+    await this.checkParent(target);
+    await this.checkTarget(target);
     const archive: TempFile = await effects.perform({ _tag: 'CreateTemp', owner, purpose: 'archive', location: { _tag: 'Beside', target } });
     let out: FileHandle | undefined;
     const closeOut = async () => {
@@ -169,6 +201,7 @@ export class TarOutput implements ImageOutput {
       await writer.finish();
       await closeOut();
       await publishMode(archive.path);
+      await this.checkTarget(target); // again: it may have been replaced while we wrote
       await effects.perform({ _tag: 'MoveIntoPlace', file: archive, owner, destination: target });
       return { destination: target, layers: layerPaths.length, layersSkipped: skipped, bytes: layerBytes, copiedAcrossDevices: 0 };
     } catch (e) {
