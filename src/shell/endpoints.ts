@@ -5,6 +5,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
 import { usageError } from '../core/errors.js';
 import type { ImageInput, ImageOutput } from '../core/pipeline/types.js';
 import type { ImageSelector } from '../core/plans/docker-save.js';
@@ -156,4 +157,16 @@ export function openOutput(uri: string, settings: { readonly parallel?: number }
 /** True for inputs opened from registry:// URIs (they can describe an image without its layers). */
 export function isRegistryInput(input: ImageInput): input is RegistryInput {
   return typeof (input as Partial<RegistryInput>).describe === 'function';
+}
+
+/**
+ * The directory a destination writes in (a dir:// root, the directory of a tar:// file),
+ * resolved; undefined for a URI that is not a file destination.
+ */
+export function destinationArea(uri: string): string | undefined {
+  const parsed = parseUri(uri);
+  if (E.isLeft(parsed) || parsed.right.body === '') return undefined;
+  if (parsed.right.scheme === 'tar') return path.dirname(path.resolve(parsed.right.body));
+  if (parsed.right.scheme === 'dir') return path.resolve(parsed.right.body);
+  return undefined;
 }

@@ -76,6 +76,9 @@ async function runCli(argv: readonly string[], io: { stdout: NodeJS.WriteStream;
         return 2;
       }
       io.stderr.write(`occystrap: error: ${oneLine(e.message)}\n`);
+      // An error that wraps an unexpected one (not occystrap's own): its stack, for --debug.
+      const inner = e.cause;
+      if (debugWanted(argv) && inner instanceof Error && !OccystrapError.is(inner) && inner.stack) io.stderr.write(`${inner.stack}\n`);
       return 1;
     }
     const err = e as Error;

@@ -6,7 +6,8 @@
 import { Command, Option } from 'clipanion';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
-import { openInput, openOutput } from '../endpoints.js';
+import { destinationArea, openInput, openOutput } from '../endpoints.js';
+import { ErrorAttribution } from './attribution.js';
 import { buildFilters } from '../filters.js';
 import { formatBytes, Reporter, reportProgress } from '../log.js';
 import { GlobalCommand } from './options.js';
@@ -49,15 +50,24 @@ export class ProcessCommand extends GlobalCommand {
     const filters = buildFilters(this.filters);
 
     const started = performance.now();
-    const observed: ImageOutput = {
+    const attribution = new ErrorAttribution({
+      source: input.description,
+      destination: output.description,
+      destinationArea: destinationArea(this.destination),
+      tempDir: settings.tempDir,
+    });
+    const observed: ImageOutput = attribution.output({
       description: output.description,
       order: output.order,
       wants: output.wants,
       consume: (elements, ctx) => output.consume(reportProgress(elements, reporter), ctx),
-    };
-    const summary = await runInScope(settings, reporter, async ({ effects, signal }) => {
+    });
+    const summary = await runInScope(settings, reporter, async ({ effects, signal, scope }) => {
+      attribution.setRunDir(scope.runDir);
       try {
         return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
+      } catch (e) {
+        throw attribution.explain(e);
       } finally {
         await input.close?.();
       }

@@ -16,6 +16,7 @@ import { readLayerFile } from '../check-layers.js';
 import { printableJson, printableLines } from '../../core/printable.js';
 import { openInput } from '../endpoints.js';
 import { Reporter } from '../log.js';
+import { ErrorAttribution } from './attribution.js';
 import { GlobalCommand } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
@@ -82,9 +83,13 @@ export class SearchCommand extends GlobalCommand {
       },
       warn: (message) => reporter.line(`occystrap: warning: ${message}`),
     });
-    await runInScope(settings, reporter, async ({ effects, signal }) => {
+    const attribution = new ErrorAttribution({ source: input.description, tempDir: settings.tempDir });
+    await runInScope(settings, reporter, async ({ effects, signal, scope }) => {
+      attribution.setRunDir(scope.runDir);
       try {
         return await runPipeline({ input, filters: [filter], output: discardOutput(), effects, signal, parallelism: settings.parallel });
+      } catch (e) {
+        throw attribution.explain(e);
       } finally {
         await input.close?.();
       }

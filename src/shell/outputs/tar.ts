@@ -39,7 +39,10 @@ class TarWriter {
   bytes = 0;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
-  constructor(private readonly out: FileHandle) {}
+  constructor(
+    private readonly out: FileHandle,
+    private readonly path: string,
+  ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     this.bytes += chunk.length;
@@ -54,9 +57,15 @@ class TarWriter {
     this.pending = [];
     this.pendingBytes = 0;
     let offset = 0;
-    while (offset < data.length) {
-      const { bytesWritten } = await this.out.write(data, offset, data.length - offset);
-      offset += bytesWritten;
+    try {
+      while (offset < data.length) {
+        const { bytesWritten } = await this.out.write(data, offset, data.length - offset);
+        offset += bytesWritten;
+      }
+    } catch (e) {
+      // A handle's write error names no file: name the archive being written.
+      if (typeof e === 'object' && e !== null && (e as { path?: string }).path === undefined) (e as { path?: string }).path = this.path;
+      throw e;
     }
   }
 
@@ -156,7 +165,7 @@ export class TarOutput implements ImageOutput {
     try {
       // r+: a temp file the scope already removed is never recreated.
       out = await fs.open(archive.path, constants.O_RDWR);
-      const writer = new TarWriter(out);
+      const writer = new TarWriter(out, archive.path);
       for await (const element of elements) {
         if (element._tag === 'Config') {
           if (config) throw outputError(`${this.description}: a second config arrived; one image per archive`);

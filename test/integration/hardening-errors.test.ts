@@ -1,0 +1,95 @@
+// Errors under the right name with what to do (issue 8, item 15): errno errors of the
+// destination, and store problems met while the source asks what it needs.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { cleanupTmpDirs, tmpDir } from './fixtures.js';
+import { errorLines, listDir, occystrap, runDirs, strayTempFiles } from './cli-helpers.js';
+import { craftedImage, writeValidImage } from './crafted-archives.js';
+import { assertCleanFailure, escapeRe, goodArchive, mountTmpfs, unmountAll } from './hardening-helpers.js';
+
+after(async () => {
+  unmountAll();
+  await cleanupTmpDirs();
+});
+
+describe('errno errors name the endpoint, say what failed and what to do', { concurrency: 1 }, () => {
+  test('dir:// under a regular file (ENOTDIR)', async () => {
+    const base = await tmpDir('errno-enotdir');
+    const archive = goodArchive(base);
+    writeFileSync(path.join(base, 'afile'), 'x');
+    const dest = path.join(base, 'afile', 'store');
+    const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `dir://${dest}`]);
+    assertCleanFailure(r.stderr, r.code);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: dir://${escapeRe(dest)}: .*not a directory \\(ENOTDIR\\); check the path`));
+  });
+
+  for (const kind of ['tar', 'dir'] as const) {
+    test(`${kind}:// with a name over 255 bytes (ENAMETOOLONG)`, async () => {
+      const base = await tmpDir(`errno-long-${kind}`);
+      const archive = goodArchive(base);
+      const dest = path.join(base, `${'n'.repeat(300)}${kind === 'tar' ? '.tar' : ''}`);
+      const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `${kind}://${dest}`]);
+      assertCleanFailure(r.stderr, r.code);
+      assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: ${kind}://${escapeRe(dest)}: .*too long \\(ENAMETOOLONG\\); use a shorter path`));
+      assert.deepEqual(strayTempFiles(base), []);
+    });
+  }
+
+  test('tar:// on a read-only file system (EROFS)', async () => {
+    const base = await tmpDir('errno-erofs');
+    const archive = goodArchive(base);
+    const ro = path.join(base, 'ro');
+    mountTmpfs(ro, 'ro,size=1m');
+    const dest = path.join(ro, 'out.tar');
+    const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `tar://${dest}`]);
+    assertCleanFailure(r.stderr, r.code);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: tar://${escapeRe(dest)}: .*read-only \\(EROFS\\); `));
+  });
+
+  for (const kind of ['tar', 'dir'] as const) {
+    test(`${kind}:// on a full file system (ENOSPC): the destination is named, nothing left behind`, async () => {
+      const base = await tmpDir(`errno-enospc-${kind}`);
+      const archive = path.join(base, 'big.tar');
+      writeValidImage(archive, { layers: 2, files: 1, bytesPerFile: 512 * 1024 });
+      const full = path.join(base, 'full');
+      mountTmpfs(full, 'size=256k');
+      const dest = path.join(full, kind === 'dir' ? 'store' : 'out.tar');
+      const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `${kind}://${dest}`]);
+      assertCleanFailure(r.stderr, r.code);
+      assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: ${kind}://${escapeRe(dest)}: cannot .*no space left on the device \\(ENOSPC\\); free some space`));
+      assert.deepEqual(listDir(full), [], 'nothing left on the full file system');
+      assert.deepEqual(runDirs(path.join(base, 'tmp')), []);
+    });
+  }
+
+  test('a full temp dir met by a filter is the temp dir\'s, not the source\'s', async () => {
+    const base = await tmpDir('errno-temp-full');
+    const archive = path.join(base, 'in.tar');
+    // One 200 KiB layer: it fits in the 300 KiB temp dir once, not twice (the filter's copy).
+    writeValidImage(archive, { layers: 1, files: 2, bytesPerFile: 100 * 1024 });
+    const temp = path.join(base, 'tmp');
+    mountTmpfs(temp, 'size=300k');
+    const dest = path.join(base, 'out.tar');
+    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${dest}`, '-f', 'exclude:pattern=nothing']);
+    assertCleanFailure(r.stderr, r.code);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: cannot write.*\\(ENOSPC\\); free some space or choose another --temp-dir`));
+    assert.deepEqual(listDir(temp), [], 'the run directory is gone');
+    assert.ok(!existsSync(dest));
+  });
+
+  test('a store problem found while the input asks what the store needs is the destination\'s', async () => {
+    const base = await tmpDir('errno-wants');
+    const archive = goodArchive(base);
+    const store = path.join(base, 'store');
+    mkdirSync(store);
+    // A file where the layer's directory belongs: checking for the layer fails with ENOTDIR.
+    const img = craftedImage('first');
+    const diffId = JSON.parse((img.head[1]?.data as Buffer).toString('utf8')).rootfs.diff_ids[0] as string;
+    writeFileSync(path.join(store, diffId.slice('sha256:'.length)), 'in the way');
+    const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `dir://${store}`]);
+    assertCleanFailure(r.stderr, r.code);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: dir://${escapeRe(store)}: .*\\(ENOTDIR\\)`));
+  });
+});
