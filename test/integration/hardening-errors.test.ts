@@ -1,13 +1,14 @@
 // Errors under the right name with what to do (issue 8, item 15): errno errors of the
-// destination, and store problems met while the source asks what it needs.
+// destination, store problems met while the source asks what it needs, bad global
+// options and a bad --temp-dir (usage errors, exit 2).
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cleanupTmpDirs, tmpDir } from './fixtures.js';
-import { errorLines, listDir, occystrap, runDirs, strayTempFiles } from './cli-helpers.js';
+import { cleanEnv, errorLines, listDir, occystrap, runDirs, strayTempFiles } from './cli-helpers.js';
 import { craftedImage, writeValidImage } from './crafted-archives.js';
-import { assertCleanFailure, escapeRe, goodArchive, mountTmpfs, unmountAll } from './hardening-helpers.js';
+import { assertCleanFailure, escapeRe, goodArchive, mknod, mountTmpfs, unmountAll } from './hardening-helpers.js';
 
 after(async () => {
   unmountAll();
@@ -93,3 +94,43 @@ describe('errno errors name the endpoint, say what failed and what to do', { con
     assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: dir://${escapeRe(store)}: .*\\(ENOTDIR\\)`));
   });
 });
+
+describe('bad global options are usage errors (exit 2) that name what to fix', { concurrency: 2 }, () => {
+  const cases: Array<[string, (base: string) => { args: string[]; env?: Record<string, string> }, RegExp]> = [
+    ['--temp-dir is a regular file', (b) => {
+      writeFileSync(path.join(b, 'afile'), 'x');
+      return { args: ['--temp-dir', path.join(b, 'afile')] };
+    }, /--temp-dir .*afile is a regular file, not a directory/],
+    ['--temp-dir is a character device', (b) => {
+      mknod(path.join(b, 'dev'), 'c');
+      return { args: ['--temp-dir', path.join(b, 'dev')] };
+    }, /--temp-dir .*dev is a character device, not a directory/],
+    ['--temp-dir is empty', () => ({ args: ['--temp-dir', ''] }), /--temp-dir needs a directory path/],
+    ['--temp-dir below a regular file', (b) => {
+      writeFileSync(path.join(b, 'afile'), 'x');
+      return { args: ['--temp-dir', path.join(b, 'afile', 'tmp')] };
+    }, /--temp-dir .*afile\/tmp: a part of the path is a file/],
+    ['OCCYSTRAP_TEMP_DIR is a regular file', (b) => {
+      writeFileSync(path.join(b, 'afile'), 'x');
+      return { args: [], env: { OCCYSTRAP_TEMP_DIR: path.join(b, 'afile') } };
+    }, /OCCYSTRAP_TEMP_DIR .*afile is a regular file/],
+    ['OCCYSTRAP_PARALLEL is not a number', () => ({ args: [], env: { OCCYSTRAP_PARALLEL: 'many' } }), /^occystrap: usage error: OCCYSTRAP_PARALLEL takes a whole number from 1 to 256, got "many"/],
+    ['OCCYSTRAP_RETRIES is not a number', () => ({ args: [], env: { OCCYSTRAP_RETRIES: '-1' } }), /^occystrap: usage error: OCCYSTRAP_RETRIES takes/],
+    ['OCCYSTRAP_OUTPUT_FORMAT is unknown', () => ({ args: [], env: { OCCYSTRAP_OUTPUT_FORMAT: 'yaml' } }), /^occystrap: usage error: OCCYSTRAP_OUTPUT_FORMAT takes text or json/],
+    ['--rate-limit too small for a timer', () => ({ args: ['--rate-limit', '1e-10'] }), /^occystrap: usage error: --rate-limit takes a number of requests per second from 0\.001/],
+    ['OCCYSTRAP_RATE_LIMIT too small for a timer', () => ({ args: [], env: { OCCYSTRAP_RATE_LIMIT: '1e-10' } }), /^occystrap: usage error: OCCYSTRAP_RATE_LIMIT takes/],
+  ];
+  for (const [what, make, expected] of cases) {
+    test(what, async () => {
+      const base = await tmpDir('usage');
+      const archive = goodArchive(base);
+      const { args, env } = make(base);
+      const dest = path.join(base, 'out.tar');
+      const r = await occystrap([...args, 'process', `tar://${archive}`, `tar://${dest}`], { env: cleanEnv(env ?? {}) });
+      assertCleanFailure(r.stderr, r.code, 2);
+      assert.match(errorLines(r.stderr)[0] as string, expected);
+      assert.ok(!existsSync(dest));
+    });
+  }
+});
+

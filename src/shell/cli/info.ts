@@ -13,6 +13,7 @@ import { openInput } from '../endpoints.js';
 import { isRegistryInput } from '../endpoints.js';
 import { formatBytes, Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
+import { runDirError } from './run-pipeline.js';
 import { withSignals } from './signals.js';
 import { TempScope } from '../scope.js';
 
@@ -48,7 +49,7 @@ export class InfoCommand extends GlobalCommand {
         });
       } else {
         info = await withSignals(
-          () => TempScope.open({ parent: settings.tempDir }),
+          () => TempScope.open({ parent: settings.tempDir }).catch((e: unknown) => Promise.reject(runDirError(settings.tempDir, e))),
           reporter,
           async (signal, scope) => imageInfo(await firstConfig(input.elements({ effects: scope, signal, owner: 'input', wants: async () => false, parallelism: 1 }), scope)),
         );

@@ -5,9 +5,10 @@
  *
  * @module
  */
+import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import { Command, Option } from 'clipanion';
-import { usageError } from '../../core/errors.js';
+import { OccystrapError, usageError } from '../../core/errors.js';
 import type { LogLevel } from '../log.js';
 
 /** Global options that take a value, by every spelling. */
@@ -60,6 +61,38 @@ export function hoistGlobalOptions(rawArgv: readonly string[]): string[] {
   return [argv[i] as string, ...leading, ...argv.slice(i + 1)];
 }
 
+/** The slowest --rate-limit: one request per 1000 s. */
+export const MIN_RATE_LIMIT = 0.001;
+
+function fileKind(st: import('node:fs').Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  return 'not a directory';
+}
+
+/**
+ * The temp dir must be a directory, or not exist yet (it is then created): checked before
+ * anything is read or written, so a bad one is a usage error.
+ */
+function checkTempDir({ value, name }: { value: string; name: string }): string {
+  if (value === '') throw usageError(`${name} needs a directory path, got ""`);
+  try {
+    const st = statSync(value);
+    if (!st.isDirectory()) throw usageError(`${name} ${value} is ${fileKind(st)}, not a directory; give a directory (it is created if missing)`);
+  } catch (e) {
+    if (OccystrapError.is(e)) throw e;
+    const code = (e as { code?: string }).code;
+    if (code === 'ENOENT') return value;
+    if (code === 'ENOTDIR') throw usageError(`${name} ${value}: a part of the path is a file, not a directory; give a directory`);
+    if (code === 'ENAMETOOLONG') throw usageError(`${name} ${value}: the path is too long; give a shorter one`);
+    throw usageError(`${name} ${value} cannot be used (${(e as Error).message}); give another directory`);
+  }
+  return value;
+}
+
 export interface GlobalSettings {
   readonly parallel: number;
   readonly platform: { readonly os: string; readonly architecture: string; readonly variant: string };
@@ -102,20 +135,32 @@ export abstract class GlobalCommand extends Command {
   }
 
   settings(env: NodeJS.ProcessEnv = process.env): GlobalSettings {
-    const rawParallel = this.parallel ?? env['OCCYSTRAP_PARALLEL'] ?? '4';
-    if (!/^\d+$/.test(rawParallel) || Number(rawParallel) < 1 || Number(rawParallel) > 256) {
-      throw usageError(`--parallel takes a whole number from 1 to 256, got ${JSON.stringify(rawParallel)}`);
+    // Each value with the name it was given under, so an error names what to fix.
+    const pick = (cli: string | undefined, option: string, envKey: string): { value: string; name: string } | undefined => {
+      if (cli !== undefined) return { value: cli, name: option };
+      const fromEnv = env[envKey];
+      return fromEnv !== undefined ? { value: fromEnv, name: envKey } : undefined;
+    };
+    const parallel = pick(this.parallel, '--parallel', 'OCCYSTRAP_PARALLEL') ?? { value: '4', name: '--parallel' };
+    if (!/^\d+$/.test(parallel.value) || Number(parallel.value) < 1 || Number(parallel.value) > 256) {
+      throw usageError(`${parallel.name} takes a whole number from 1 to 256, got ${JSON.stringify(parallel.value)}`);
     }
-    const format = (this.outputFormat ?? env['OCCYSTRAP_OUTPUT_FORMAT'] ?? 'text').toLowerCase();
-    if (format !== 'text' && format !== 'json') throw usageError(`--output-format takes text or json, got ${JSON.stringify(format)}`);
+    const formatPick = pick(this.outputFormat, '--output-format', 'OCCYSTRAP_OUTPUT_FORMAT') ?? { value: 'text', name: '--output-format' };
+    const format = formatPick.value.toLowerCase();
+    if (format !== 'text' && format !== 'json') throw usageError(`${formatPick.name} takes text or json, got ${JSON.stringify(formatPick.value)}`);
     const debug = this.debug ?? envFlag(env, 'OCCYSTRAP_DEBUG');
     const verbose = this.verbose ?? envFlag(env, 'OCCYSTRAP_VERBOSE');
-    const rawRetries = this.retries ?? env['OCCYSTRAP_RETRIES'] ?? '3';
-    if (!/^\d+$/.test(rawRetries) || Number(rawRetries) > 100) throw usageError(`--retries takes a whole number from 0 to 100, got ${JSON.stringify(rawRetries)}`);
-    const rawRate = this.rateLimit ?? env['OCCYSTRAP_RATE_LIMIT'];
-    if (rawRate !== undefined && !(Number(rawRate) > 0 && Number.isFinite(Number(rawRate)))) {
-      throw usageError(`--rate-limit takes a positive number of requests per second, got ${JSON.stringify(rawRate)}`);
+    const retries = pick(this.retries, '--retries', 'OCCYSTRAP_RETRIES') ?? { value: '3', name: '--retries' };
+    if (!/^\d+$/.test(retries.value) || Number(retries.value) > 100) throw usageError(`${retries.name} takes a whole number from 0 to 100, got ${JSON.stringify(retries.value)}`);
+    const rate = pick(this.rateLimit, '--rate-limit', 'OCCYSTRAP_RATE_LIMIT');
+    // Below MIN_RATE_LIMIT the wait between requests would overflow a timer (about 24.8 days).
+    if (rate !== undefined && !(Number(rate.value) >= MIN_RATE_LIMIT && Number.isFinite(Number(rate.value)))) {
+      throw usageError(`${rate.name} takes a number of requests per second from ${MIN_RATE_LIMIT} (one per ${1 / MIN_RATE_LIMIT} s), got ${JSON.stringify(rate.value)}`);
     }
+    const rawRate = rate?.value;
+    const rawParallel = parallel.value;
+    const rawRetries = retries.value;
+    const tempDir = checkTempDir(pick(this.tempDir, '--temp-dir', 'OCCYSTRAP_TEMP_DIR') ?? { value: os.tmpdir(), name: 'the system temp dir' });
     return {
       platform: { os: this.os ?? 'linux', architecture: this.architecture ?? 'amd64', variant: this.variant ?? '' },
       username: this.username,
@@ -124,7 +169,7 @@ export abstract class GlobalCommand extends Command {
       retries: Number(rawRetries),
       rateLimit: rawRate === undefined ? undefined : Number(rawRate),
       parallel: Number(rawParallel),
-      tempDir: this.tempDir ?? env['OCCYSTRAP_TEMP_DIR'] ?? os.tmpdir(),
+      tempDir,
       logLevel: debug ? 'debug' : verbose ? 'verbose' : 'normal',
       outputFormat: format,
     };

@@ -5,7 +5,9 @@
  *
  * @module
  */
+import { OccystrapError } from '../../core/errors.js';
 import type { Effects, OwnershipEffect, ReplyOf } from '../../core/ownership.js';
+import { describeSystemError, findSystemError } from '../system-errors.js';
 import type { Reporter } from '../log.js';
 import { TempScope } from '../scope.js';
 import type { GlobalSettings } from './options.js';
@@ -24,12 +26,17 @@ export interface ScopedRun {
  * scope is closed on every path; an interrupted run raises an `InterruptedError`.
  */
 export function runInScope<T>(settings: Pick<GlobalSettings, 'tempDir' | 'logLevel'>, reporter: Reporter, job: (run: ScopedRun) => Promise<T>): Promise<T> {
-  const openScope = () =>
-    TempScope.open({
-      parent: settings.tempDir,
-      onCrossDeviceCopy: (from, to) =>
-        reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
-    });
+  const openScope = async () => {
+    try {
+      return await TempScope.open({
+        parent: settings.tempDir,
+        onCrossDeviceCopy: (from, to) =>
+          reporter.verbose(`copied ${from} to ${to}: the temp dir is on another filesystem (use --temp-dir on the destination's filesystem to move instead)`),
+      });
+    } catch (e) {
+      throw runDirError(settings.tempDir, e);
+    }
+  };
   return withSignals(openScope, reporter, async (signal, scope) => {
     reporter.verbose(`temp files in ${scope.runDir}`);
     const effects: Effects =
@@ -43,6 +50,14 @@ export function runInScope<T>(settings: Pick<GlobalSettings, 'tempDir' | 'logLev
         : scope;
     return job({ effects, signal, scope });
   });
+}
+
+/** The run directory could not be made: a usage error when the temp dir itself is unusable. */
+export function runDirError(tempDir: string, e: unknown): OccystrapError {
+  const system = findSystemError(e);
+  if (!system) return new OccystrapError('EOUTPUT', `temp dir ${tempDir}: cannot create the run directory: ${(e as Error)?.message ?? String(e)}`, { cause: e });
+  const unusable = ['ENOTDIR', 'EEXIST', 'ENAMETOOLONG', 'ELOOP', 'EACCES', 'EPERM', 'EROFS', 'ENOENT'].includes(system.code);
+  return new OccystrapError(unusable ? 'EUSAGE' : 'EOUTPUT', `temp dir ${tempDir}: ${describeSystemError(system, 'temp')}`, { cause: e });
 }
 
 /** One line per ownership effect, for `--debug`. */
