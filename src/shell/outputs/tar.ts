@@ -28,7 +28,7 @@ export interface TarOutputOptions {
 
 const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
 
-/** Small writes (headers, padding) are gathered into one write of up to this many bytes. */
+/** Writes (headers, padding, layer chunks) are gathered into one writev of about this many bytes. */
 const GATHER_BYTES = 1 << 20;
 
 /**
@@ -53,14 +53,20 @@ class TarWriter {
 
   private async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const data = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending);
+    const buffers = this.pending;
+    const total = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    let offset = 0;
     try {
-      while (offset < data.length) {
-        const { bytesWritten } = await this.out.write(data, offset, data.length - offset);
-        offset += bytesWritten;
+      // One writev for the gathered pieces (no copy); a short write finishes piecewise.
+      const written = (await this.out.writev(buffers)).bytesWritten;
+      if (written < total) {
+        const rest = Buffer.concat(buffers).subarray(written);
+        let offset = 0;
+        while (offset < rest.length) {
+          const { bytesWritten } = await this.out.write(rest, offset, rest.length - offset);
+          offset += bytesWritten;
+        }
       }
     } catch (e) {
       // A handle's write error names no file: name the archive being written.
