@@ -45,7 +45,7 @@ export class CheckCommand extends GlobalCommand {
 
       The text report lists errors, warnings and info, then "Check complete (MODE): N error(s), M warning(s)". -O json prints one JSON object with mode, errors, warnings and results.
 
-      Exit status: 0 no errors, 1 errors found (or the source could not be read), 2 bad command line, 130/143 interrupted.
+      Exit status: 0 no errors, 1 errors found (or the source could not be read), 2 bad command line, 130/143 interrupted, 141 stdout or stderr closed by its reader.
     `,
     examples: [
       ['Full check of a docker-save tarball', '$0 check tar://image.tar'],

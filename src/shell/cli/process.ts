@@ -27,7 +27,7 @@ export class ProcessCommand extends GlobalCommand {
       Destinations: tar://FILE (docker-loadable), dir://DIR[?unique_names=true].
       Filters: normalize-timestamps[:ts=N], exclude:pattern=GLOB[,pattern=GLOB...], search:pattern=P[,regex=true][,script_friendly=true], inspect:file=PATH.
 
-      Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted.
+      Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted, 141 stdout or stderr closed by its reader.
     `,
     examples: [
       ['Unpack a docker-save tarball into a directory store', '$0 process tar://image.tar dir://store'],
