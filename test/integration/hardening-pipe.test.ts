@@ -22,6 +22,9 @@ async function throughHead(args: readonly string[], redirect: string, lines: num
   return { status: Number(m[1]), head: r.stdout.slice(0, m.index), stderr: r.stderr };
 }
 
+// Eight 3 MiB layers: the run has a few hundred ms of work left after its first line, so
+// the reader is gone long before the next progress line, even on a loaded machine.
+
 /**
  * Start the CLI with stderr on a pipe; after its first line, stop the CLI (SIGSTOP), close
  * our end of the pipe and let it go on (SIGCONT): its next write to stderr meets EPIPE.
@@ -53,7 +56,7 @@ describe('a closed pipe stops the run like SIGPIPE: exit 141, rollback, no temp 
     test(`process into ${kind}:// whose stderr reader leaves after the first line`, async () => {
       const base = await tmpDir(`epipe-${kind}`);
       const archive = path.join(base, 'slow.tar');
-      writeValidImage(archive, { layers: 6, files: 2, bytesPerFile: 1 << 20 });
+      writeValidImage(archive, { layers: 8, files: 3, bytesPerFile: 1 << 20 });
       const temp = path.join(base, 'tmp');
       const dest = path.join(base, kind === 'dir' ? 'store' : 'out.tar');
       const r = await closeStderrAfterFirstLine(['--temp-dir', temp, 'process', `tar://${archive}`, `${kind}://${dest}`]);
@@ -69,7 +72,7 @@ describe('a closed pipe stops the run like SIGPIPE: exit 141, rollback, no temp 
   test('process ... 2>&1 | head -1 in a shell: exit 141, nothing left behind', async () => {
     const base = await tmpDir('epipe-shell');
     const archive = path.join(base, 'slow.tar');
-    writeValidImage(archive, { layers: 6, files: 2, bytesPerFile: 1 << 20 });
+    writeValidImage(archive, { layers: 8, files: 3, bytesPerFile: 1 << 20 });
     const temp = path.join(base, 'tmp');
     const dest = path.join(base, 'out.tar');
     const r = await throughHead(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${dest}`], '2>&1', 1);
