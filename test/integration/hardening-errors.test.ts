@@ -80,6 +80,20 @@ describe('errno errors name the endpoint, say what failed and what to do', { con
     assert.ok(!existsSync(dest));
   });
 
+  test('a full temp dir met while the input spools a layer is the temp dir\'s', async () => {
+    const base = await tmpDir('errno-temp-spool');
+    const archive = path.join(base, 'in.tar');
+    writeValidImage(archive, { layers: 1, files: 1, bytesPerFile: 512 * 1024 });
+    const temp = path.join(base, 'tmp');
+    mountTmpfs(temp, 'size=256k');
+    const dest = path.join(base, 'store');
+    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `dir://${dest}`]);
+    assertCleanFailure(r.stderr, r.code);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: .*\\(ENOSPC\\); free some space or choose another --temp-dir`));
+    assert.deepEqual(listDir(temp), [], 'the run directory is gone');
+    assert.ok(!existsSync(dest));
+  });
+
   test('a store problem found while the input asks what the store needs is the destination\'s', async () => {
     const base = await tmpDir('errno-wants');
     const archive = goodArchive(base);

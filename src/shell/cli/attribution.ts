@@ -28,6 +28,12 @@ export interface AttributionOptions {
 /** errno codes that only writing can meet. */
 const WRITE_ERRORS = new Set(['ENOSPC', 'EDQUOT', 'EFBIG', 'EROFS']);
 
+/** The write-only errno code an error message quotes (`ENOSPC: no space left …`), if any. */
+function writeErrorNamedIn(message: string): string | undefined {
+  const m = /\b(ENOSPC|EDQUOT|EFBIG|EROFS)\b/.exec(message);
+  return m?.[1];
+}
+
 function within(p: string, dir: string): boolean {
   const rel = path.relative(dir, path.resolve(p));
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
@@ -102,6 +108,11 @@ export class ErrorAttribution {
     if (OccystrapError.is(first)) {
       // A labelled error keeps its words, unless the OS error inside it belongs elsewhere.
       if (system && place !== stagePlace) return new OccystrapError(code, `${label}: ${describeSystemError(system, place)}`, { cause: first });
+      // An input that kept only the text of a write error (no cause): still the temp dir's.
+      const written = stagePlace === 'source' && !system ? writeErrorNamedIn(first.message) : undefined;
+      if (written) {
+        return new OccystrapError('EOUTPUT', `${this.labelOf('temp')}: ${describeSystemError({ code: written, syscall: 'write', message: first.message }, 'temp')} (${first.message})`, { cause: first });
+      }
       if (this.isLabelled(first.message)) return first;
       return new OccystrapError(first.code, `${label}: ${first.message}`, { cause: first });
     }
