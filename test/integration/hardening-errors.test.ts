@@ -99,13 +99,14 @@ describe('errno errors name the endpoint, say what failed and what to do', { con
     const archive = goodArchive(base);
     const store = path.join(base, 'store');
     mkdirSync(store);
-    // A file where the layer's directory belongs: checking for the layer fails with ENOTDIR.
+    // A file where the layer's directory belongs: the store's presence check refuses it.
     const img = craftedImage('first');
     const diffId = JSON.parse((img.head[1]?.data as Buffer).toString('utf8')).rootfs.diff_ids[0] as string;
     writeFileSync(path.join(store, diffId.slice('sha256:'.length)), 'in the way');
     const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), 'process', `tar://${archive}`, `dir://${store}`]);
     assertCleanFailure(r.stderr, r.code);
-    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: dir://${escapeRe(store)}: .*\\(ENOTDIR\\)`));
+    const hex = diffId.slice('sha256:'.length);
+    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: dir://${escapeRe(store)}: ${hex} is a regular file, not a directory; remove it`));
   });
 });
 
