@@ -97,7 +97,7 @@ export class DockerSaveInput implements ImageInput {
 
 async function* readDockerSave(options: DockerSaveInputOptions, label: string, ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {
   const { effects, owner, signal } = ctx;
-  const fail = (message: string) => inputError(`${label}: ${message}`);
+  const fail = (message: string, cause?: unknown) => inputError(`${label}: ${message}`, cause);
 
   try {
     const st = await fs.stat(options.path);
@@ -171,7 +171,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     } catch (e) {
       await effects.perform({ _tag: 'Release', file, owner });
       if (signal.aborted) throw new AbortError(signal.reason);
-      throw fail(`cannot read ${name} again: ${(e as Error)?.message ?? String(e)}`);
+      throw fail(`cannot read ${name} again: ${(e as Error)?.message ?? String(e)}`, e);
     }
     spooled.set(name, { file, result, size: result.contentSize });
   };
@@ -355,7 +355,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     } catch (e) {
       await effects.perform({ _tag: 'Release', file, owner });
       if (signal.aborted) throw new AbortError(signal.reason);
-      throw fail(`cannot read ${name}: ${describeTarError(e)}`);
+      throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
     }
     const previous = spooled.get(name);
     spooled.set(name, { file, result, size: result.contentSize });
