@@ -9,6 +9,7 @@ import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import { Command, Option } from 'clipanion';
 import { OccystrapError, usageError } from '../../core/errors.js';
+import { describeKind, kindOf } from '../fs/store-fs.js';
 import type { LogLevel } from '../log.js';
 
 /** Global options that take a value, by every spelling. */
@@ -64,15 +65,6 @@ export function hoistGlobalOptions(rawArgv: readonly string[]): string[] {
 /** The slowest --rate-limit: one request per 1000 s. */
 export const MIN_RATE_LIMIT = 0.001;
 
-function fileKind(st: import('node:fs').Stats): string {
-  if (st.isFile()) return 'a regular file';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isSocket()) return 'a socket';
-  return 'not a directory';
-}
-
 /**
  * The temp dir must be a directory, or not exist yet (it is then created): checked before
  * anything is read or written, so a bad one is a usage error.
@@ -81,7 +73,7 @@ function checkTempDir({ value, name }: { value: string; name: string }): string 
   if (value === '') throw usageError(`${name} needs a directory path, got ""`);
   try {
     const st = statSync(value);
-    if (!st.isDirectory()) throw usageError(`${name} ${value} is ${fileKind(st)}, not a directory; give a directory (it is created if missing)`);
+    if (!st.isDirectory()) throw usageError(`${name} ${value} is ${describeKind(kindOf(st))}, not a directory; give a directory (it is created if missing)`);
   } catch (e) {
     if (OccystrapError.is(e)) throw e;
     const code = (e as { code?: string }).code;

@@ -19,6 +19,7 @@ import type { TempFile } from '../../core/ownership.js';
 import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
 import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { publishMode } from '../fs/atomic.js';
+import { describeKind, kindOf } from '../fs/store-fs.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
 
 export interface TarOutputOptions {
@@ -101,14 +102,6 @@ class TarWriter {
   }
 }
 
-function nonFileKind(st: Stats): string {
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isFIFO()) return 'a FIFO (named pipe)';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
 export class TarOutput implements ImageOutput {
   readonly description: string;
   readonly order = 'manifest' as const;
@@ -148,7 +141,7 @@ export class TarOutput implements ImageOutput {
     if (st.isFile()) return;
     const through = (await fs.lstat(target)).isSymbolicLink() ? ' (through a symbolic link)' : '';
     if (st.isDirectory()) throw outputError(`${this.description}: ${target} is a directory${through}; give a file name for the archive`);
-    throw outputError(`${this.description}: ${target} is ${nonFileKind(st)}${through}, not a regular file; refusing to replace it; give the path of a new or regular file`);
+    throw outputError(`${this.description}: ${target} is ${describeKind(kindOf(st))}${through}, not a regular file; refusing to replace it; give the path of a new or regular file`);
   }
 
   async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
