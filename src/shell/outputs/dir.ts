@@ -172,7 +172,11 @@ export class DirOutput implements ImageOutput {
     let lock: StoreLock | undefined;
     let restoreManifest: (() => Promise<void>) | undefined;
     let undoing: Promise<void> | undefined;
+    // Store operations under way (config writes, layer moves). A forced rollback waits a
+    // moment for them, so a file renamed in just after it started is not left behind.
+    const inFlight = new Set<Promise<void>>();
     const undo = (forced: boolean) => (undoing ??= (async () => {
+      if (forced) await settledWithin([...inFlight], FORCED_UNDO_WAIT_MS);
       // Under the lock, so a concurrent run's manifest is either written before we look
       // (and its layers are spared) or checks its layers after we removed ours.
       if (!lock && added.length > 0) lock = await acquireStoreLock(root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
@@ -191,7 +195,6 @@ export class DirOutput implements ImageOutput {
     let bytes = 0;
     let skipped = 0;
     let copied = 0;
-    const inFlight = new Set<Promise<void>>();
     const storing = new Map<string, Promise<void>>();
     let storeFailure: { error: unknown } | undefined;
     try {
@@ -204,7 +207,14 @@ export class DirOutput implements ImageOutput {
           const manifestName = manifestFileName(element.image, this.options.uniqueNames);
           const manifestEntry = await lstatEntry(path.join(root, manifestName));
           if (manifestEntry.kind !== 'missing' && manifestEntry.kind !== 'file') throw this.badEntry(manifestName, manifestEntry.kind);
-          if ((await this.storeConfig(root, element, ctx)) === 'added') added.push(path.join(root, savedConfigPath(element.digest)));
+          const configStored = this.storeConfig(root, element, ctx).then((outcome) => {
+            if (outcome === 'added') added.push(path.join(root, savedConfigPath(element.digest)));
+          });
+          const tracked = configStored.catch(() => undefined).then(() => {
+            inFlight.delete(tracked);
+          });
+          inFlight.add(tracked);
+          await configStored;
           continue;
         }
         const relative = savedLayerPath(element.layer.diffId);
@@ -370,6 +380,20 @@ export class DirOutput implements ImageOutput {
     }
     return catalog.right;
   }
+}
+
+/** How long a forced rollback waits for store operations already under way. */
+const FORCED_UNDO_WAIT_MS = 2_000;
+
+/** Wait until every promise has settled, or `ms` has passed. */
+async function settledWithin(pending: readonly Promise<unknown>[], ms: number): Promise<void> {
+  if (pending.length === 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([Promise.allSettled(pending), timeout]);
+  clearTimeout(timer);
 }
 
 /**
