@@ -10,7 +10,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../../src/core/digest.js';
 import type { ConfigElement, ImageElement, LayerDescriptor } from '../../src/core/element.js';
-import { fnmatch, globToRegExp } from '../../src/core/filters/glob.js';
+import { fnmatch } from '../../src/core/filters/glob.js';
 import { createdSeconds, InspectFilter, inspectRecord, parseInspectOptions, pythonJsonDumps } from '../../src/core/filters/inspect.js';
 import {
   formatSearchReport,
@@ -222,9 +222,9 @@ describe('fnmatch (Python fnmatch.fnmatchcase semantics)', () => {
       assert.equal(fnmatch(name, pattern), expected);
     });
   }
-  test('every pattern compiles (no RegExp syntax error for odd input)', () => {
+  test('every pattern compiles (no error for odd input)', () => {
     for (const p of ['[', ']', '[]', '[!', '[\\]', '[a-\\]', '(', ')', '{', '}', '|', '+', '^', '$', '.', '\\', '/', '[[]', '[]-]']) {
-      assert.doesNotThrow(() => globToRegExp(p), p);
+      assert.doesNotThrow(() => fnmatch('x', p), p);
     }
   });
 });
