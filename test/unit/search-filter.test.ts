@@ -252,6 +252,19 @@ describe('searchMatcher', () => {
   test('an invalid regex is a Left', () => {
     assert.ok(E.isLeft(searchMatcher({ pattern: '(', regex: true })));
   });
+  test('regexes run on RE2: lookaround and backreferences are refused with the reason, JavaScript escapes work', () => {
+    for (const pattern of ['(?=x)', '(?!x)', '(?<=x)y', '(?<!x)y', '(a)\\1', '(?<n>a)\\k<n>']) {
+      const r = searchMatcher({ pattern, regex: true });
+      assert.ok(E.isLeft(r), pattern);
+      assert.match(r.left, /^invalid regular expression .*: .+ \(regular expressions use RE2 syntax \(linear time\): no lookahead, lookbehind or backreferences\)$/, pattern);
+    }
+    assert.equal(m('\\u0041\\u{42}', true)('xAB'), true);
+    assert.equal(m('^[[:alpha:]]+$', true)('abc'), true);
+    assert.equal(m('(?<word>\\w+)\\.so$', true)('usr/lib/libc.so'), true);
+    // The pattern that needed kill -9 with a backtracking engine: answered at once.
+    assert.equal(m('(a+)+$', true)(`${'a'.repeat(40)}!`), false);
+    assert.equal(m('(a+)+$', true)(`x/${'a'.repeat(40)}`), true);
+  });
 });
 
 describe('parseSearchOptions / parseInspectOptions', () => {

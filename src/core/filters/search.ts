@@ -9,6 +9,7 @@
  * @module
  */
 import * as E from 'fp-ts/lib/Either.js';
+import { RE2JS } from 're2js';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../digest.js';
 import type { ImageElement, ImageName } from '../element.js';
@@ -159,23 +160,43 @@ function describeTarProblem(e: unknown): string {
 
 export interface SearchOptions {
   readonly pattern: string;
-  /** Regular expression, found anywhere in the path (JavaScript syntax), instead of a glob. */
+  /** Regular expression, found anywhere in the path (RE2 syntax), instead of a glob. */
   readonly regex: boolean;
   /** `image:tag:layer:path` lines instead of the human report. */
   readonly scriptFriendly: boolean;
 }
 
+/** What the regex engine does not have, for the error message. */
+const REGEX_DIALECT = 'regular expressions use RE2 syntax (linear time): no lookahead, lookbehind or backreferences';
+
+/**
+ * `\uXXXX` and `\u{X...}` (JavaScript) as RE2's `\x{...}`; every other escape is left for
+ * RE2 to accept or refuse (re2js's own `translateRegExp` turns an unknown escape such as
+ * `\k<n>` into a literal, silently changing what a pattern means).
+ */
+function jsUnicodeEscapesToRe2(pattern: string): string {
+  return pattern.replace(/\\(?:u([0-9A-Fa-f]{4})|u\{([0-9A-Fa-f]+)\}|[^])/g, (whole, four?: string, braced?: string) => {
+    const hex = four ?? braced;
+    return hex === undefined ? whole : `\\x{${hex}}`;
+  });
+}
+
 /**
  * The matcher: a glob must match the full path or its basename (fnmatch semantics, `*`
  * crosses `/`); a regex is searched anywhere in the path.
+ *
+ * Regexes run on RE2 (the `re2js` port), not on the backtracking `RegExp`: a user's
+ * `(a+)+$` cannot then run for ever on a hostile path, and matching time is linear in
+ * the path. JavaScript's `\u0041` and `\u{1F600}` escapes are translated first.
  */
 export function searchMatcher(options: Pick<SearchOptions, 'pattern' | 'regex'>): E.Either<string, (path: string) => boolean> {
   if (options.regex) {
-    let re: RegExp;
+    let re: RE2JS;
     try {
-      re = new RegExp(options.pattern, 'u');
+      re = RE2JS.compile(jsUnicodeEscapesToRe2(options.pattern));
     } catch (e) {
-      return E.left(`invalid regular expression ${JSON.stringify(options.pattern)}: ${(e as Error).message}`);
+      const why = ((e as Error).message ?? String(e)).replace(/^error parsing regexp: /, '');
+      return E.left(`invalid regular expression ${JSON.stringify(options.pattern)}: ${why} (${REGEX_DIALECT})`);
     }
     return E.right((path) => re.test(path));
   }

@@ -50,7 +50,7 @@ export class SearchCommand extends GlobalCommand {
     details: `
       Reads every layer of the image at SOURCE and prints the entries whose path matches PATTERN. Nothing is written but the report (on stdout).
 
-      PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a JavaScript regular expression, found anywhere in the path.
+      PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a regular expression in RE2 syntax (linear-time matching: no lookahead, lookbehind or backreferences), found anywhere in the path.
 
       The report lists, per layer (named by its diff_id), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.
     `,

@@ -1,0 +1,104 @@
+// Patterns that made 0.1.0 backtrack for minutes (issue 8, item 6), run through the real
+// CLI on layers built here: `exclude` and `search` globs on a 20 KB path and a 2 KB name,
+// and `search --regex '(a+)+$'` on a×40+'!'. Each run must finish (the child has a
+// generous timeout: a hang fails the test) with the right answer.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { cleanupTmpDirs, tmpDir } from './fixtures.js';
+import { errorLines, listDir, occystrap } from './cli-helpers.js';
+import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes, writeArchive } from './archive-builder.js';
+import { layerNames, readSaved } from './filters-helpers.js';
+
+after(async () => {
+  await cleanupTmpDirs();
+});
+
+/** A docker-save archive of one image with one layer holding `entries`. */
+async function imageWithLayer(file: string, entries: readonly ArchiveEntry[]): Promise<void> {
+  const layer = await tarBytes(entries);
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
+  const configName = `${sha256Hex(config)}.json`;
+  await writeArchive(file, [
+    { name: configName, data: config },
+    { name: 'layer/layer.tar', data: layer },
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, Layers: ['layer/layer.tar'], RepoTags: ['hostile:v1'] }]) },
+  ]);
+}
+
+// Generous: the patterns below took 1 min 49 s to 9 min (or forever) in 0.1.0.
+const GENEROUS = { timeoutMs: 90_000 };
+
+const deepPath = `${'d/'.repeat(10_000)}x.py`; // 20 KB, no match for */*/*.pyc
+const longName = `${'a'.repeat(2048)}`; // no match for *a*a*a*b
+const regexBait = `${'a'.repeat(40)}!`; // (a+)+$ backtracks exponentially in a backtracking engine
+
+describe('hostile patterns finish', () => {
+  let archive = '';
+  let work = '';
+
+  test('exclude with */*/*.pyc and *a*a*a*b on a 20 KB path and a 2 KB name: done, nothing wrongly dropped', async () => {
+    work = await tmpDir('hostile');
+    archive = path.join(work, 'in.tar');
+    await imageWithLayer(archive, [
+      { name: deepPath, data: Buffer.from('deep\n') },
+      { name: longName, data: Buffer.from('long\n') },
+      { name: regexBait, data: Buffer.from('bait\n') },
+      { name: 'p/q/r.pyc', data: Buffer.from('pyc\n') },
+      { name: 'x-aaab', data: Buffer.from('x\n') },
+    ]);
+    const temp = path.join(work, 'tmp');
+    const out = path.join(work, 'out.tar');
+    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${out}`, '-f', 'exclude:pattern=*/*/*.pyc,*a*a*a*b'], GENEROUS);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(errorLines(r.stderr), []);
+    assert.deepEqual(listDir(temp), []);
+    const names = await layerNames((await readSaved(out)).layers[0] as Buffer);
+    const kept = [...names].sort();
+    assert.ok(kept.length === 3 && kept.includes(deepPath) && kept.includes(longName) && kept.includes(regexBait), `only p/q/r.pyc and x-aaab are dropped; kept ${kept.length}: ${kept.map((n) => n.slice(0, 20)).join(', ')}`);
+  });
+
+  test('search globs on the same layer: done, the right matches', async () => {
+    assert.notEqual(archive, '', 'needs the first test');
+    const r = await occystrap(['search', '--script-friendly', `tar://${archive}`, '*/*/*.pyc'], GENEROUS);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').filter(Boolean).map((l) => l.split(':').pop()), ['p/q/r.pyc']);
+    const r3 = await occystrap(['search', '--script-friendly', `tar://${archive}`, '*a*a*a*b'], GENEROUS);
+    assert.equal(r3.code, 0, r3.stderr);
+    assert.deepEqual(r3.stdout.split('\n').filter(Boolean).map((l) => l.split(':').pop()), ['x-aaab']);
+  });
+
+  test("search --regex '(a+)+$' on a×40+'!': done, no match but the anchored ones", async () => {
+    assert.notEqual(archive, '', 'needs the first test');
+    const r = await occystrap(['search', '--regex', '--script-friendly', `tar://${archive}`, '(a+)+$'], GENEROUS);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n').filter(Boolean).map((l) => l.split(':').pop()?.length), [longName.length], 'only the all-a name matches');
+    const temp = path.join(work, 'tmp2');
+    const out = path.join(work, 'out2.tar');
+    const r2 = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${out}`, '-f', 'search:pattern=(a+)+$,regex=true,script_friendly=true'], GENEROUS);
+    assert.equal(r2.code, 0, r2.stderr);
+    assert.deepEqual(r2.stdout.split('\n').filter(Boolean).map((l) => l.split(':').pop()?.length), [longName.length], 'only the all-a name matches');
+  });
+});
+
+describe('regex constructs RE2 does not have', () => {
+  for (const pattern of ['(?=a)', '(a)\\1']) {
+    test(`search --regex ${JSON.stringify(pattern)}: one usage error naming the dialect, exit 2`, async () => {
+      const work = await tmpDir('re2-usage');
+      const archive = path.join(work, 'in.tar');
+      await imageWithLayer(archive, [{ name: 'a', data: Buffer.from('a\n') }]);
+      for (const args of [
+        ['search', '--regex', `tar://${archive}`, pattern],
+        ['process', `tar://${archive}`, `tar://${path.join(work, 'out.tar')}`, '-f', `search:pattern=${pattern},regex=true`],
+      ]) {
+        const r = await occystrap(args);
+        assert.equal(r.code, 2, r.stderr);
+        const lines = r.stderr.split('\n').filter(Boolean);
+        assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines[0] as string, /^occystrap: usage error: (search: )?invalid regular expression .*no lookahead, lookbehind or backreferences\)$/);
+        assert.deepEqual(listDir(work), ['in.tar'], 'no output written');
+      }
+    });
+  }
+});
