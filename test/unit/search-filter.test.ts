@@ -428,6 +428,35 @@ describe('SearchFilter', () => {
     assert.equal(formatSearchReport(none, true), '');
   });
 
+  test('input-derived fields are escaped, so a path with a line break cannot fake a report line', () => {
+    const image = { name: 'img\nLayer: fake', tag: 't\x1b[2J' };
+    const hex = 'b'.repeat(64);
+    const forged = `evil\n  etc/shadow (file, 0 bytes)\nFound 0 matches in 0 layers.`;
+    const file: TarEntryInfo = { path: forged, kind: 'file', size: 1, mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+    const link: TarEntryInfo = { path: 'l\r', kind: 'symlink', size: 0, mode: 0o777, uid: 0, gid: 0, mtime: 0, linkname: 'x\n\u202e' };
+    const report: SearchReport = {
+      image,
+      layers: [{ index: 0, diffId: `sha256:${hex}` as Digest, matches: [{ path: forged, entry: file }, { path: 'l\r', entry: link }] }],
+      layersSearched: 1,
+      unreadable: [],
+    };
+    const human = formatSearchReport(report, false);
+    assert.deepEqual(human.split('\n'), [
+      `Layer: ${hex}`,
+      '  evil\\n  etc/shadow (file, 0 bytes)\\nFound 0 matches in 0 layers. (file, 1 bytes)',
+      '  l\\r -> x\\n\\u{202e} (symlink)',
+      '',
+      'Found 2 matches in 1 layer.',
+      '',
+    ]);
+    const script = formatSearchReport(report, true);
+    assert.deepEqual(script.split('\n'), [
+      `img\\nLayer: fake:t\\x1b[2J:${hex}:evil\\n  etc/shadow (file, 0 bytes)\\nFound 0 matches in 0 layers.`,
+      `img\\nLayer: fake:t\\x1b[2J:${hex}:l\\r`,
+      '',
+    ]);
+  });
+
   test('a layer that is not a tar is reported and skipped; the element still passes', async () => {
     const good = await tarOf([{ name: 'ok.txt', data: 'fine' }]);
     const bad = new Uint8Array(1536).fill(7);

@@ -15,6 +15,7 @@ import type { Digest } from '../digest.js';
 import type { ImageElement, ImageName } from '../element.js';
 import type { TempFile } from '../ownership.js';
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
+import { printable } from '../printable.js';
 import { globMatcher } from './glob.js';
 
 // ------------------------------------------------------------------ ports
@@ -269,12 +270,13 @@ function layerName(diffId: Digest): string {
   return diffId.startsWith('sha256:') ? diffId.slice('sha256:'.length) : diffId;
 }
 
-/** One line per match for the human report. */
+/** One line per match for the human report; names from the layer are escaped (one line each). */
 function describeMatch(m: SearchMatch): string {
   const e = m.entry;
-  if (e.kind === 'symlink' || e.kind === 'hardlink') return `${m.path} -> ${e.linkname ?? ''} (${e.kind})`;
-  if (e.kind === 'file') return `${m.path} (file, ${e.size} bytes)`;
-  return `${m.path} (${e.kind})`;
+  const path = printable(m.path);
+  if (e.kind === 'symlink' || e.kind === 'hardlink') return `${path} -> ${printable(e.linkname ?? '')} (${e.kind})`;
+  if (e.kind === 'file') return `${path} (file, ${e.size} bytes)`;
+  return `${path} (${e.kind})`;
 }
 
 /**
@@ -285,20 +287,25 @@ function describeMatch(m: SearchMatch): string {
  * - human: `Layer: <diff_id hex>` then one indented line per match and a blank line, for
  *   each layer with matches, then `Found N match(es) in M layer(s).`; with no match,
  *   `No matches found.`
+ *
+ * Every field taken from the input (image name and tag, layer name, path, link target)
+ * goes through `printable`, so a name with a line break or a terminal control stays on
+ * its own line, escaped, and cannot fake a report line.
  */
 export function formatSearchReport(report: SearchReport, scriptFriendly: boolean): string {
   const total = report.layers.reduce((n, l) => n + l.matches.length, 0);
   if (scriptFriendly) {
     let out = '';
     for (const layer of report.layers) {
-      for (const m of layer.matches) out += `${report.image.name}:${report.image.tag}:${layerName(layer.diffId)}:${m.path}\n`;
+      const prefix = `${printable(report.image.name)}:${printable(report.image.tag)}:${printable(layerName(layer.diffId))}`;
+      for (const m of layer.matches) out += `${prefix}:${printable(m.path)}\n`;
     }
     return out;
   }
   if (total === 0) return 'No matches found.\n';
   let out = '';
   for (const layer of report.layers) {
-    out += `Layer: ${layerName(layer.diffId)}\n`;
+    out += `Layer: ${printable(layerName(layer.diffId))}\n`;
     for (const m of layer.matches) out += `  ${describeMatch(m)}\n`;
     out += '\n';
   }
