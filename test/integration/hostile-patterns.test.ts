@@ -6,7 +6,8 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cleanupTmpDirs, tmpDir } from './fixtures.js';
-import { errorLines, listDir, occystrap } from './cli-helpers.js';
+import { readdirSync, statSync } from 'node:fs';
+import { errorLines, listDir, occystrap, runDirs, startOccystrap, waitFor } from './cli-helpers.js';
 import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes, writeArchive } from './archive-builder.js';
 import { layerNames, readSaved } from './filters-helpers.js';
 
@@ -101,4 +102,62 @@ describe('regex constructs RE2 does not have', () => {
       }
     });
   }
+});
+
+describe('a signal stops a run that is busy filtering', () => {
+  test('SIGTERM while chained excludes rewrite a layer of long paths -> exit 143, nothing left', async () => {
+    const work = await tmpDir('hostile-sigterm');
+    const archive = path.join(work, 'in.tar');
+    // 300 entries with 20 KB paths (~7 MB layer), rewritten by 30 filters: seconds of work
+    // after the fix, so the signal lands while a filter is busy.
+    await imageWithLayer(
+      archive,
+      Array.from({ length: 300 }, (_, i) => ({ name: `${'d/'.repeat(10_000)}${i}.py`, data: Buffer.from(`${i}\n`) })),
+    );
+    const temp = path.join(work, 'tmp');
+    const out = path.join(work, 'out.tar');
+    const filters = Array.from({ length: 30 }, () => ['-f', 'exclude:pattern=*/*/*.pyc,*a*a*a*b']).flat();
+    const started = startOccystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${out}`, ...filters]);
+    // A filter's output layer with over 1 MB in it: the filter is past its first entries
+    // (a matcher stuck on the first long path never gets there).
+    const filtering = () => {
+      for (const rd of runDirs(temp)) {
+        try {
+          const dir = path.join(temp, rd);
+          if (readdirSync(dir).some((n) => n.includes('exclude-layer') && statSync(path.join(dir, n)).size > 1 << 20)) return true;
+        } catch {
+          // removed meanwhile
+        }
+      }
+      return undefined;
+    };
+    try {
+      await Promise.race([
+        waitFor('a filter to be half-way through the layer', filtering, 60_000),
+        started.exited.then((r) => {
+          throw new Error(`the run ended before it could be interrupted (exit ${String(r.code)}): ${r.stderr}`);
+        }),
+      ]);
+      started.child.kill('SIGTERM');
+    } catch (e) {
+      started.child.kill('SIGKILL');
+      throw e;
+    }
+    // Generous: a run that ignores the signal (as 0.1.0 did for minutes) fails here.
+    let timer: NodeJS.Timeout | undefined;
+    const r = await Promise.race([
+      started.exited,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          started.child.kill('SIGKILL');
+          reject(new Error('the run did not stop within 30 s of SIGTERM'));
+        }, 30_000);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    assert.equal(r.signal, null, r.stderr);
+    assert.equal(r.code, 143, r.stderr);
+    assert.ok(r.stderr.split('\n').includes('occystrap: interrupted by SIGTERM; partial output and temp files removed'), r.stderr);
+    assert.deepEqual(listDir(temp), [], 'temp dir empty');
+    assert.deepEqual(listDir(work), ['in.tar', 'tmp'], 'no output');
+  });
 });
