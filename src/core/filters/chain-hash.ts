@@ -11,7 +11,7 @@ import { sha256Hex } from '../sha256.js';
  * The version of the layer rewrite (tar reader, encoder, end padding, record rules).
  * Bump it whenever a rewrite of the same input could give different bytes.
  */
-export const REWRITE_VERSION = 1;
+export const REWRITE_VERSION = 2; // 2: global PAX headers kept as global headers
 
 /** One filter of a chain: its name and its options (as parsed, defaults included). */
 export interface FilterChainEntry {

@@ -107,6 +107,8 @@ export interface LayerRewriteOptions {
   readonly onLayer?: (report: LayerRewriteReport) => void;
   /** Largest PAX header or GNU long name accepted (default 4 MiB). */
   readonly maxExtendedHeaderBytes?: number;
+  /** PAX records the transform removes from every entry (see `RewriteOptions.droppedRecords`). */
+  readonly droppedRecords?: readonly string[];
   /** The filter's options in canonical form, for {@link filterChainHash} (default none). */
   readonly chainOptions?: Readonly<Record<string, unknown>>;
 }
@@ -210,7 +212,12 @@ export class LayerRewriteFilter implements ImageFilter {
     const stats: RewriteStats = emptyRewriteStats();
     try {
       fresh = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `${this.name}-layer-${layer.index}` });
-      const options = { signal, stats, ...(this.options.maxExtendedHeaderBytes !== undefined ? { maxExtendedHeaderBytes: this.options.maxExtendedHeaderBytes } : {}) };
+      const options = {
+        signal,
+        stats,
+        ...(this.options.maxExtendedHeaderBytes !== undefined ? { maxExtendedHeaderBytes: this.options.maxExtendedHeaderBytes } : {}),
+        ...(this.options.droppedRecords !== undefined ? { droppedRecords: this.options.droppedRecords } : {}),
+      };
       written = await this.options.files.write(fresh, rewriteTar(this.options.files.read(old, signal), this.options.transform(), options), signal);
     } catch (error) {
       // Both files are still ours: release them; the scope is the safety net if that fails.

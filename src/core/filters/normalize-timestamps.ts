@@ -7,7 +7,9 @@
  * Per entry (files, directories, links, devices, fifos alike): mtime = N, and the `atime`,
  * `ctime` and `LIBARCHIVE.creationtime` records are dropped. Everything else is kept:
  * names, modes, owners, link targets, device numbers, xattrs (`SCHILY.xattr.*`, file
- * capabilities included). See `layer-rewrite.ts` for what happens to layers and config.
+ * capabilities included). Global PAX headers lose these records too, and a global `mtime`
+ * gives way to N like any other. See `layer-rewrite.ts` for what happens to layers and
+ * config.
  *
  * @module
  */
@@ -60,6 +62,7 @@ export class NormalizeTimestampsFilter extends LayerRewriteFilter {
     super({
       name: NORMALIZE_TIMESTAMPS,
       transform: () => transform,
+      droppedRecords: DROPPED_TIME_RECORDS,
       files: options.files,
       chainOptions: { timestamp: options.timestamp },
       ...(options.onLayer ? { onLayer: options.onLayer } : {}),

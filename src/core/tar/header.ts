@@ -229,6 +229,17 @@ export function encodeHeader(h: TarHeader): Uint8Array {
 }
 
 /**
+ * A global PAX header (`g`: header block, records in the order given, padding). Its own
+ * header is fixed (name `pax_global_header`, mode 0644, owner 0, mtime 0), so it is the
+ * same bytes wherever and whenever it is written.
+ */
+export function encodeGlobalHeader(records: readonly (readonly [string, PaxValue])[]): Uint8Array {
+  const body = concat(records.map(([k, v]) => paxRecord(k, v)));
+  const fixed: TarHeader = { name: 'pax_global_header', type: 'file', size: body.length, mode: 0o644, uid: 0, gid: 0, mtime: 0 };
+  return concat([ustarBlock(fixed, fixed.name, '', 'g', body.length), body, new Uint8Array(paddingFor(body.length))]);
+}
+
+/**
  * The end-of-archive marker: two zero blocks (1024 bytes), with no padding to a 10240-byte
  * record. An archive of no entries is exactly this, whose sha256 is the well-known empty
  * layer diff_id (`EMPTY_LAYER_DIFF_ID`).

@@ -63,6 +63,12 @@ export interface TarEntry {
   /** Set for a GNU sparse entry. */
   readonly sparse?: SparseStorage;
   /**
+   * The records of the global (`g`) headers read since the previous entry, in order (an
+   * empty value unsets). They are already applied to `header`; a writer that keeps global
+   * headers as such (rather than repeating them on every entry) needs them.
+   */
+  readonly globalRecords?: readonly (readonly [string, Uint8Array])[];
+  /**
    * Exactly `storedSize` bytes. Read it (or not) before asking for the next entry: data
    * not read by then is skipped, and reading it afterwards is an error.
    */
@@ -300,12 +306,14 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
   const src = new ByteSource(it);
   /** Records of `g` headers seen so far (empty values removed). */
   const global = new Map<string, Uint8Array>();
+  let globalBytes = 0;
   try {
     for (;;) {
       const entryOffset = src.offset;
       const local = new Map<string, Uint8Array>();
       let longName: Uint8Array | undefined;
       let longLink: Uint8Array | undefined;
+      const globalRecords: [string, Uint8Array][] = [];
       const raw: Uint8Array[] = [];
       let extendedBytes = 0; // all of this entry's extended headers together
       let block: Uint8Array;
@@ -343,13 +351,17 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
         const pad = src.take(paddingFor(size));
         if (flag === 'g') {
           for (const [k, v] of parsePaxRecords(body, blockOffset)) {
+            const old = global.get(k);
+            if (old !== undefined) globalBytes -= k.length + old.length;
             if (v.length === 0) global.delete(k);
-            else global.set(k, v);
+            else {
+              global.set(k, v);
+              globalBytes += k.length + v.length;
+            }
+            globalRecords.push([k, v]);
           }
-          let globalBytes = 0;
-          for (const [k, v] of global) globalBytes += k.length + v.length;
           if (globalBytes > maxExtended) throw new TarReadError(`global PAX records of ${globalBytes} bytes are over the ${maxExtended}-byte limit`, blockOffset);
-          continue; // global headers are folded into each entry; not kept with this one
+          continue; // applied to every following entry below, and reported with the next one
         }
         raw.push(block, body, pad);
         if (flag === 'x') {
@@ -515,7 +527,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
           }
         },
       };
-      yield { header, offset: entryOffset, storedSize, ...(sparse ? { sparse } : {}), data };
+      yield { header, offset: entryOffset, storedSize, ...(sparse ? { sparse } : {}), ...(globalRecords.length > 0 ? { globalRecords } : {}), data };
       state.current = false;
       const at = src.offset;
       if (!(await src.skip(state.remaining + paddingFor(storedSize)))) {

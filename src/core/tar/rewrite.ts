@@ -14,8 +14,19 @@
  * `uname`, `gname`, `mtime`) are regenerated from the fields, and only when needed;
  * `hdrcharset` and `GNU.sparse.*` are dropped; every other record (`SCHILY.xattr.*` such
  * as file capabilities and SELinux labels, `LIBARCHIVE.*`, `atime`, `ctime`, ...) is kept
- * byte for byte, sorted by key. GNU long names become PAX records, global PAX headers are
- * folded into each entry, contiguous files (`7`) become regular files.
+ * byte for byte, sorted by key. GNU long names become PAX records, contiguous files (`7`)
+ * become regular files.
+ *
+ * Global PAX headers (`g`) stay global headers, so the output stays linear in the input
+ * (repeating every accumulated global record on every entry made 2000 `g` headers and
+ * 2000 files 30 times the input's size). Each is written where it was read, with the same
+ * records less three kinds: field records (their values, as the reader applied them, are
+ * on each entry, written as for any entry: so a transform's mtime wins over a global
+ * `mtime`, and the fields mean the same to readers that let each `g` replace the previous
+ * ones, such as GNU tar); encoding records; and the records the transform removes from
+ * every entry ({@link RewriteOptions.droppedRecords}). A `g` header left empty is not
+ * written. An entry's own header then carries only the extra records that differ from
+ * the global ones in effect.
  *
  * The archive ends with two zero blocks (1024 bytes) and no record padding, so an archive
  * with no entries is exactly the canonical empty layer. Nothing is taken from the clock or
@@ -29,7 +40,8 @@
  * @module
  */
 import { throwIfAborted } from '../errors.js';
-import { BLOCK, encodeHeader, END_OF_ARCHIVE, paddingFor, type PaxValue, type TarHeader } from './header.js';
+import { isReservedPaxKey } from './fields.js';
+import { BLOCK, encodeGlobalHeader, encodeHeader, END_OF_ARCHIVE, paddingFor, type PaxValue, type TarHeader } from './header.js';
 import { type ReadTarOptions, readTar, TarReadError } from './reader.js';
 
 /** The header a transform sees and returns. */
@@ -54,6 +66,12 @@ export interface RewriteOptions extends ReadTarOptions {
   /** Checked between entries and data chunks. */
   readonly signal?: AbortSignal;
   readonly stats?: RewriteStats;
+  /**
+   * PAX records the transform removes from every entry (normalize-timestamps: `atime`,
+   * `ctime`, ...): left out of the global headers too, since an entry cannot unset a
+   * global record without GNU tar refusing the archive (`atime=` is malformed to it).
+   */
+  readonly droppedRecords?: readonly string[];
 }
 
 const ZEROS = new Uint8Array(BLOCK);
@@ -104,15 +122,25 @@ export function sameHeader(a: TarHeader, b: TarHeader): boolean {
  */
 export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: TarTransform, options: RewriteOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
   const { signal, stats } = options;
+  const globals = new OutputGlobals(options.droppedRecords ?? []);
   for await (const entry of readTar(input, options)) {
     throwIfAborted(signal);
     if (stats) stats.entries++;
+    // Before the entry, kept or not: a global header applies to the entries after it too.
+    if (entry.globalRecords) {
+      const g = globals.apply(entry.globalRecords);
+      if (g) yield g;
+    }
     const out = transform(entry.header);
     if (out === null) {
       if (stats) stats.dropped++;
       continue; // the reader skips the data
     }
     if (entry.sparse) {
+      if (globals.leftOut.size > 0) {
+        // Its raw header cannot be given the records the output's globals no longer carry.
+        throw new TarReadError('GNU sparse entries under a global PAX header are not supported', entry.offset);
+      }
       if (!sameHeader(out, entry.header)) {
         throw new TarReadError(
           `GNU sparse entries are not supported: ${JSON.stringify(entry.header.name)} is sparse, and a sparse entry can only be kept unchanged or dropped`,
@@ -125,7 +153,7 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
       if (out.size !== entry.header.size || (out.type === 'file') !== (entry.header.type === 'file')) {
         throw new Error(`tar rewrite: the transform changed the size or kind of ${JSON.stringify(entry.header.name)}`);
       }
-      yield encodeHeader(out);
+      yield encodeHeader(globals.relative(out));
     }
     let copied = 0;
     for await (const chunk of entry.data) {
@@ -138,4 +166,55 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
     if (pad > 0) yield ZEROS.subarray(0, pad);
   }
   yield END_OF_ARCHIVE;
+}
+
+/**
+ * The extra records the output's global headers have put in effect (POSIX: a global
+ * record applies until a later one with the same key replaces or, with an empty value,
+ * unsets it), and what was left out of them.
+ */
+class OutputGlobals {
+  private readonly inEffect = new Map<string, Uint8Array>();
+  /** Keys of input global records not written (fields, encoding, dropped), in effect in the input. */
+  readonly leftOut = new Set<string>();
+
+  constructor(private readonly dropped: readonly string[]) {}
+
+  /** The `g` header to write for these input records, or undefined when none is left. */
+  apply(records: readonly (readonly [string, Uint8Array])[]): Uint8Array | undefined {
+    const kept: [string, Uint8Array][] = [];
+    for (const [key, value] of records) {
+      if (isReservedPaxKey(key) || this.dropped.includes(key)) {
+        if (value.length === 0) this.leftOut.delete(key);
+        else this.leftOut.add(key);
+        continue;
+      }
+      if (value.length === 0) this.inEffect.delete(key);
+      else this.inEffect.set(key, value);
+      kept.push([key, value]);
+    }
+    return kept.length > 0 ? encodeGlobalHeader(kept) : undefined;
+  }
+
+  /**
+   * `h` with only the extra records a reader would not already take from the global
+   * headers. A transform cannot remove an inherited record (no entry-level record can
+   * unset it for every reader): that is a defect of the transform, not of the input.
+   */
+  relative(h: TarHeader): TarHeader {
+    if (this.inEffect.size === 0) return h;
+    const pax = h.pax ?? {};
+    for (const key of this.inEffect.keys()) {
+      if (!Object.hasOwn(pax, key)) {
+        throw new Error(`tar rewrite: the transform removed the global PAX record ${JSON.stringify(key)} from ${JSON.stringify(h.name)}; list it in droppedRecords`);
+      }
+    }
+    const own: Record<string, PaxValue> = {};
+    for (const [key, value] of Object.entries(pax)) {
+      const inherited = this.inEffect.get(key);
+      if (inherited === undefined || !sameBytes(paxBytes(value), inherited)) own[key] = value;
+    }
+    const { pax: _all, ...rest } = h;
+    return Object.keys(own).length > 0 ? { ...rest, pax: own } : rest;
+  }
 }

@@ -1,0 +1,103 @@
+// Global PAX headers through the CLI's content filters (issue 8, item 8): a layer of 2000
+// `g` headers and 2000 files under `-f normalize-timestamps` became 30 times its size in
+// 0.1.0, every file carrying every accumulated global record. The rewritten layer must
+// stay about the input's size, and GNU tar must read the same files with normalised times,
+// the times that came from a global `mtime` record included.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { cleanupTmpDirs, tmpDir } from './fixtures.js';
+import { errorLines, listDir, occystrap } from './cli-helpers.js';
+import { manifestBytes, sha256Hex, writeArchive } from './archive-builder.js';
+import { readSaved, tarEnv } from './filters-helpers.js';
+
+after(async () => {
+  await cleanupTmpDirs();
+});
+
+/** One PAX record, `"%d %s=%s\n"` with the length counting itself. */
+function rec(key: string, value: string): Buffer {
+  const body = ` ${key}=${value}\n`;
+  const n = Buffer.byteLength(body);
+  let len = n + 1;
+  while (String(len).length + n !== len) len = String(len).length + n;
+  return Buffer.from(`${len}${body}`);
+}
+
+const pad = (b: Buffer) => Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
+
+/** A USTAR header block, written by hand (typeflag `0`, `g` or `x`). */
+function block(name: string, flag: string, size: number, mtime: number): Buffer {
+  const b = Buffer.alloc(512);
+  b.write(name, 0);
+  b.write('0000644\0', 100);
+  b.write('0000000\0', 108);
+  b.write('0000000\0', 116);
+  b.write(`${size.toString(8).padStart(11, '0')}\0`, 124);
+  b.write(`${mtime.toString(8).padStart(11, '0')}\0`, 136);
+  b.fill(0x20, 148, 156);
+  b.write(flag, 156);
+  b.write('ustar\x0000', 257);
+  let sum = 0;
+  for (const x of b) sum += x;
+  b.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148);
+  return b;
+}
+
+/**
+ * `count` global headers, each adding a record, each followed by a file. Each also says
+ * `mtime`, since GNU tar lets a `g` replace the previous ones where POSIX (and our
+ * reader) accumulate their records: so both read the same times.
+ */
+function hostileLayer(count: number): Buffer {
+  const parts: Buffer[] = [];
+  for (let i = 0; i < count; i++) {
+    const records = Buffer.concat([rec('mtime', '1234567890.25'), rec(`VENDOR.note.${i}`, `global note number ${i}`)]);
+    parts.push(block('pax_global_header', 'g', records.length, 1_600_000_000), pad(records));
+    const data = Buffer.from(`file ${i}\n`);
+    parts.push(block(`f/${i}.txt`, '0', data.length, 1_700_000_000), pad(data));
+  }
+  parts.push(Buffer.alloc(1024));
+  return Buffer.concat(parts);
+}
+
+function gnuList(layer: Buffer, scratch: string): string[] {
+  const file = path.join(scratch, `${sha256Hex(layer).slice(0, 12)}.tar`);
+  writeFileSync(file, layer);
+  return execFileSync('tar', ['--numeric-owner', '--full-time', '-tvf', file], { env: tarEnv, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 })
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.replace(/\s+/g, ' '));
+}
+
+test('2000 global headers and 2000 files under normalize-timestamps: the layer stays its size, GNU tar lists every file at time 0', async () => {
+  const work = await tmpDir('pax-globals');
+  const layer = hostileLayer(2000);
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
+  const configName = `${sha256Hex(config)}.json`;
+  const input = path.join(work, 'in.tar');
+  await writeArchive(input, [
+    { name: configName, data: config },
+    { name: 'layer/layer.tar', data: layer },
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, Layers: ['layer/layer.tar'], RepoTags: ['globals:v1'] }]) },
+  ]);
+  const listedIn = gnuList(layer, work);
+  assert.equal(listedIn.length, 2000);
+  assert.ok(listedIn.every((l) => l.includes(' 2009-02-13 23:31:30.25 ')), 'GNU tar applies the global mtime to the input');
+
+  const temp = path.join(work, 'tmp');
+  const out = path.join(work, 'out.tar');
+  const r = await occystrap(['--temp-dir', temp, 'process', `tar://${input}`, `tar://${out}`, '-f', 'normalize-timestamps'], { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(errorLines(r.stderr), []);
+  assert.deepEqual(listDir(temp), []);
+  const written = (await readSaved(out)).layers[0] as Buffer;
+  assert.ok(written.length <= layer.length + 10 * 1024, `${written.length} bytes written for a ${layer.length}-byte layer`);
+  assert.deepEqual(
+    gnuList(written, work),
+    listedIn.map((l) => l.replace(' 2009-02-13 23:31:30.25 ', ' 1970-01-01 00:00:00 ')),
+  );
+});
