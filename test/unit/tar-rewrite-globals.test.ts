@@ -212,3 +212,26 @@ test('where GNU tar and POSIX read global headers differently, the fields the re
   assert.deepEqual((await headers(output)).map((h) => [h.name, h.mtime]), [['a', 1234567890], ['b', 1234567890]]);
   assert.deepEqual(gnuList(output).map((l) => l.split(' ').slice(3).join(' ')), ['2009-02-13 23:31:30 a', '2009-02-13 23:31:30 b']);
 });
+
+test('readTar with globalExtrasApart: global extra records stay out of each header, global fields still apply', async () => {
+  const input = concat([
+    extended('g', [rec('uid', '7'), rec('comment', 'global'), rec('SCHILY.xattr.user.a', 'g')]),
+    file('a', ''),
+    extended('x', [rec('comment', 'local')]),
+    file('b', ''),
+    END_OF_ARCHIVE,
+  ]);
+  const seen: [string, number, string[], string[]][] = [];
+  for await (const e of readTar(chunked(input, 100), { globalExtrasApart: true })) {
+    seen.push([e.header.name, e.header.uid, Object.keys(e.header.pax ?? {}), (e.globalRecords ?? []).map(([k]) => k)]);
+  }
+  assert.deepEqual(seen, [
+    ['a', 7, [], ['uid', 'comment', 'SCHILY.xattr.user.a']],
+    ['b', 7, ['comment'], []],
+  ]);
+  // Without the option every record in effect is on each header, as before.
+  assert.deepEqual((await headers(input)).map((h) => Object.keys(h.pax ?? {}).sort()), [
+    ['SCHILY.xattr.user.a', 'comment'],
+    ['SCHILY.xattr.user.a', 'comment'],
+  ]);
+});

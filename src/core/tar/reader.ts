@@ -78,6 +78,12 @@ export interface TarEntry {
 export interface ReadTarOptions {
   /** Largest PAX extended header or GNU long name accepted (default 4 MiB, as tar-stream). */
   readonly maxExtendedHeaderBytes?: number;
+  /**
+   * Leave the extra records of global headers out of `header.pax` (they are still applied
+   * to the fields, and reported in `globalRecords`), so an entry costs the same however
+   * many global records are in effect. For a writer that keeps global headers as such.
+   */
+  readonly globalExtrasApart?: boolean;
 }
 
 const DEFAULT_MAX_EXTENDED = 4 * 1024 * 1024;
@@ -307,6 +313,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
   /** Records of `g` headers seen so far (empty values removed). */
   const global = new Map<string, Uint8Array>();
   let globalBytes = 0;
+  let globalSparseKeys = 0; // GNU.sparse.* keys among them
   try {
     for (;;) {
       const entryOffset = src.offset;
@@ -352,11 +359,16 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
         if (flag === 'g') {
           for (const [k, v] of parsePaxRecords(body, blockOffset)) {
             const old = global.get(k);
-            if (old !== undefined) globalBytes -= k.length + old.length;
+            const sparseKey = k.startsWith('GNU.sparse.') ? 1 : 0;
+            if (old !== undefined) {
+              globalBytes -= k.length + old.length;
+              globalSparseKeys -= sparseKey;
+            }
             if (v.length === 0) global.delete(k);
             else {
               global.set(k, v);
               globalBytes += k.length + v.length;
+              globalSparseKeys += sparseKey;
             }
             globalRecords.push([k, v]);
           }
@@ -384,11 +396,10 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       const isGnu = magic === 'ustar ';
       raw.push(block);
 
-      // Records in effect: global ones, overridden by local ones.
-      const records = new Map(global);
-      for (const [k, v] of local) records.set(k, v);
+      // Records in effect: global ones, overridden by local ones (looked up, not copied).
+      const inEffect = (key: string): Uint8Array | undefined => (local.has(key) ? local.get(key) : global.get(key));
       const fieldRecord = (key: string): Uint8Array | undefined => {
-        const v = records.get(key);
+        const v = inEffect(key);
         return v === undefined || v.length === 0 ? undefined : v; // an empty value unsets a field record
       };
       const paxNumber = (key: string, fallback: () => number): number => {
@@ -453,8 +464,9 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
 
       // Extra records: everything that is not a field or encoding record.
       const extra: Record<string, PaxValue> = {};
-      let sparseRecords = false;
-      for (const [k, v] of records) {
+      let sparseRecords = globalSparseKeys > 0;
+      const extraSource = options.globalExtrasApart ? local : new Map([...global, ...local]);
+      for (const [k, v] of extraSource) {
         if (k.startsWith('GNU.sparse.')) sparseRecords = true;
         if (k === 'path' || k === 'linkpath' || k === 'size' || k === 'uid' || k === 'gid' || k === 'uname' || k === 'gname' || k === 'mtime') continue;
         if (k === 'hdrcharset' || k.startsWith('GNU.sparse.')) continue;
@@ -464,7 +476,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
         // Old GNU headers may carry access and change times where ustar has its prefix.
         for (const [key, f] of [['atime', GNU_FIELDS.atime], ['ctime', GNU_FIELDS.ctime]] as const) {
           const t = parseNumber(block, f, key, blockOffset);
-          if (t !== 0 && !Object.hasOwn(extra, key)) extra[key] = new TextEncoder().encode(String(t));
+          if (t !== 0 && !Object.hasOwn(extra, key) && inEffect(key) === undefined) extra[key] = new TextEncoder().encode(String(t));
         }
       }
 
@@ -486,9 +498,9 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
         sparse = { format: 'old-gnu', rawHeader: concat(raw) };
       } else if (sparseRecords) {
         if (global.size > 0) throw new TarReadError('GNU sparse entries under a global PAX header are not supported', blockOffset);
-        const sparseName = records.get('GNU.sparse.name');
+        const sparseName = inEffect('GNU.sparse.name');
         if (sparseName !== undefined) realName = decodeText(sparseName, 'the sparse file name', blockOffset);
-        const size = records.get('GNU.sparse.realsize') ?? records.get('GNU.sparse.size');
+        const size = inEffect('GNU.sparse.realsize') ?? inEffect('GNU.sparse.size');
         if (size !== undefined) {
           const text = latin1.decode(size);
           if (!/^\d+$/.test(text)) throw new TarReadError(`bad GNU.sparse size ${JSON.stringify(text)}`, blockOffset);

@@ -25,8 +25,8 @@
  * `mtime`, and the fields mean the same to readers that let each `g` replace the previous
  * ones, such as GNU tar); encoding records; and the records the transform removes from
  * every entry ({@link RewriteOptions.droppedRecords}). A `g` header left empty is not
- * written. An entry's own header then carries only the extra records that differ from
- * the global ones in effect.
+ * written. An entry's own header carries its own extra records only, so the work per
+ * entry does not grow with the global records in effect either.
  *
  * The archive ends with two zero blocks (1024 bytes) and no record padding, so an archive
  * with no entries is exactly the canonical empty layer. Nothing is taken from the clock or
@@ -47,7 +47,11 @@ import { type ReadTarOptions, readTar, TarReadError } from './reader.js';
 /** The header a transform sees and returns. */
 export type TarEntryHeader = TarHeader;
 
-/** Change an entry's header, or drop the entry (`null`). It must not change `size` or whether the entry has data. */
+/**
+ * Change an entry's header, or drop the entry (`null`). It must not change `size` or
+ * whether the entry has data. Its `pax` holds the entry's own extra records: those of
+ * global headers are not repeated on each entry (see {@link RewriteOptions.droppedRecords}).
+ */
 export type TarTransform = (entry: TarEntryHeader) => TarEntryHeader | null;
 
 /** Counters a rewrite updates as it goes. */
@@ -123,7 +127,8 @@ export function sameHeader(a: TarHeader, b: TarHeader): boolean {
 export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: TarTransform, options: RewriteOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
   const { signal, stats } = options;
   const globals = new OutputGlobals(options.droppedRecords ?? []);
-  for await (const entry of readTar(input, options)) {
+  // Global extra records stay in the global headers: an entry's `pax` holds its own only.
+  for await (const entry of readTar(input, { ...options, globalExtrasApart: true })) {
     throwIfAborted(signal);
     if (stats) stats.entries++;
     // Before the entry, kept or not: a global header applies to the entries after it too.
@@ -153,7 +158,7 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
       if (out.size !== entry.header.size || (out.type === 'file') !== (entry.header.type === 'file')) {
         throw new Error(`tar rewrite: the transform changed the size or kind of ${JSON.stringify(entry.header.name)}`);
       }
-      yield encodeHeader(globals.relative(out));
+      yield encodeHeader(out);
     }
     let copied = 0;
     for await (const chunk of entry.data) {
@@ -168,13 +173,8 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
   yield END_OF_ARCHIVE;
 }
 
-/**
- * The extra records the output's global headers have put in effect (POSIX: a global
- * record applies until a later one with the same key replaces or, with an empty value,
- * unsets it), and what was left out of them.
- */
+/** What goes into the output's global headers, and what was left out of them. */
 class OutputGlobals {
-  private readonly inEffect = new Map<string, Uint8Array>();
   /** Keys of input global records not written (fields, encoding, dropped), in effect in the input. */
   readonly leftOut = new Set<string>();
 
@@ -187,34 +187,10 @@ class OutputGlobals {
       if (isReservedPaxKey(key) || this.dropped.includes(key)) {
         if (value.length === 0) this.leftOut.delete(key);
         else this.leftOut.add(key);
-        continue;
+      } else {
+        kept.push([key, value]);
       }
-      if (value.length === 0) this.inEffect.delete(key);
-      else this.inEffect.set(key, value);
-      kept.push([key, value]);
     }
     return kept.length > 0 ? encodeGlobalHeader(kept) : undefined;
-  }
-
-  /**
-   * `h` with only the extra records a reader would not already take from the global
-   * headers. A transform cannot remove an inherited record (no entry-level record can
-   * unset it for every reader): that is a defect of the transform, not of the input.
-   */
-  relative(h: TarHeader): TarHeader {
-    if (this.inEffect.size === 0) return h;
-    const pax = h.pax ?? {};
-    for (const key of this.inEffect.keys()) {
-      if (!Object.hasOwn(pax, key)) {
-        throw new Error(`tar rewrite: the transform removed the global PAX record ${JSON.stringify(key)} from ${JSON.stringify(h.name)}; list it in droppedRecords`);
-      }
-    }
-    const own: Record<string, PaxValue> = {};
-    for (const [key, value] of Object.entries(pax)) {
-      const inherited = this.inEffect.get(key);
-      if (inherited === undefined || !sameBytes(paxBytes(value), inherited)) own[key] = value;
-    }
-    const { pax: _all, ...rest } = h;
-    return Object.keys(own).length > 0 ? { ...rest, pax: own } : rest;
   }
 }
