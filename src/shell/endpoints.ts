@@ -96,17 +96,18 @@ async function openRegistryInput(uri: string, body: string, options: UriOptions,
   const parallel = typeof workers === 'number' ? workers : (settings.parallel ?? 4);
   const username = stringOption(uri, options, 'username');
   const password = stringOption(uri, options, 'password');
-  const [{ RegistryInput }, { resolveCredentials }, { HttpClient }] = await Promise.all([
+  const [{ RegistryInput }, { resolveCredentials }, { HttpClient, timeoutFromEnv }] = await Promise.all([
     import('./inputs/registry.js'),
     import('./registry/credentials.js'),
     import('./registry/http.js'),
   ]);
+  const timeoutMs = timeoutFromEnv(settings.env ?? process.env);
   const credentials = await resolveCredentials(ref.apiHost, {
     ...(username !== undefined || password !== undefined ? { uri: { ...(username !== undefined ? { username } : {}), ...(password !== undefined ? { password } : {}) } } : {}),
     cli: { username: settings.username, password: settings.password },
     env: settings.env ?? process.env,
   });
-  const http = new HttpClient({ connections: parallel, retries: settings.retries ?? 3, rateLimit: settings.rateLimit, userAgent: `occystrap/${VERSION}` });
+  const http = new HttpClient({ connections: parallel, retries: settings.retries ?? 3, rateLimit: settings.rateLimit, userAgent: `occystrap/${VERSION}`, timeoutMs });
   const label = `registry://${ref.host}/${ref.name}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
   return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries: settings.retries ?? 3, parallelism: parallel, label });
 }

@@ -830,8 +830,12 @@ export type Fault =
   | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string }
   /** 429 (or `status`) with Retry-After (a number of seconds or an HTTP date). */
   | { kind: 'rate-limit'; retryAfter: number | string | Date; status?: number }
-  /** Forward, but close the connection after `afterBytes` bytes of the body. */
-  | { kind: 'cut'; afterBytes: number }
+  /** Forward, but close the connection after `afterBytes` bytes of the body (with `connectionClose`, the response says `Connection: close`). */
+  | { kind: 'cut'; afterBytes: number; connectionClose?: boolean }
+  /** Forward the headers, then the body `bytes` bytes (default 1) every `everyMs` ms. */
+  | { kind: 'drip'; everyMs: number; bytes?: number }
+  /** Forward, but declare and send only the first `bytes` bytes of the body (a short, complete response). */
+  | { kind: 'short'; bytes: number }
   /** Destroy the connection without answering. */
   | { kind: 'reset' }
   /** Answer with a redirect to the object store (same path under /blobs/), not forwarding. */
@@ -1093,6 +1097,9 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
         (upRes) => {
           const status = upRes.statusCode ?? 502;
           const headers = forwardHeaders(upRes.headers);
+          if (fault?.kind === 'cut' && fault.connectionClose) headers['connection'] = 'close';
+          const shortTo = fault?.kind === 'short' ? fault.bytes : undefined;
+          if (shortTo !== undefined) headers['content-length'] = String(shortTo);
           record.status = status;
           record.responseHeaders = headers;
           res.writeHead(status, headers);
@@ -1122,6 +1129,31 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
               if (corruptAt !== undefined && corruptAt >= sent && corruptAt < sent + chunk.length) {
                 chunk = Buffer.from(chunk);
                 chunk[corruptAt - sent] = (chunk[corruptAt - sent] as number) ^ 0xff;
+              }
+              if (shortTo !== undefined) {
+                if (sent + chunk.length > shortTo) {
+                  chunk = chunk.subarray(0, shortTo - sent);
+                  cut = true;
+                }
+                if (chunk.length > 0 && !res.write(chunk)) await drained();
+                sent += chunk.length;
+                record.bytes = sent;
+                continue;
+              }
+              if (fault?.kind === 'drip') {
+                const step = fault.bytes ?? 1;
+                for (let o = 0; o < chunk.length && !res.destroyed; o += step) {
+                  res.write(chunk.subarray(o, o + step));
+                  sent += Math.min(step, chunk.length - o);
+                  record.bytes = sent;
+                  await sleep(fault.everyMs);
+                }
+                if (res.destroyed) {
+                  upRes.destroy();
+                  record.done = true;
+                  return;
+                }
+                continue;
               }
               if (cutAt !== undefined && sent + chunk.length >= cutAt) {
                 const part = chunk.subarray(0, cutAt - sent);

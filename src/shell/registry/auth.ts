@@ -10,9 +10,15 @@
  */
 import { parseChallenges } from '../../core/auth-challenge.js';
 import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
-import { OccystrapError } from '../../core/errors.js';
+import { AbortError, OccystrapError } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
-import { headerValue, type HttpClient, type HttpResponse, readBodyCapped } from './http.js';
+import { type DocumentResponse, type HttpClient, TransferError } from './http.js';
+
+function describeFailure(e: unknown): string {
+  const err = e as { code?: string; message?: string; cause?: { message?: string } };
+  const message = err?.cause?.message ?? err?.message ?? String(e);
+  return err?.code ? `${err.code}: ${message}` : message;
+}
 
 interface CachedToken {
   readonly value: string;
@@ -50,10 +56,8 @@ export class RegistryAuth {
    * Answer a 401: obtain what the challenge asks for. Returns false when there is nothing
    * new to try (the caller then reports the 401).
    */
-  async handleUnauthorized(response: HttpResponse, scope: string, signal?: AbortSignal): Promise<boolean> {
-    const header = headerValue(response.headers, 'www-authenticate') ?? '';
-    await response.body.dump();
-    const challenges = parseChallenges(header);
+  async handleUnauthorized(wwwAuthenticate: string | undefined, scope: string, signal?: AbortSignal): Promise<boolean> {
+    const challenges = parseChallenges(wwwAuthenticate ?? '');
     const bearer = challenges.find((c) => c.scheme === 'bearer');
     if (bearer && bearer.params['realm']) {
       this.tokens.delete(scope);
@@ -91,9 +95,15 @@ export class RegistryAuth {
     const headers: Record<string, string> = {};
     if (this.credentials) headers['authorization'] = `Basic ${basicValue(this.credentials)}`;
     const started = Date.now();
-    const response = await this.http.request({ url: url.toString(), headers, ...(signal ? { signal } : {}) });
+    let response: DocumentResponse;
+    try {
+      response = await this.http.document({ url: url.toString(), headers, ...(signal ? { signal } : {}) }, MAX_JSON_BYTES);
+    } catch (e) {
+      if (e instanceof AbortError || signal?.aborted) throw e;
+      const why = e instanceof TransferError || OccystrapError.is(e) ? e.message : describeFailure(e);
+      throw new AuthError(`${this.registry}: the token server at ${url.origin} did not answer (${why})`);
+    }
     if (response.statusCode === 401 || response.statusCode === 403) {
-      await response.body.dump();
       throw new AuthError(
         this.credentials
           ? `${this.registry}: the token server refused the credentials from ${this.credentials.source} (HTTP ${response.statusCode}); check the username and password`
@@ -101,15 +111,12 @@ export class RegistryAuth {
       );
     }
     if (response.statusCode !== 200) {
-      await response.body.dump();
       throw new AuthError(`${this.registry}: the token server at ${url.origin} answered HTTP ${response.statusCode}`);
     }
-    const body = await readBodyCapped(response, MAX_JSON_BYTES);
-    if (!body) throw new AuthError(`${this.registry}: the token server's answer is over ${MAX_JSON_BYTES} bytes`);
-    const text = body.toString('utf8');
+    if (!response.body) throw new AuthError(`${this.registry}: the token server's answer is over ${MAX_JSON_BYTES} bytes`);
     let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      doc = JSON.parse(text) as typeof doc;
+      doc = JSON.parse(response.body.toString('utf8')) as typeof doc;
     } catch {
       throw new AuthError(`${this.registry}: the token server answered something that is not JSON`);
     }

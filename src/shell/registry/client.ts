@@ -10,7 +10,7 @@ import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js
 import type { Descriptor } from '../../core/codecs/common.js';
 import { decodeManifestDocument, type ImageIndex, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestHex, parseDigest } from '../../core/digest.js';
-import { AbortError, digestError, inputError } from '../../core/errors.js';
+import { AbortError, digestError, inputError, OccystrapError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import { availablePlatforms, choosePlatform, describePlatform, type PlatformWanted } from '../../core/platform.js';
 import { pullScope } from '../../core/registry-naming.js';
@@ -18,7 +18,18 @@ import type { BlobSink } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { RegistryAuth } from './auth.js';
 import type { Credentials } from './credentials.js';
-import { headerValue, type HttpClient, type HttpResponse, isRetryableError, readBodyCapped, retryDelay, sleep } from './http.js';
+import {
+  type DocumentResponse,
+  headerValue,
+  type HttpClient,
+  type HttpRequest,
+  type HttpResponse,
+  isRetryableError,
+  MIN_PROGRESS_BYTES,
+  retryDelay,
+  sleep,
+  TransferError,
+} from './http.js';
 
 export const MANIFEST_ACCEPT = [MediaTypes.ociManifest, MediaTypes.ociIndex, MediaTypes.dockerManifest, MediaTypes.dockerManifestList].join(', ');
 
@@ -57,26 +68,37 @@ export class RegistryClient {
     return inputError(`${this.options.label}: ${message}`);
   }
 
-  /** GET with auth: on a 401, do what the challenge asks once, then retry. */
-  private async get(path: string, headers: Record<string, string>, signal?: AbortSignal, retries?: 'no-retries'): Promise<HttpResponse> {
+  /**
+   * A request with auth: on a 401, do what the challenge asks once, then send again.
+   * `send` is a streaming or a whole-document request; `discard` drops an answer's body.
+   */
+  private async authorized<R extends { statusCode: number; headers: Record<string, string | string[] | undefined> }>(
+    path: string,
+    headers: Record<string, string>,
+    send: (request: HttpRequest) => Promise<R>,
+    discard: (response: R) => Promise<void>,
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<R> {
     const url = `${this.base}/v2/${path}`;
     for (let round = 0; ; round++) {
       const request = { url, headers: { ...headers, ...this.auth.headersFor(this.scope) }, ...(signal ? { signal } : {}) };
-      let response: HttpResponse;
+      let response: R;
       try {
-        response = retries === 'no-retries' ? await this.options.http.once(request) : await this.options.http.request(request);
+        response = await send(request);
       } catch (e) {
-        if (signal?.aborted) throw new AbortError(signal.reason);
-        throw this.fail(`cannot reach ${this.base} (${describeNetworkError(e)})${this.options.insecure ? '' : '; for a plain-HTTP registry add --insecure or ?insecure=true'}`);
+        throw this.networkFailure(e, what, signal);
       }
       if (response.statusCode !== 401 || round >= 2) {
         if (response.statusCode === 401) {
-          await response.body.dump();
+          await discard(response);
           throw this.fail(`not authorized (HTTP 401) for ${this.options.name}; check the credentials${this.options.credentials ? ` from ${this.options.credentials.source}` : ' (none were found)'}`);
         }
         return response;
       }
-      if (!(await this.auth.handleUnauthorized(response, this.scope, signal))) {
+      const challenge = headerValue(response.headers, 'www-authenticate');
+      await discard(response);
+      if (!(await this.auth.handleUnauthorized(challenge, this.scope, signal))) {
         throw this.fail(
           this.options.credentials
             ? `not authorized (HTTP 401) for ${this.options.name}: the registry refused the credentials from ${this.options.credentials.source}; check the username and password`
@@ -86,24 +108,43 @@ export class RegistryClient {
     }
   }
 
-  private async readJsonBody(response: HttpResponse, what: string): Promise<Uint8Array> {
-    const body = await readBodyCapped(response, MAX_JSON_BYTES);
-    if (!body) throw this.fail(`${what} is over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
-    return body;
+  /** The one-line error for a request that failed without an HTTP answer. */
+  private networkFailure(e: unknown, what: string, signal?: AbortSignal): Error {
+    if (signal?.aborted) return new AbortError(signal.reason);
+    if (e instanceof AbortError) return e;
+    if (OccystrapError.is(e)) return this.fail(`${what}: ${e.message}`);
+    if (e instanceof TransferError) {
+      return this.fail(`${what}: ${e.message} after ${this.options.http.options.retries + 1} attempt(s); the registry is too slow or stalled: try again later, or raise OCCYSTRAP_HTTP_TIMEOUT`);
+    }
+    return this.fail(`cannot reach ${this.base} (${describeNetworkError(e)})${this.options.insecure ? '' : '; for a plain-HTTP registry add --insecure or ?insecure=true'}`);
+  }
+
+  /** GET a blob's body as a stream (retried up to the headers; the caller resumes bodies). */
+  private get(path: string, headers: Record<string, string>, what: string, signal?: AbortSignal): Promise<HttpResponse> {
+    return this.authorized(path, headers, (r) => this.options.http.request(r), (r) => r.body.dump(), what, signal);
+  }
+
+  /** GET a whole JSON document (manifest, config) under the document deadline, retried. */
+  private getDocument(path: string, headers: Record<string, string>, what: string, signal?: AbortSignal): Promise<DocumentResponse> {
+    return this.authorized(path, headers, (r) => this.options.http.document(r, MAX_JSON_BYTES), async () => undefined, what, signal);
+  }
+
+  private jsonBody(response: DocumentResponse, what: string): Buffer {
+    if (!response.body) throw this.fail(`${what} is over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
+    return response.body;
   }
 
   /** GET a manifest or index by tag or digest; verify its digest when it is known. */
   async fetchManifest(reference: string, signal?: AbortSignal): Promise<{ bytes: Uint8Array; digest: Digest; mediaType: string | undefined }> {
-    const response = await this.get(`${this.options.name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, signal);
+    const what = `manifest ${this.options.name}:${reference}`;
+    const response = await this.getDocument(`${this.options.name}/manifests/${reference}`, { accept: MANIFEST_ACCEPT }, what, signal);
     if (response.statusCode === 404) {
-      await response.body.dump();
       throw this.fail(`${this.options.name}:${reference} not found (HTTP 404); check the name and tag`);
     }
     if (response.statusCode !== 200) {
-      await response.body.dump();
-      throw this.fail(`manifest ${this.options.name}:${reference}: HTTP ${response.statusCode}`);
+      throw this.fail(`${what}: HTTP ${response.statusCode}`);
     }
-    const bytes = await this.readJsonBody(response, `manifest ${reference}`);
+    const bytes = this.jsonBody(response, `manifest ${reference}`);
     const digest = sha256Bytes(bytes);
     const expected = reference.includes(':') ? reference : headerValue(response.headers, 'docker-content-digest');
     const parsed = expected === undefined ? undefined : parseDigest(expected);
@@ -147,30 +188,36 @@ export class RegistryClient {
   /** GET a small blob (the config) and verify digest and size. */
   async fetchSmallBlob(descriptor: Descriptor, what: string, signal?: AbortSignal): Promise<Uint8Array> {
     if (descriptor.size > MAX_JSON_BYTES) throw this.fail(`${what} ${descriptor.digest} declares ${descriptor.size} bytes, over the ${MAX_JSON_BYTES}-byte limit`);
-    const response = await this.get(`${this.options.name}/blobs/${descriptor.digest}`, {}, signal);
+    const response = await this.getDocument(`${this.options.name}/blobs/${descriptor.digest}`, {}, `${what} ${descriptor.digest}`, signal);
     if (response.statusCode !== 200) {
-      await response.body.dump();
       throw this.fail(`${what} ${descriptor.digest}: HTTP ${response.statusCode}`);
     }
-    const bytes = await this.readJsonBody(response, `${what} ${descriptor.digest}`);
+    const bytes = this.jsonBody(response, `${what} ${descriptor.digest}`);
+    // Size first: a short or long answer is named as such, not as a digest mismatch.
+    if (bytes.length !== descriptor.size) {
+      throw digestError(`${this.options.label}: ${what} ${descriptor.digest} is ${bytes.length} bytes, ${bytes.length < descriptor.size ? 'shorter' : 'longer'} than the ${descriptor.size} bytes the manifest declares`);
+    }
     const actual = sha256Bytes(bytes);
     if (actual !== descriptor.digest) throw digestError(`${this.options.label}: ${what} ${descriptor.digest} has digest ${actual}; the registry sent corrupt data`);
-    if (bytes.length !== descriptor.size) throw digestError(`${this.options.label}: ${what} ${descriptor.digest} is ${bytes.length} bytes, the manifest says ${descriptor.size}`);
     return bytes;
   }
 
   /**
-   * Stream a blob into `sink`, resuming with `Range` after a broken connection instead of
-   * starting over (a server that ignores Range is handled by skipping what we have).
-   * The caller checks the digests from `sink.end()`.
+   * Stream a blob into `sink`, resuming with `Range` after a broken or stalled transfer
+   * instead of starting over (a server that ignores Range is handled by skipping what we
+   * have). Any error of the response body is a transfer error, resumed up to `retries`
+   * times; a body that ends properly short of the declared size is a short blob (not
+   * retried). The caller checks the digests from `sink.end()`.
    */
   async downloadBlob(descriptor: Descriptor, sink: BlobSink, retries: number, signal?: AbortSignal): Promise<void> {
     const digest = descriptor.digest;
+    const shorter = (size: number) =>
+      digestError(`${this.options.label}: blob ${digest} is ${size} bytes, shorter than the ${descriptor.size} bytes the manifest declares; the registry sent an incomplete blob`);
     let failures = 0;
     for (;;) {
       const offset = sink.received;
       const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-      const response = await this.get(`${this.options.name}/blobs/${digest}`, headers, signal);
+      const response = await this.get(`${this.options.name}/blobs/${digest}`, headers, `blob ${digest}`, signal);
       let skip = 0;
       if (response.statusCode === 206 && offset > 0) {
         const range = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(headerValue(response.headers, 'content-range') ?? '');
@@ -182,11 +229,32 @@ export class RegistryClient {
         skip = offset; // Range ignored: drop what we already have
       } else {
         await response.body.dump();
+        const total = /^bytes \*\/(\d+)$/.exec(headerValue(response.headers, 'content-range') ?? '');
+        if (response.statusCode === 416 && total && Number(total[1]) < descriptor.size) throw shorter(Number(total[1]));
         throw this.fail(`blob ${digest}: HTTP ${response.statusCode}`);
       }
+      // Progress deadline: fewer than MIN_PROGRESS_BYTES in a window abandons the transfer.
+      const windowMs = this.options.http.timeoutMs;
+      let windowBytes = 0;
+      const watchdog = setInterval(() => {
+        if (windowBytes < MIN_PROGRESS_BYTES) {
+          response.body.destroy(new TransferError(`fewer than ${MIN_PROGRESS_BYTES} bytes arrived in ${windowMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`));
+        }
+        windowBytes = 0;
+      }, windowMs);
       try {
-        for await (const raw of response.body) {
-          let chunk = raw as Buffer;
+        const chunks = response.body[Symbol.asyncIterator]();
+        for (;;) {
+          let next: IteratorResult<unknown>;
+          try {
+            next = await chunks.next();
+          } catch (e) {
+            if (e instanceof TransferError) throw e;
+            throw new TransferError(describeNetworkError(e), { cause: e });
+          }
+          if (next.done) break;
+          let chunk = next.value as Buffer;
+          windowBytes += chunk.length;
           if (skip > 0) {
             if (chunk.length <= skip) {
               skip -= chunk.length;
@@ -202,16 +270,25 @@ export class RegistryClient {
           await sink.write(chunk);
         }
         if (sink.received === descriptor.size) return;
-        throw Object.assign(new Error(`blob ended after ${sink.received} of ${descriptor.size} bytes`), { code: 'ECONNRESET' });
+        // The body ended properly. With a length (Content-Length or chunked) that is the
+        // whole blob as the registry has it; only a close-delimited body may be a cut.
+        const delimited = headerValue(response.headers, 'content-length') !== undefined || headerValue(response.headers, 'transfer-encoding') !== undefined;
+        if (delimited || skip > 0) throw shorter(skip > 0 ? offset - skip : sink.received);
+        throw new TransferError(`the connection closed after ${sink.received} of ${descriptor.size} bytes`);
       } catch (e) {
         if (signal?.aborted) throw new AbortError(signal.reason);
         if (!isRetryableError(e) || failures >= retries) {
-          if (isRetryableError(e)) throw this.fail(`blob ${digest}: ${describeNetworkError(e)} after ${failures + 1} attempt(s)`);
+          if (isRetryableError(e)) {
+            const advice = /OCCYSTRAP_HTTP_TIMEOUT/.test((e as Error).message) ? '; the registry is too slow or stalled: try again later, or raise OCCYSTRAP_HTTP_TIMEOUT' : '';
+            throw this.fail(`blob ${digest}: ${describeNetworkError(e)} after ${failures + 1} attempt(s)${advice}`);
+          }
           throw e;
         }
         failures++;
         this.options.http.stats.retries++;
         await sleep(retryDelay(failures - 1, undefined, Date.now()), signal);
+      } finally {
+        clearInterval(watchdog);
       }
     }
   }

@@ -1,15 +1,20 @@
 /**
  * HTTP for registries: one undici Agent (a pool per origin, connections = -j), redirects
- * followed with credentials dropped across origins, retries with exponential backoff and
- * jitter on connection errors, 408, 429 and 5xx (honouring Retry-After), an optional
+ * followed with credentials dropped across origins, retries with exponential backoff and jitter on
+ * connection errors, 408, 429 and 5xx (honouring Retry-After), an optional
  * requests-per-second limit shared by every worker, and counters for the summary.
+ *
+ * Deadlines (OCCYSTRAP_HTTP_TIMEOUT, default 60 s): a JSON document (`document()`) must
+ * arrive whole within it, or the attempt is abandoned and retried; blob readers use it
+ * as the progress window (see MIN_PROGRESS_BYTES). undici's own timeouts only catch
+ * silence, not a peer dripping a byte now and then.
  *
  * Never the global fetch or dispatcher: every request names this client's dispatcher.
  *
  * @module
  */
 import { Agent, type Dispatcher, interceptors } from 'undici';
-import { AbortError } from '../../core/errors.js';
+import { AbortError, usageError } from '../../core/errors.js';
 
 export class RequestStats {
   requests = 0;
@@ -79,9 +84,20 @@ const RETRYABLE_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'UND_ERR_CLOSED',
+  // A body cut short: a keep-alive socket closing ("other side closed" is UND_ERR_SOCKET),
+  // or a `Connection: close` response ending before its Content-Length.
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ECONNABORTED',
 ]);
 
+/** A transfer given up by us (too slow, or its body broke): retried like a connection error. */
+export class TransferError extends Error {
+  readonly retryable = true;
+}
+
 export function isRetryableError(e: unknown): boolean {
+  if (e instanceof TransferError) return true;
   const code = (e as { code?: string })?.code;
   if (code && RETRYABLE_CODES.has(code)) return true;
   const cause = (e as { cause?: unknown })?.cause;
@@ -93,6 +109,29 @@ export interface HttpClientOptions {
   readonly retries: number;
   readonly rateLimit?: number | undefined;
   readonly userAgent: string;
+  /** Whole-document deadline and blob progress window, ms (default DEFAULT_TIMEOUT_MS). */
+  readonly timeoutMs?: number | undefined;
+}
+
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** A blob body delivering fewer bytes than this in one timeout window is abandoned (about 1 KiB/s at 60 s). */
+export const MIN_PROGRESS_BYTES = 64 * 1024;
+
+/** OCCYSTRAP_HTTP_TIMEOUT (seconds, 1 to 3600) as ms; a bad value is a usage error. */
+export function timeoutFromEnv(env: NodeJS.ProcessEnv): number {
+  const raw = env['OCCYSTRAP_HTTP_TIMEOUT'];
+  if (raw === undefined || raw === '') return DEFAULT_TIMEOUT_MS;
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1 || Number(raw) > 3600) {
+    throw usageError(`OCCYSTRAP_HTTP_TIMEOUT takes a whole number of seconds from 1 to 3600, got ${JSON.stringify(raw)}`);
+  }
+  return Number(raw) * 1000;
+}
+
+/** A response read whole (JSON documents): `body` is undefined when it was over the limit. */
+export interface DocumentResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Buffer | undefined;
 }
 
 export interface HttpRequest {
@@ -106,16 +145,18 @@ export type HttpResponse = Dispatcher.ResponseData;
 
 export class HttpClient {
   readonly stats = new RequestStats();
+  readonly timeoutMs: number;
   private readonly dispatcher: Dispatcher;
   private readonly limiter: RateLimiter | undefined;
 
   constructor(readonly options: HttpClientOptions) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.dispatcher = new Agent({
       connections: options.connections,
       pipelining: 1,
-      connect: { timeout: 10_000 },
-      headersTimeout: 30_000,
-      bodyTimeout: 60_000,
+      connect: { timeout: Math.min(10_000, this.timeoutMs) },
+      headersTimeout: Math.min(30_000, this.timeoutMs),
+      bodyTimeout: this.timeoutMs,
     }).compose(interceptors.redirect({ maxRedirections: 5 }));
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
   }
@@ -133,6 +174,36 @@ export class HttpClient {
     });
     if (response.statusCode === 429) this.stats.rateLimited++;
     return response;
+  }
+
+  /**
+   * GET a whole (small) document with retries like `request()`, each attempt under the
+   * total deadline `timeoutMs` (headers and body); an attempt that misses it is retried.
+   */
+  async document(req: HttpRequest, limit: number): Promise<DocumentResponse> {
+    for (let attempt = 0; ; attempt++) {
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
+      const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal;
+      let retryAfter: string | undefined;
+      try {
+        const response = await this.once({ ...req, signal });
+        if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) {
+          const body = await readBodyCapped(response, limit);
+          return { statusCode: response.statusCode, headers: response.headers, body };
+        }
+        retryAfter = headerValue(response.headers, 'retry-after');
+        await response.body.dump();
+      } catch (caught) {
+        if (req.signal?.aborted) throw new AbortError(req.signal.reason);
+        const e = deadline.signal.aborted ? new TransferError(`no complete answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`) : caught;
+        if (attempt >= this.options.retries || !isRetryableError(e)) throw e;
+      } finally {
+        clearTimeout(timer);
+      }
+      this.stats.retries++;
+      await sleep(retryDelay(attempt, retryAfter, Date.now()), req.signal);
+    }
   }
 
   /**

@@ -1,0 +1,186 @@
+// Registry faults from the adversarial review of 0.1.0 (issue 8), injected by the
+// loopback proxy (test/registry/harness.ts startFaultProxy) in front of a real
+// docker-registry: a cut with `Connection: close` (resumed by Range), a short but
+// complete blob (a clear error, not retried),
+// answers dripping a few bytes at a time (abandoned after OCCYSTRAP_HTTP_TIMEOUT
+// and retried, blobs resumed with Range). Small timeouts, no timed assertions:
+// each test checks the outcome and what the proxy recorded.
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from './fixtures.js';
+import { blobPath, manifestPath, startFaultProxy, startRegistry, pushImage, type FaultProxy, type Registry } from '../registry/harness.js';
+import { assertDirStore, assertFailsOneLine, assertOk, cli, workspace } from '../registry/cli.js';
+
+let registry: Registry;
+let proxy: FaultProxy;
+
+before(async () => {
+  registry = await startRegistry();
+  await pushImage(registry, 'sample', 'sample:v1');
+  proxy = await startFaultProxy(registry.url);
+});
+
+after(async () => {
+  await proxy?.stop();
+  await registry?.stop();
+  await cleanupTmpDirs();
+});
+
+beforeEach(() => {
+  proxy.setRules([]);
+  proxy.requests.length = 0;
+  proxy.objectStore.requests.length = 0;
+});
+
+function sample(): ImageFacts {
+  const img = fixture('oci').images.find((i) => i.ref === 'sample');
+  assert.ok(img);
+  return img;
+}
+
+function bigLayer(): LayerFacts {
+  const big = [...(sample().layers ?? [])].sort((a, b) => b.size - a.size)[0];
+  assert.ok(big);
+  return big;
+}
+
+const REF = (): string => `${proxy.host}/sample:v1`;
+
+function expectedStore(): { configDigest: string; diffIds: readonly string[]; repoTag: string } {
+  return { configDigest: sample().configDigest as string, diffIds: sample().diffIds, repoTag: REF() };
+}
+
+function resumedAt(range: string | undefined): number {
+  const m = /^bytes=(\d+)-$/.exec(range ?? '');
+  assert.ok(m, `the follow-up request has Range: bytes=N- (got ${String(range)})`);
+  return Number(m[1]);
+}
+
+function assertNoStack(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at .+:\d+:\d+\)?$/m, `no stack trace:\n${stderr}`);
+}
+
+describe('a cut with Connection: close', () => {
+  test('cut after 1 000 000 bytes of the big layer, Connection: close: resumed with Range, exit 0, right image', async (t) => {
+    const big = bigLayer();
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 1_000_000, connectionClose: true } }]);
+    const ws = await workspace('hard-cut-close');
+    const store = ws.out('store');
+    const r = assertOk(await cli(ws, ['--insecure', '--retries', '3', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
+    assertNoStack(r.stderr);
+    await assertDirStore(store, expectedStore());
+    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    assert.equal(gets[0]?.responseHeaders['connection'], 'close');
+    assert.equal(gets.length, 2, JSON.stringify(gets.map((q) => [q.status, q.range, q.bytes])));
+    const start = resumedAt(gets[1]?.range);
+    assert.ok(start > 0 && start <= 1_000_000, `resumed at ${start}`);
+    t.diagnostic(`resumed at ${start}`);
+    assert.equal(gets[1]?.status, 206);
+  });
+});
+
+describe('a short but complete blob', () => {
+  test('the big layer served 1000 bytes short with a matching Content-Length: exit 1, one line naming the digest and both sizes, not retried', async (t) => {
+    const big = bigLayer();
+    const sent = big.size - 1000;
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'short', bytes: sent } }]);
+    const ws = await workspace('hard-short');
+    const store = ws.out('store');
+    const r = await cli(ws, ['--insecure', '--retries', '3', 'process', `registry://${REF()}`, `dir://${store}`]);
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.ok(line.includes(big.digest), `names the blob: ${line}`);
+    assert.ok(line.includes(String(sent)) && line.includes(String(big.size)), `names both sizes (${sent}, ${big.size}): ${line}`);
+    assert.match(line, /shorter/);
+    assert.doesNotMatch(line, /ECONNRESET/);
+    assert.equal(proxy.matching(blobPath(big.digest), 'GET').length, 1, 'a complete answer is not asked for again');
+    assert.equal(existsSync(store), false);
+  });
+
+  test('the config served short (complete): exit 1 saying it is shorter than the manifest says', async () => {
+    const config = sample().configDigest as string;
+    proxy.setRules([{ method: 'GET', path: blobPath(config), times: Infinity, fault: { kind: 'short', bytes: 10 } }]);
+    const ws = await workspace('hard-short-config');
+    const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
+    const line = assertFailsOneLine(r, ws);
+    assert.ok(line.includes(config), line);
+    assert.match(line, /\b10 bytes\b/);
+    assert.match(line, /shorter/);
+  });
+});
+
+describe('answers without an end (drip-feed)', () => {
+  const env = { OCCYSTRAP_HTTP_TIMEOUT: '2' };
+
+  test('the manifest dripping 1 byte every 300 ms, every time, --retries 1: abandoned, retried once, exit 1 naming the deadline', async (t) => {
+    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'drip', everyMs: 300 } }]);
+    const ws = await workspace('hard-drip-manifest');
+    const r = await cli(ws, ['--insecure', '--retries', '1', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`], { env, timeoutMs: 90_000 });
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.match(line, /2 s/);
+    assert.match(line, /manifest|manifests\/v1/);
+    assert.equal(proxy.matching(manifestPath('sample', 'v1'), 'GET').length, 2, 'one retry');
+  });
+
+  test('the manifest dripping once: abandoned, the retry succeeds, exit 0', async () => {
+    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'drip', everyMs: 300 } }]);
+    const ws = await workspace('hard-drip-manifest-once');
+    const store = ws.out('store');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
+    await assertDirStore(store, expectedStore());
+    const gets = proxy.matching(manifestPath('sample', 'v1'), 'GET');
+    assert.equal(gets.length, 2);
+    assert.equal(gets[0]?.fault, 'drip');
+  });
+
+  test('the config blob dripping once: abandoned, retried, exit 0', async () => {
+    const config = sample().configDigest as string;
+    proxy.setRules([{ method: 'GET', path: blobPath(config), fault: { kind: 'drip', everyMs: 300 } }]);
+    const ws = await workspace('hard-drip-config');
+    const store = ws.out('store');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
+    await assertDirStore(store, expectedStore());
+    assert.equal(proxy.matching(blobPath(config), 'GET').length, 2);
+  });
+
+  test('the big layer dripping 1000 bytes every 250 ms once: abandoned, resumed with Range, exit 0', async (t) => {
+    const big = bigLayer();
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
+    const ws = await workspace('hard-drip-blob');
+    const store = ws.out('store');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
+    await assertDirStore(store, expectedStore());
+    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    assert.equal(gets.length, 2, JSON.stringify(gets.map((q) => [q.status, q.range, q.bytes])));
+    const start = resumedAt(gets[1]?.range);
+    assert.ok(start > 0 && start <= (gets[0]?.bytes ?? 0), `resumed at ${start} of ${gets[0]?.bytes} dripped`);
+    t.diagnostic(`dripped ${gets[0]?.bytes} bytes, resumed at ${start}`);
+    assert.equal(gets[1]?.status, 206);
+  });
+
+  test('the big layer dripping every time, --retries 1: exit 1, one line saying it is too slow, nothing left', async (t) => {
+    const big = bigLayer();
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
+    const ws = await workspace('hard-drip-blob-fail');
+    const store = ws.out('store');
+    const r = await cli(ws, ['--insecure', '--retries', '1', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 });
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.ok(line.includes(big.digest), line);
+    assert.match(line, /2 s/);
+    assert.equal(proxy.matching(blobPath(big.digest), 'GET').length, 2);
+    assert.equal(existsSync(store), false);
+  });
+});
+
+test('OCCYSTRAP_HTTP_TIMEOUT=abc: exit 2 naming the variable', async () => {
+  const ws = await workspace('hard-timeout-usage');
+  const r = await cli(ws, ['--insecure', 'process', 'registry://127.0.0.1:1/sample:v1', `dir://${ws.out('store')}`], { env: { OCCYSTRAP_HTTP_TIMEOUT: 'abc' } });
+  const line = assertFailsOneLine(r, ws, 2);
+  assert.match(line, /OCCYSTRAP_HTTP_TIMEOUT/);
+});
