@@ -1,7 +1,7 @@
 // Registry faults from the adversarial review of 0.1.0 (issue 8), injected by the
 // loopback proxy (test/registry/harness.ts startFaultProxy) in front of a real
 // docker-registry: a cut with `Connection: close` (resumed by Range), a short but
-// complete blob (a clear error, not retried),
+// complete blob (a clear error, not retried), redirect loops (a clear error),
 // answers dripping a few bytes at a time (abandoned after OCCYSTRAP_HTTP_TIMEOUT
 // and retried, blobs resumed with Range). Small timeouts, no timed assertions:
 // each test checks the outcome and what the proxy recorded.
@@ -108,6 +108,34 @@ describe('a short but complete blob', () => {
     assert.ok(line.includes(config), line);
     assert.match(line, /\b10 bytes\b/);
     assert.match(line, /shorter/);
+  });
+});
+
+describe('redirect loops', () => {
+  test('a blob redirecting to itself: exit 1, one line saying it is a redirect loop at that URL', async (t) => {
+    const big = bigLayer();
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'redirect-loop', mode: 'self' } }]);
+    const ws = await workspace('hard-redirect-self');
+    const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.match(line, /redirect loop/i);
+    assert.ok(line.includes(`${proxy.url}/v2/sample/blobs/${big.digest}`), `names the URL: ${line}`);
+    assert.doesNotMatch(line, /Agent/);
+    assert.ok(proxy.matching(blobPath(big.digest), 'GET').length <= 12, 'gives up soon');
+  });
+
+  test('a manifest redirecting without end (?hop=1, 2, ...): exit 1, one line saying too many redirects', async (t) => {
+    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'redirect-loop', mode: 'endless' } }]);
+    const ws = await workspace('hard-redirect-endless');
+    const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.match(line, /too many redirects/i);
+    assert.ok(line.includes('/v2/sample/manifests/v1'), `names the URL: ${line}`);
+    assert.doesNotMatch(line, /Agent|HTTP 307/);
   });
 });
 

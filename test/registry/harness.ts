@@ -836,6 +836,8 @@ export type Fault =
   | { kind: 'drip'; everyMs: number; bytes?: number }
   /** Forward, but declare and send only the first `bytes` bytes of the body (a short, complete response). */
   | { kind: 'short'; bytes: number }
+  /** Redirect (307) to the request's own URL ('self') or to itself plus one more `?hop=` each time ('endless'). */
+  | { kind: 'redirect-loop'; mode: 'self' | 'endless' }
   /** Destroy the connection without answering. */
   | { kind: 'reset' }
   /** Answer with a redirect to the object store (same path under /blobs/), not forwarding. */
@@ -1079,6 +1081,11 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
         const m = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(p);
         const location = `${objectStore.url}/blobs/${m ? m[1] : 'unknown'}?X-Occystrap-Signature=${randomBytes(8).toString('hex')}`;
         return respond(fault.status ?? 307, { location, 'content-type': 'text/html' }, `<a href="${location}">Temporary Redirect</a>.\n`);
+      }
+      case 'redirect-loop': {
+        const hop = Number(/[?&]hop=(\d+)/.exec(p)?.[1] ?? '0');
+        const location = fault.mode === 'self' ? p : `${p.replace(/[?&]hop=\d+/, '')}${p.includes('?') && !/[?]hop=/.test(p) ? '&' : '?'}hop=${hop + 1}`;
+        return respond(307, { location, 'content-type': 'text/html' }, `<a href="${location}">Temporary Redirect</a>.\n`);
       }
       default:
         break;

@@ -1,6 +1,7 @@
 /**
  * HTTP for registries: one undici Agent (a pool per origin, connections = -j), redirects
- * followed with credentials dropped across origins, retries with exponential backoff and jitter on
+ * followed here (at most MAX_REDIRECTS, a loop is an error naming the URL) with
+ * credentials dropped across origins, retries with exponential backoff and jitter on
  * connection errors, 408, 429 and 5xx (honouring Retry-After), an optional
  * requests-per-second limit shared by every worker, and counters for the summary.
  *
@@ -13,8 +14,8 @@
  *
  * @module
  */
-import { Agent, type Dispatcher, interceptors } from 'undici';
-import { AbortError, usageError } from '../../core/errors.js';
+import { Agent, type Dispatcher } from 'undici';
+import { AbortError, inputError, usageError } from '../../core/errors.js';
 
 export class RequestStats {
   requests = 0;
@@ -116,6 +117,8 @@ export interface HttpClientOptions {
 export const DEFAULT_TIMEOUT_MS = 60_000;
 /** A blob body delivering fewer bytes than this in one timeout window is abandoned (about 1 KiB/s at 60 s). */
 export const MIN_PROGRESS_BYTES = 64 * 1024;
+/** Redirects followed for one request. */
+export const MAX_REDIRECTS = 10;
 
 /** OCCYSTRAP_HTTP_TIMEOUT (seconds, 1 to 3600) as ms; a bad value is a usage error. */
 export function timeoutFromEnv(env: NodeJS.ProcessEnv): number {
@@ -157,28 +160,57 @@ export class HttpClient {
       connect: { timeout: Math.min(10_000, this.timeoutMs) },
       headersTimeout: Math.min(30_000, this.timeoutMs),
       bodyTimeout: this.timeoutMs,
-    }).compose(interceptors.redirect({ maxRedirections: 5 }));
+    });
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
   }
 
-  /** One request, no retries (callers that resume bodies drive their own loop). */
+  /**
+   * One request, no retries (callers that resume bodies drive their own loop). Redirects
+   * are followed; Authorization and Cookie are not sent to another origin.
+   */
   async once(req: HttpRequest): Promise<HttpResponse> {
-    await this.limiter?.acquire(req.signal);
-    this.stats.requests++;
-    const response = await this.dispatcher.request({
-      origin: new URL(req.url).origin,
-      path: new URL(req.url).pathname + new URL(req.url).search,
-      method: req.method ?? 'GET',
-      headers: { 'user-agent': this.options.userAgent, ...req.headers },
-      signal: req.signal,
-    });
-    if (response.statusCode === 429) this.stats.rateLimited++;
-    return response;
+    let url = new URL(req.url);
+    let headers: Record<string, string> = { 'user-agent': this.options.userAgent, ...req.headers };
+    const visited = new Set<string>();
+    for (let hops = 0; ; hops++) {
+      visited.add(url.href);
+      await this.limiter?.acquire(req.signal);
+      this.stats.requests++;
+      const response = await this.dispatcher.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: req.method ?? 'GET',
+        headers,
+        signal: req.signal,
+      });
+      if (response.statusCode === 429) this.stats.rateLimited++;
+      const location = headerValue(response.headers, 'location');
+      if (![301, 302, 303, 307, 308].includes(response.statusCode) || location === undefined) return response;
+      await response.body.dump();
+      let next: URL;
+      try {
+        next = new URL(location, url);
+      } catch {
+        throw inputError(`${url.href} redirects to ${JSON.stringify(location)}, which is not a URL`);
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') throw inputError(`${url.href} redirects to ${next.protocol} URL ${next.href}; only http(s) is followed`);
+      if (visited.has(next.href)) {
+        throw inputError(`redirect loop: ${url.href} redirects to ${next.href}, which was already visited; the registry (or its storage) is misconfigured`);
+      }
+      if (hops >= MAX_REDIRECTS) {
+        throw inputError(`too many redirects (more than ${MAX_REDIRECTS}) starting at ${req.url}, last to ${next.href}; the registry (or its storage) is misconfigured`);
+      }
+      if (next.origin !== url.origin) {
+        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !['authorization', 'cookie', 'proxy-authorization'].includes(k.toLowerCase())));
+      }
+      url = next;
+    }
   }
 
   /**
    * GET a whole (small) document with retries like `request()`, each attempt under the
    * total deadline `timeoutMs` (headers and body); an attempt that misses it is retried.
+   * Redirect errors are not retried.
    */
   async document(req: HttpRequest, limit: number): Promise<DocumentResponse> {
     for (let attempt = 0; ; attempt++) {
