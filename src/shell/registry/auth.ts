@@ -9,7 +9,8 @@
  * @module
  */
 import { parseChallenges } from '../../core/auth-challenge.js';
-import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
+import * as E from 'fp-ts/lib/Either.js';
+import { MAX_JSON_BYTES, parseJsonBytes } from '../../core/codecs/common.js';
 import { AbortError, OccystrapError } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
 import { type DocumentResponse, type HttpClient, TransferError } from './http.js';
@@ -114,12 +115,11 @@ export class RegistryAuth {
       throw new AuthError(`${this.registry}: the token server at ${url.origin} answered HTTP ${response.statusCode}`);
     }
     if (!response.body) throw new AuthError(`${this.registry}: the token server's answer is over ${MAX_JSON_BYTES} bytes`);
-    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
-    try {
-      doc = JSON.parse(response.body.toString('utf8')) as typeof doc;
-    } catch {
-      throw new AuthError(`${this.registry}: the token server answered something that is not JSON`);
+    const parsed = parseJsonBytes('token answer', response.body);
+    if (E.isLeft(parsed) || typeof parsed.right !== 'object' || parsed.right === null) {
+      throw new AuthError(`${this.registry}: the token server answered something that is not a JSON object${E.isLeft(parsed) ? ` (${parsed.left.message})` : ''}`);
     }
+    const doc = parsed.right as { token?: unknown; access_token?: unknown; expires_in?: unknown };
     const value = typeof doc.token === 'string' && doc.token !== '' ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : undefined;
     if (!value) throw new AuthError(`${this.registry}: the token server's answer has no token`);
     // Tokens without expires_in last 60 s (the distribution spec's default); refresh a little early.

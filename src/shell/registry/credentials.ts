@@ -15,7 +15,8 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
+import * as E from 'fp-ts/lib/Either.js';
+import { MAX_JSON_BYTES, parseJsonBytes } from '../../core/codecs/common.js';
 
 export interface Credentials {
   readonly username: string;
@@ -39,7 +40,8 @@ async function readJson(file: string): Promise<Record<string, unknown> | undefin
   try {
     const st = await fs.stat(file);
     if (st.size > MAX_JSON_BYTES) return undefined;
-    return JSON.parse(await fs.readFile(file, 'utf8')) as Record<string, unknown>;
+    const doc = parseJsonBytes(file, await fs.readFile(file));
+    return E.isRight(doc) && typeof doc.right === 'object' && doc.right !== null ? (doc.right as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
   }
@@ -96,14 +98,12 @@ export async function fromCredentialHelper(helper: string, host: string, env: No
     child.stdin.end(host);
   });
   if (!output) return undefined;
-  try {
-    const doc = JSON.parse(output) as { Username?: unknown; Secret?: unknown };
-    if (typeof doc.Username !== 'string' || typeof doc.Secret !== 'string') return undefined;
-    if (doc.Username === '<token>') return undefined; // identity tokens need the OAuth flow
-    return { username: doc.Username, password: doc.Secret, source: program };
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJsonBytes(program, Buffer.from(output, 'utf8'));
+  if (E.isLeft(parsed) || typeof parsed.right !== 'object' || parsed.right === null) return undefined;
+  const doc = parsed.right as { Username?: unknown; Secret?: unknown };
+  if (typeof doc.Username !== 'string' || typeof doc.Secret !== 'string') return undefined;
+  if (doc.Username === '<token>') return undefined; // identity tokens need the OAuth flow
+  return { username: doc.Username, password: doc.Secret, source: program };
 }
 
 export async function resolveCredentials(host: string, sources: CredentialSources): Promise<Credentials | undefined> {
