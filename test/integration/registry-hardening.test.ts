@@ -9,7 +9,18 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from './fixtures.js';
-import { blobPath, manifestPath, startFaultProxy, startRegistry, pushImage, type FaultProxy, type Registry } from '../registry/harness.js';
+import {
+  blobPath,
+  DEFAULT_USER,
+  manifestPath,
+  pushImage,
+  startFaultProxy,
+  startRegistry,
+  startTokenServer,
+  type FaultProxy,
+  type Registry,
+  type TokenServer,
+} from '../registry/harness.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, workspace } from '../registry/cli.js';
 
 let registry: Registry;
@@ -203,6 +214,54 @@ describe('answers without an end (drip-feed)', () => {
     assert.match(line, /2 s/);
     assert.equal(proxy.matching(blobPath(big.digest), 'GET').length, 2);
     assert.equal(existsSync(store), false);
+  });
+});
+
+describe('a token server dripping its answer', () => {
+  const env = { OCCYSTRAP_HTTP_TIMEOUT: '2' };
+  let tokens: TokenServer;
+  let tokenProxy: FaultProxy;
+  let tokenRegistry: Registry;
+  before(async () => {
+    tokens = await startTokenServer({ users: [DEFAULT_USER] });
+    // The registry names the proxy as its realm, so the client's token requests pass it.
+    tokenProxy = await startFaultProxy(tokens.url);
+    tokenRegistry = await startRegistry({ auth: 'token', tokenServer: { ...tokens, realm: `${tokenProxy.url}/token` } });
+    await pushImage(tokenRegistry, 'sample', 'sample:v1', DEFAULT_USER);
+  });
+  after(async () => {
+    await tokenRegistry?.stop();
+    await tokenProxy?.stop();
+    await tokens?.stop();
+  });
+  beforeEach(() => {
+    tokenProxy.setRules([]);
+    tokenProxy.requests.length = 0;
+  });
+  const creds = ['--username', DEFAULT_USER.username, '--password', DEFAULT_USER.password];
+
+  test('the token answer dripping once: abandoned, asked again, exit 0', async () => {
+    tokenProxy.setRules([{ method: 'GET', path: /^\/token\b/, fault: { kind: 'drip', everyMs: 300 } }]);
+    const ws = await workspace('hard-drip-token');
+    const store = ws.out('store');
+    const ref = `${tokenRegistry.host}/sample:v1`;
+    assertOk(await cli(ws, ['--insecure', ...creds, 'process', `registry://${ref}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
+    await assertDirStore(store, { ...expectedStore(), repoTag: ref });
+    const asked = tokenProxy.matching(/^\/token\b/, 'GET');
+    assert.ok(asked.length >= 2, `asked again: ${asked.length}`);
+    assert.equal(asked[0]?.fault, 'drip');
+  });
+
+  test('the token answer dripping every time, --retries 1: exit 1, one line naming the token server and the deadline', async (t) => {
+    tokenProxy.setRules([{ method: 'GET', path: /^\/token\b/, times: Infinity, fault: { kind: 'drip', everyMs: 300 } }]);
+    const ws = await workspace('hard-drip-token-fail');
+    const r = await cli(ws, ['--insecure', '--retries', '1', ...creds, 'process', `registry://${tokenRegistry.host}/sample:v1`, `dir://${ws.out('store')}`], { env, timeoutMs: 90_000 });
+    const line = assertFailsOneLine(r, ws);
+    assertNoStack(r.stderr);
+    t.diagnostic(line);
+    assert.match(line, /token server/);
+    assert.match(line, /2 s/);
+    assert.equal(tokenProxy.matching(/^\/token\b/, 'GET').length, 2, 'one retry');
   });
 });
 

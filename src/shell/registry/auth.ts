@@ -101,8 +101,10 @@ export class RegistryAuth {
       response = await this.http.document({ url: url.toString(), headers, ...(signal ? { signal } : {}) }, MAX_JSON_BYTES);
     } catch (e) {
       if (e instanceof AbortError || signal?.aborted) throw e;
-      const why = e instanceof TransferError || OccystrapError.is(e) ? e.message : describeFailure(e);
-      throw new AuthError(`${this.registry}: the token server at ${url.origin} did not answer (${why})`);
+      if (e instanceof TransferError) {
+        throw new AuthError(`${this.registry}: the token server at ${url.origin}: ${e.message} after ${this.http.options.retries + 1} attempt(s); try again later, or raise OCCYSTRAP_HTTP_TIMEOUT`);
+      }
+      throw new AuthError(`${this.registry}: cannot reach the token server at ${url.origin} (${OccystrapError.is(e) ? e.message : describeFailure(e)})`);
     }
     if (response.statusCode === 401 || response.statusCode === 403) {
       throw new AuthError(
