@@ -89,6 +89,22 @@ describe('a cut with Connection: close', () => {
     t.diagnostic(`resumed at ${start}`);
     assert.equal(gets[1]?.status, 206);
   });
+
+  test('the manifest cut after 100 bytes with Connection: close: asked again, exit 0', async () => {
+    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'cut', afterBytes: 100, connectionClose: true } }]);
+    const ws = await workspace('hard-cut-close-manifest');
+    const store = ws.out('store');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
+    await assertDirStore(store, expectedStore());
+    const gets = proxy.matching(manifestPath('sample', 'v1'), 'GET');
+    assert.deepEqual(
+      gets.map((q) => [q.fault, q.bytes]),
+      [
+        ['cut', 100],
+        [undefined, gets[1]?.bytes],
+      ],
+    );
+  });
 });
 
 describe('a short but complete blob', () => {
