@@ -142,7 +142,17 @@ export interface HttpRequest {
   readonly method?: 'GET' | 'HEAD';
   readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
+  /** Bytes the response body may buffer before undici stops reading the socket (default 64 KiB). */
+  readonly highWaterMark?: number;
 }
+
+/**
+ * Body buffer for blob downloads. undici 7 throws an uncatchable assertion when a
+ * `Connection: close` response ends while its parser is paused by backpressure
+ * (nodejs/undici#5360, fixed only in undici 8, which needs Node 22): a deep buffer
+ * keeps the parser from pausing unless the consumer is this far behind.
+ */
+export const BLOB_HIGH_WATER_MARK = 4 * 1024 * 1024;
 
 export type HttpResponse = Dispatcher.ResponseData;
 
@@ -182,6 +192,7 @@ export class HttpClient {
         method: req.method ?? 'GET',
         headers,
         signal: req.signal,
+        ...(req.highWaterMark !== undefined ? { highWaterMark: req.highWaterMark } : {}),
       });
       if (response.statusCode === 429) this.stats.rateLimited++;
       const location = headerValue(response.headers, 'location');
