@@ -247,6 +247,15 @@ describe('answers without an end (drip-feed)', () => {
   });
 });
 
+test('--rate-limit 0.4 with OCCYSTRAP_HTTP_TIMEOUT=1: waiting for our own rate limit is not a missed deadline, exit 0', async () => {
+  const ws = await workspace('hard-rate-deadline');
+  const store = ws.out('store');
+  const r = assertOk(await cli(ws, ['--insecure', '--retries', '0', '--rate-limit', '0.4', 'process', `registry://${REF()}`, `dir://${store}`], { env: { OCCYSTRAP_HTTP_TIMEOUT: '1' }, timeoutMs: 90_000 }), ws);
+  assertNoStack(r.stderr);
+  await assertDirStore(store, expectedStore());
+  assert.ok(proxy.requests.length >= 3, 'several requests, each waiting 2.5 s for its slot');
+});
+
 describe('a token server dripping its answer', () => {
   const env = { OCCYSTRAP_HTTP_TIMEOUT: '2' };
   let tokens: TokenServer;

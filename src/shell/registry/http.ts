@@ -178,13 +178,13 @@ export class HttpClient {
    * One request, no retries (callers that resume bodies drive their own loop). Redirects
    * are followed; Authorization and Cookie are not sent to another origin.
    */
-  async once(req: HttpRequest): Promise<HttpResponse> {
+  async once(req: HttpRequest, firstSlotTaken = false): Promise<HttpResponse> {
     let url = new URL(req.url);
     let headers: Record<string, string> = { 'user-agent': this.options.userAgent, ...req.headers };
     const visited = new Set<string>();
     for (let hops = 0; ; hops++) {
       visited.add(url.href);
-      await this.limiter?.acquire(req.signal);
+      if (hops > 0 || !firstSlotTaken) await this.limiter?.acquire(req.signal);
       this.stats.requests++;
       const response = await this.dispatcher.request({
         origin: url.origin,
@@ -225,12 +225,14 @@ export class HttpClient {
    */
   async document(req: HttpRequest, limit: number): Promise<DocumentResponse> {
     for (let attempt = 0; ; attempt++) {
+      // Our own --rate-limit wait is not the registry's slowness: take the slot first.
+      await this.limiter?.acquire(req.signal);
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
       const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal;
       let retryAfter: string | undefined;
       try {
-        const response = await this.once({ ...req, signal });
+        const response = await this.once({ ...req, signal }, true);
         if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) {
           const body = await readBodyCapped(response, limit);
           return { statusCode: response.statusCode, headers: response.headers, body };
