@@ -231,6 +231,19 @@ describe('answers without an end (drip-feed)', () => {
     assert.equal(gets[1]?.status, 206);
   });
 
+  test('the big layer answered with 102 Processing every 300 ms and nothing else, once: abandoned, asked again, exit 0', async () => {
+    const big = bigLayer();
+    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'informational', everyMs: 300 } }]);
+    const ws = await workspace('hard-102-blob');
+    const store = ws.out('store');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
+    await assertDirStore(store, expectedStore());
+    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    assert.equal(gets.length, 2);
+    assert.equal(gets[0]?.fault, 'informational');
+    assert.ok((gets[0]?.bytes ?? 0) >= 2, 'several 102s were sent before the client gave up');
+  });
+
   test('the big layer dripping every time, --retries 1: exit 1, one line saying it is too slow, nothing left', async (t) => {
     const big = bigLayer();
     proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);

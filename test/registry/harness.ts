@@ -834,6 +834,8 @@ export type Fault =
   | { kind: 'cut'; afterBytes: number; connectionClose?: boolean }
   /** Forward the headers, then the body `bytes` bytes (default 1) every `everyMs` ms. */
   | { kind: 'drip'; everyMs: number; bytes?: number }
+  /** Send `102 Processing` every `everyMs` ms and never a final answer (until the client goes away). */
+  | { kind: 'informational'; everyMs: number }
   /** Forward, but declare and send only the first `bytes` bytes of the body (a short, complete response). */
   | { kind: 'short'; bytes: number }
   /** Redirect (307) to the request's own URL ('self') or to itself plus one more `?hop=` each time ('endless'). */
@@ -1081,6 +1083,21 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
         const m = /\/blobs\/(sha256:[0-9a-f]{64})/.exec(p);
         const location = `${objectStore.url}/blobs/${m ? m[1] : 'unknown'}?X-Occystrap-Signature=${randomBytes(8).toString('hex')}`;
         return respond(fault.status ?? 307, { location, 'content-type': 'text/html' }, `<a href="${location}">Temporary Redirect</a>.\n`);
+      }
+      case 'informational': {
+        req.resume();
+        record.status = 102;
+        const tick = setInterval(() => {
+          if (res.destroyed || req.socket.destroyed) {
+            clearInterval(tick);
+            record.done = true;
+            return;
+          }
+          res.writeProcessing();
+          record.bytes++;
+        }, fault.everyMs);
+        res.on('close', () => clearInterval(tick));
+        return;
       }
       case 'redirect-loop': {
         const hop = Number(/[?&]hop=(\d+)/.exec(p)?.[1] ?? '0');

@@ -19,7 +19,7 @@ import { sha256Bytes } from '../fs/hash.js';
 import { RegistryAuth } from './auth.js';
 import type { Credentials } from './credentials.js';
 import {
-  BLOB_HIGH_WATER_MARK,
+  BLOB_READ_AHEAD,
   type DocumentResponse,
   headerValue,
   type HttpClient,
@@ -122,7 +122,7 @@ export class RegistryClient {
 
   /** GET a blob's body as a stream (retried up to the headers; the caller resumes bodies). */
   private get(path: string, headers: Record<string, string>, what: string, signal?: AbortSignal): Promise<HttpResponse> {
-    return this.authorized(path, headers, (r) => this.options.http.request({ ...r, highWaterMark: BLOB_HIGH_WATER_MARK }), (r) => r.body.dump(), what, signal);
+    return this.authorized(path, headers, (r) => this.options.http.request(r), (r) => r.body.dump(), what, signal);
   }
 
   /** GET a whole JSON document (manifest, config) under the document deadline, retried. */
@@ -236,26 +236,23 @@ export class RegistryClient {
       }
       // Progress deadline: fewer than MIN_PROGRESS_BYTES in a window abandons the transfer.
       const windowMs = this.options.http.timeoutMs;
-      let windowBytes = 0;
+      const reader = new ReadAhead(response.body, BLOB_READ_AHEAD);
       const watchdog = setInterval(() => {
-        if (windowBytes < MIN_PROGRESS_BYTES) {
+        if (reader.takeArrived() < MIN_PROGRESS_BYTES) {
           response.body.destroy(new TransferError(`fewer than ${MIN_PROGRESS_BYTES} bytes arrived in ${windowMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`));
         }
-        windowBytes = 0;
       }, windowMs);
       try {
-        const chunks = response.body[Symbol.asyncIterator]();
         for (;;) {
-          let next: IteratorResult<unknown>;
+          let next: Buffer | undefined;
           try {
-            next = await chunks.next();
+            next = await reader.next();
           } catch (e) {
             if (e instanceof TransferError) throw e;
             throw new TransferError(describeNetworkError(e), { cause: e });
           }
-          if (next.done) break;
-          let chunk = next.value as Buffer;
-          windowBytes += chunk.length;
+          if (next === undefined) break;
+          let chunk = next;
           if (skip > 0) {
             if (chunk.length <= skip) {
               skip -= chunk.length;
@@ -290,6 +287,8 @@ export class RegistryClient {
         await sleep(retryDelay(failures - 1, undefined, Date.now()), signal);
       } finally {
         clearInterval(watchdog);
+        // Left early (a sink error, too long): stop the transfer rather than let it run on.
+        if (!response.body.destroyed) response.body.destroy();
       }
     }
   }
@@ -297,6 +296,72 @@ export class RegistryClient {
   /** The repository path a blob is fetched from, for messages. */
   blobLabel(digest: Digest): string {
     return `${this.options.name}@${digestHex(digest).slice(0, 12)}`;
+  }
+}
+
+/**
+ * Reads a body ahead of a slow consumer into its own queue (up to `limit` bytes, then it
+ * pauses the body). Chunks queued before an error are still handed out, the error after
+ * them, so a resumed download starts exactly where the bytes stopped.
+ */
+class ReadAhead {
+  private readonly queue: Buffer[] = [];
+  private queued = 0;
+  private arrived = 0;
+  private ended = false;
+  private failure: { error: unknown } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly body: HttpResponse['body'],
+    private readonly limit: number,
+  ) {
+    body.on('data', (chunk: Buffer) => {
+      this.queue.push(chunk);
+      this.queued += chunk.length;
+      this.arrived += chunk.length;
+      if (this.queued >= this.limit) body.pause();
+      this.notify();
+    });
+    body.on('end', () => {
+      this.ended = true;
+      this.notify();
+    });
+    body.on('error', (error: unknown) => {
+      this.failure ??= { error };
+      this.notify();
+    });
+    body.on('close', () => {
+      if (!this.ended) this.failure ??= { error: new TransferError('the response body closed early') };
+      this.notify();
+    });
+  }
+
+  /** Bytes arrived since the last call. */
+  takeArrived(): number {
+    const n = this.arrived;
+    this.arrived = 0;
+    return n;
+  }
+
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const chunk = this.queue.shift();
+      if (chunk) {
+        this.queued -= chunk.length;
+        if (this.queued < this.limit && this.body.isPaused() && !this.failure) this.body.resume();
+        return chunk;
+      }
+      if (this.failure) throw this.failure.error;
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private notify(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
   }
 }
 

@@ -142,17 +142,16 @@ export interface HttpRequest {
   readonly method?: 'GET' | 'HEAD';
   readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
-  /** Bytes the response body may buffer before undici stops reading the socket (default 64 KiB). */
-  readonly highWaterMark?: number;
 }
 
 /**
- * Body buffer for blob downloads. undici 7 throws an uncatchable assertion when a
- * `Connection: close` response ends while its parser is paused by backpressure
- * (nodejs/undici#5360, fixed only in undici 8, which needs Node 22): a deep buffer
- * keeps the parser from pausing unless the consumer is this far behind.
+ * How far a blob body is read ahead of its sink. undici 7 throws an uncatchable
+ * assertion when a `Connection: close` response ends while its parser is paused by
+ * backpressure (nodejs/undici#5360, fixed only in undici 8, which needs Node 22): the
+ * reader in client.ts takes chunks off undici at once into its own queue, so the parser
+ * pauses only when the sink is this far behind, and queued bytes survive a cut.
  */
-export const BLOB_HIGH_WATER_MARK = 4 * 1024 * 1024;
+export const BLOB_READ_AHEAD = 4 * 1024 * 1024;
 
 export type HttpResponse = Dispatcher.ResponseData;
 
@@ -186,14 +185,25 @@ export class HttpClient {
       visited.add(url.href);
       if (hops > 0 || !firstSlotTaken) await this.limiter?.acquire(req.signal);
       this.stats.requests++;
-      const response = await this.dispatcher.request({
-        origin: url.origin,
-        path: url.pathname + url.search,
-        method: req.method ?? 'GET',
-        headers,
-        signal: req.signal,
-        ...(req.highWaterMark !== undefined ? { highWaterMark: req.highWaterMark } : {}),
-      });
+      // The final headers within timeoutMs: undici's headersTimeout restarts on every
+      // 1xx, so endless `102 Processing` would hold the request forever.
+      const headersDeadline = new AbortController();
+      const timer = setTimeout(() => headersDeadline.abort(), this.timeoutMs);
+      let response: HttpResponse;
+      try {
+        response = await this.dispatcher.request({
+          origin: url.origin,
+          path: url.pathname + url.search,
+          method: req.method ?? 'GET',
+          headers,
+          signal: req.signal ? AbortSignal.any([req.signal, headersDeadline.signal]) : headersDeadline.signal,
+        });
+      } catch (e) {
+        if (headersDeadline.signal.aborted && !req.signal?.aborted) throw new TransferError(`no answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`);
+        throw e;
+      } finally {
+        clearTimeout(timer);
+      }
       if (response.statusCode === 429) this.stats.rateLimited++;
       const location = headerValue(response.headers, 'location');
       if (![301, 302, 303, 307, 308].includes(response.statusCode) || location === undefined) return response;
