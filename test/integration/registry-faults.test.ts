@@ -9,7 +9,6 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from './fixtures.js';
 import { hexOf, strayTempFiles, summaryLines } from './cli-helpers.js';
 import {
   blobPath,
@@ -22,46 +21,12 @@ import {
   type FaultProxy,
   type Registry,
 } from '../registry/harness.js';
+import { bigLayer, sample, sampleBehindFaultProxy } from '../registry/fault-suite.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 
-let registry: Registry;
-let proxy: FaultProxy;
-
-before(async () => {
-  registry = await startRegistry();
-  await pushImage(registry, 'sample', 'sample:v1');
-  proxy = await startFaultProxy(registry.url);
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await cleanupTmpDirs();
-});
-
-beforeEach(() => {
-  proxy.setRules([]);
-  proxy.requests.length = 0;
-  proxy.objectStore.requests.length = 0;
-});
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
-
-function bigLayer(): LayerFacts {
-  const big = [...(sample().layers ?? [])].sort((a, b) => b.size - a.size)[0];
-  assert.ok(big);
-  return big;
-}
-
-const REF = (): string => `${proxy.host}/sample:v1`;
-
-function expectedStore(): { configDigest: string; diffIds: readonly string[]; repoTag: string } {
-  return { configDigest: sample().configDigest as string, diffIds: sample().diffIds, repoTag: REF() };
-}
+const suite = sampleBehindFaultProxy();
+const REF = suite.ref;
+const expectedStore = suite.expectedStore;
 
 function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -69,12 +34,12 @@ function sha256(data: Buffer): string {
 
 describe('retries', () => {
   test('429 + Retry-After: 1 on the manifest: waits, succeeds, the summary counts the retry and the 429', async (t) => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'rate-limit', retryAfter: 1 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'rate-limit', retryAfter: 1 } }]);
     const ws = await workspace('fault-429');
     const store = ws.out('store');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(manifestPath('sample', 'v1'), 'GET');
+    const gets = suite.proxy.matching(manifestPath('sample', 'v1'), 'GET');
     assert.deepEqual(
       gets.map((q) => q.status),
       [429, 200],
@@ -91,12 +56,12 @@ describe('retries', () => {
 
   test('429 with Retry-After as an HTTP date on a blob: waits until then, succeeds', async () => {
     const until = new Date(Date.now() + 2500);
-    proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), fault: { kind: 'rate-limit', retryAfter: until } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), fault: { kind: 'rate-limit', retryAfter: until } }]);
     const ws = await workspace('fault-429-date');
     const store = ws.out('store');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(bigLayer().digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(bigLayer().digest), 'GET');
     assert.deepEqual(
       gets.map((q) => q.status),
       [429, 200],
@@ -109,13 +74,13 @@ describe('retries', () => {
   });
 
   test('503 twice on a blob: retried with backoff, succeeds, retries counted', async () => {
-    proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), times: 2, fault: { kind: 'status', status: 503 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), times: 2, fault: { kind: 'status', status: 503 } }]);
     const ws = await workspace('fault-503');
     const store = ws.out('store');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
     assert.deepEqual(
-      proxy.matching(blobPath(bigLayer().digest), 'GET').map((q) => q.status),
+      suite.proxy.matching(blobPath(bigLayer().digest), 'GET').map((q) => q.status),
       [503, 503, 200],
     );
     const summary = stdoutJson<RegistrySummary>(r);
@@ -124,34 +89,34 @@ describe('retries', () => {
   });
 
   test('--retries 0 and one 503 on the manifest: exit 1, one line, nothing written', async () => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'status', status: 503 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'status', status: 503 } }]);
     const ws = await workspace('fault-503-noretry');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', '--retries', '0', 'process', `registry://${REF()}`, `dir://${store}`]);
     const line = assertFailsOneLine(r, ws);
     assert.match(line, /503/);
-    assert.equal(proxy.matching(manifestPath('sample', 'v1'), 'GET').length, 1, 'no retry');
+    assert.equal(suite.proxy.matching(manifestPath('sample', 'v1'), 'GET').length, 1, 'no retry');
     assert.equal(existsSync(store), false);
   });
 
   test('OCCYSTRAP_RETRIES=0 and a 503 on a blob: exit 1, the store is not left behind', async () => {
-    proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), times: Infinity, fault: { kind: 'status', status: 503 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(bigLayer().digest), times: Infinity, fault: { kind: 'status', status: 503 } }]);
     const ws = await workspace('fault-503-env');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env: { OCCYSTRAP_RETRIES: '0' } });
     const line = assertFailsOneLine(r, ws);
     assert.match(line, /503/);
-    assert.equal(proxy.matching(blobPath(bigLayer().digest), 'GET').length, 1);
+    assert.equal(suite.proxy.matching(blobPath(bigLayer().digest), 'GET').length, 1);
     assert.equal(existsSync(store), false);
   });
 
   test('a connection reset on the config blob: retried, succeeds', async () => {
-    proxy.setRules([{ method: 'GET', path: blobPath(sample().configDigest as string), fault: { kind: 'reset' } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(sample().configDigest as string), fault: { kind: 'reset' } }]);
     const ws = await workspace('fault-reset');
     const store = ws.out('store');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(sample().configDigest as string), 'GET');
+    const gets = suite.proxy.matching(blobPath(sample().configDigest as string), 'GET');
     assert.deepEqual(
       gets.map((q) => q.fault ?? q.status),
       ['reset', 200],
@@ -182,12 +147,12 @@ describe('resume', () => {
   test('connection cut after 1 000 000 bytes of the 2.1 MB layer: resumed with Range: bytes=N- (N near 1000000)', async (t) => {
     const big = bigLayer();
     const k = 1_000_000;
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: k } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: k } }]);
     const ws = await workspace('fault-cut');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
     assert.equal(gets[0]?.fault, 'cut');
     assert.equal(gets[0]?.bytes, k, 'the first response was cut after K bytes');
     assert.equal(gets.length, 2, `one follow-up request: ${JSON.stringify(gets.map((q) => [q.status, q.range]))}`);
@@ -200,7 +165,7 @@ describe('resume', () => {
 
   test('cut twice (at 300 000, then 400 000 more): two resumes, right bytes', async (t) => {
     const big = bigLayer();
-    proxy.setRules([
+    suite.proxy.setRules([
       { method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 300_000 } },
       { method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 400_000 } },
     ]);
@@ -208,7 +173,7 @@ describe('resume', () => {
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
     assert.equal(gets.length, 3, JSON.stringify(gets.map((q) => [q.status, q.range, q.bytes])));
     assert.equal(gets[0]?.range, undefined);
     const first = resumedAt(gets[1]?.range);
@@ -295,7 +260,7 @@ describe('corruption', () => {
     const corrupted = Buffer.from(fixtureBlob(big.digest));
     corrupted[4] = (corrupted[4] as number) ^ 0xff;
     const actual = sha256(corrupted);
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'corrupt', offset: 4 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'corrupt', offset: 4 } }]);
     const ws = await workspace('fault-corrupt');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`]);
@@ -303,12 +268,12 @@ describe('corruption', () => {
     assert.ok(line.includes(big.digest), `names the blob / expected digest: ${line}`);
     assert.ok(line.includes(actual) || line.includes(hexOf(actual)), `names the digest received (${actual}): ${line}`);
     assert.equal(existsSync(store), false, 'no output left');
-    assert.ok(proxy.matching(blobPath(big.digest), 'GET').length <= 5, 'bounded re-downloads');
+    assert.ok(suite.proxy.matching(blobPath(big.digest), 'GET').length <= 5, 'bounded re-downloads');
   });
 
   test('a byte flipped inside the compressed data (gzip fails mid-stream): exit 1 naming the blob, no hang, nothing left', async () => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'corrupt', offset: 100 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'corrupt', offset: 100 } }]);
     const ws = await workspace('fault-corrupt-inflate');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`]);
@@ -322,7 +287,7 @@ describe('corruption', () => {
     const corrupted = Buffer.from(fixtureBlob(configDigest));
     corrupted[10] = (corrupted[10] as number) ^ 0xff;
     const actual = sha256(corrupted);
-    proxy.setRules([{ method: 'GET', path: blobPath(configDigest), times: Infinity, fault: { kind: 'corrupt', offset: 10 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(configDigest), times: Infinity, fault: { kind: 'corrupt', offset: 10 } }]);
     const ws = await workspace('fault-corrupt-config');
     const out = ws.out('image.tar');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `tar://${out}`]);

@@ -8,7 +8,6 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from './fixtures.js';
 import {
   blobPath,
   DEFAULT_USER,
@@ -21,46 +20,12 @@ import {
   type Registry,
   type TokenServer,
 } from '../registry/harness.js';
+import { bigLayer, sample, sampleBehindFaultProxy } from '../registry/fault-suite.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, workspace } from '../registry/cli.js';
 
-let registry: Registry;
-let proxy: FaultProxy;
-
-before(async () => {
-  registry = await startRegistry();
-  await pushImage(registry, 'sample', 'sample:v1');
-  proxy = await startFaultProxy(registry.url);
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await cleanupTmpDirs();
-});
-
-beforeEach(() => {
-  proxy.setRules([]);
-  proxy.requests.length = 0;
-  proxy.objectStore.requests.length = 0;
-});
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
-
-function bigLayer(): LayerFacts {
-  const big = [...(sample().layers ?? [])].sort((a, b) => b.size - a.size)[0];
-  assert.ok(big);
-  return big;
-}
-
-const REF = (): string => `${proxy.host}/sample:v1`;
-
-function expectedStore(): { configDigest: string; diffIds: readonly string[]; repoTag: string } {
-  return { configDigest: sample().configDigest as string, diffIds: sample().diffIds, repoTag: REF() };
-}
+const suite = sampleBehindFaultProxy();
+const REF = suite.ref;
+const expectedStore = suite.expectedStore;
 
 function resumedAt(range: string | undefined): number {
   const m = /^bytes=(\d+)-$/.exec(range ?? '');
@@ -75,13 +40,13 @@ function assertNoStack(stderr: string): void {
 describe('a cut with Connection: close', () => {
   test('cut after 1 000 000 bytes of the big layer, Connection: close: resumed with Range, exit 0, right image', async (t) => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 1_000_000, connectionClose: true } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 1_000_000, connectionClose: true } }]);
     const ws = await workspace('hard-cut-close');
     const store = ws.out('store');
     const r = assertOk(await cli(ws, ['--insecure', '--retries', '3', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     assertNoStack(r.stderr);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
     assert.equal(gets[0]?.responseHeaders['connection'], 'close');
     assert.equal(gets.length, 2, JSON.stringify(gets.map((q) => [q.status, q.range, q.bytes])));
     const start = resumedAt(gets[1]?.range);
@@ -93,7 +58,7 @@ describe('a cut with Connection: close', () => {
   test('every blob answered whole with Connection: close, five pulls: each exits 0 (undici#5360 stays out of reach)', async () => {
     // undici 7 crashes (an uncatchable assertion) when such a response ends while the
     // body's consumer lags behind; the deep blob buffer keeps that from happening.
-    proxy.setRules([{ method: 'GET', path: blobPath(), times: Infinity, fault: { kind: 'cut', afterBytes: Number.MAX_SAFE_INTEGER, connectionClose: true } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(), times: Infinity, fault: { kind: 'cut', afterBytes: Number.MAX_SAFE_INTEGER, connectionClose: true } }]);
     for (let run = 0; run < 5; run++) {
       const ws = await workspace(`hard-close-whole-${run}`);
       const store = ws.out('store');
@@ -101,16 +66,16 @@ describe('a cut with Connection: close', () => {
       assertNoStack(r.stderr);
       await assertDirStore(store, expectedStore());
     }
-    assert.ok(proxy.matching(blobPath(), 'GET').every((q) => q.responseHeaders['connection'] === 'close'));
+    assert.ok(suite.proxy.matching(blobPath(), 'GET').every((q) => q.responseHeaders['connection'] === 'close'));
   });
 
   test('the manifest cut after 100 bytes with Connection: close: asked again, exit 0', async () => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'cut', afterBytes: 100, connectionClose: true } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'cut', afterBytes: 100, connectionClose: true } }]);
     const ws = await workspace('hard-cut-close-manifest');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`]), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(manifestPath('sample', 'v1'), 'GET');
+    const gets = suite.proxy.matching(manifestPath('sample', 'v1'), 'GET');
     assert.deepEqual(
       gets.map((q) => [q.fault, q.bytes]),
       [
@@ -125,7 +90,7 @@ describe('a short but complete blob', () => {
   test('the big layer served 1000 bytes short with a matching Content-Length: exit 1, one line naming the digest and both sizes, not retried', async (t) => {
     const big = bigLayer();
     const sent = big.size - 1000;
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'short', bytes: sent } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'short', bytes: sent } }]);
     const ws = await workspace('hard-short');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', '--retries', '3', 'process', `registry://${REF()}`, `dir://${store}`]);
@@ -136,13 +101,13 @@ describe('a short but complete blob', () => {
     assert.ok(line.includes(String(sent)) && line.includes(String(big.size)), `names both sizes (${sent}, ${big.size}): ${line}`);
     assert.match(line, /shorter/);
     assert.doesNotMatch(line, /ECONNRESET/);
-    assert.equal(proxy.matching(blobPath(big.digest), 'GET').length, 1, 'a complete answer is not asked for again');
+    assert.equal(suite.proxy.matching(blobPath(big.digest), 'GET').length, 1, 'a complete answer is not asked for again');
     assert.equal(existsSync(store), false);
   });
 
   test('the config served short (complete): exit 1 saying it is shorter than the manifest says', async () => {
     const config = sample().configDigest as string;
-    proxy.setRules([{ method: 'GET', path: blobPath(config), times: Infinity, fault: { kind: 'short', bytes: 10 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(config), times: Infinity, fault: { kind: 'short', bytes: 10 } }]);
     const ws = await workspace('hard-short-config');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
     const line = assertFailsOneLine(r, ws);
@@ -155,20 +120,20 @@ describe('a short but complete blob', () => {
 describe('redirect loops', () => {
   test('a blob redirecting to itself: exit 1, one line saying it is a redirect loop at that URL', async (t) => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'redirect-loop', mode: 'self' } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'redirect-loop', mode: 'self' } }]);
     const ws = await workspace('hard-redirect-self');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
     const line = assertFailsOneLine(r, ws);
     assertNoStack(r.stderr);
     t.diagnostic(line);
     assert.match(line, /redirect loop/i);
-    assert.ok(line.includes(`${proxy.url}/v2/sample/blobs/${big.digest}`), `names the URL: ${line}`);
+    assert.ok(line.includes(`${suite.proxy.url}/v2/sample/blobs/${big.digest}`), `names the URL: ${line}`);
     assert.doesNotMatch(line, /Agent/);
-    assert.ok(proxy.matching(blobPath(big.digest), 'GET').length <= 12, 'gives up soon');
+    assert.ok(suite.proxy.matching(blobPath(big.digest), 'GET').length <= 12, 'gives up soon');
   });
 
   test('a manifest redirecting without end (?hop=1, 2, ...): exit 1, one line saying too many redirects', async (t) => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'redirect-loop', mode: 'endless' } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'redirect-loop', mode: 'endless' } }]);
     const ws = await workspace('hard-redirect-endless');
     const r = await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`]);
     const line = assertFailsOneLine(r, ws);
@@ -184,7 +149,7 @@ describe('answers without an end (drip-feed)', () => {
   const env = { OCCYSTRAP_HTTP_TIMEOUT: '2' };
 
   test('the manifest dripping 1 byte every 300 ms, every time, --retries 1: abandoned, retried once, exit 1 naming the deadline', async (t) => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'drip', everyMs: 300 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), times: Infinity, fault: { kind: 'drip', everyMs: 300 } }]);
     const ws = await workspace('hard-drip-manifest');
     const r = await cli(ws, ['--insecure', '--retries', '1', 'process', `registry://${REF()}`, `dir://${ws.out('store')}`], { env, timeoutMs: 90_000 });
     const line = assertFailsOneLine(r, ws);
@@ -192,38 +157,38 @@ describe('answers without an end (drip-feed)', () => {
     t.diagnostic(line);
     assert.match(line, /2 s/);
     assert.match(line, /manifest|manifests\/v1/);
-    assert.equal(proxy.matching(manifestPath('sample', 'v1'), 'GET').length, 2, 'one retry');
+    assert.equal(suite.proxy.matching(manifestPath('sample', 'v1'), 'GET').length, 2, 'one retry');
   });
 
   test('the manifest dripping once: abandoned, the retry succeeds, exit 0', async () => {
-    proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'drip', everyMs: 300 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: manifestPath('sample', 'v1'), fault: { kind: 'drip', everyMs: 300 } }]);
     const ws = await workspace('hard-drip-manifest-once');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(manifestPath('sample', 'v1'), 'GET');
+    const gets = suite.proxy.matching(manifestPath('sample', 'v1'), 'GET');
     assert.equal(gets.length, 2);
     assert.equal(gets[0]?.fault, 'drip');
   });
 
   test('the config blob dripping once: abandoned, retried, exit 0', async () => {
     const config = sample().configDigest as string;
-    proxy.setRules([{ method: 'GET', path: blobPath(config), fault: { kind: 'drip', everyMs: 300 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(config), fault: { kind: 'drip', everyMs: 300 } }]);
     const ws = await workspace('hard-drip-config');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
     await assertDirStore(store, expectedStore());
-    assert.equal(proxy.matching(blobPath(config), 'GET').length, 2);
+    assert.equal(suite.proxy.matching(blobPath(config), 'GET').length, 2);
   });
 
   test('the big layer dripping 1000 bytes every 250 ms once: abandoned, resumed with Range, exit 0', async (t) => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
     const ws = await workspace('hard-drip-blob');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
     assert.equal(gets.length, 2, JSON.stringify(gets.map((q) => [q.status, q.range, q.bytes])));
     const start = resumedAt(gets[1]?.range);
     assert.ok(start > 0 && start <= (gets[0]?.bytes ?? 0), `resumed at ${start} of ${gets[0]?.bytes} dripped`);
@@ -233,12 +198,12 @@ describe('answers without an end (drip-feed)', () => {
 
   test('the big layer answered with 102 Processing every 300 ms and nothing else, once: abandoned, asked again, exit 0', async () => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'informational', everyMs: 300 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'informational', everyMs: 300 } }]);
     const ws = await workspace('hard-102-blob');
     const store = ws.out('store');
     assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 }), ws);
     await assertDirStore(store, expectedStore());
-    const gets = proxy.matching(blobPath(big.digest), 'GET');
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
     assert.equal(gets.length, 2);
     assert.equal(gets[0]?.fault, 'informational');
     assert.ok((gets[0]?.bytes ?? 0) >= 2, 'several 102s were sent before the client gave up');
@@ -246,7 +211,7 @@ describe('answers without an end (drip-feed)', () => {
 
   test('the big layer dripping every time, --retries 1: exit 1, one line saying it is too slow, nothing left', async (t) => {
     const big = bigLayer();
-    proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'drip', everyMs: 250, bytes: 1000 } }]);
     const ws = await workspace('hard-drip-blob-fail');
     const store = ws.out('store');
     const r = await cli(ws, ['--insecure', '--retries', '1', 'process', `registry://${REF()}`, `dir://${store}`], { env, timeoutMs: 90_000 });
@@ -255,7 +220,7 @@ describe('answers without an end (drip-feed)', () => {
     t.diagnostic(line);
     assert.ok(line.includes(big.digest), line);
     assert.match(line, /2 s/);
-    assert.equal(proxy.matching(blobPath(big.digest), 'GET').length, 2);
+    assert.equal(suite.proxy.matching(blobPath(big.digest), 'GET').length, 2);
     assert.equal(existsSync(store), false);
   });
 });
@@ -266,7 +231,7 @@ test('--rate-limit 0.4 with OCCYSTRAP_HTTP_TIMEOUT=1: waiting for our own rate l
   const r = assertOk(await cli(ws, ['--insecure', '--retries', '0', '--rate-limit', '0.4', 'process', `registry://${REF()}`, `dir://${store}`], { env: { OCCYSTRAP_HTTP_TIMEOUT: '1' }, timeoutMs: 90_000 }), ws);
   assertNoStack(r.stderr);
   await assertDirStore(store, expectedStore());
-  assert.ok(proxy.requests.length >= 3, 'several requests, each waiting 2.5 s for its slot');
+  assert.ok(suite.proxy.requests.length >= 3, 'several requests, each waiting 2.5 s for its slot');
 });
 
 describe('a token server dripping its answer', () => {
