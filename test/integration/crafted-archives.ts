@@ -93,6 +93,25 @@ function layerTar(name: string, bytes: number, seed: number): Buffer {
   return rawTar([{ name, data }]);
 }
 
+/** `manifest.json` (first) and the config entry of a one-image archive of `layers`. */
+function metadataEntries(layers: readonly Buffer[], layerPaths: readonly string[], repoTag: string): RawEntry[] {
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: {},
+      rootfs: { type: 'layers', diff_ids: layers.map((l) => `sha256:${sha256(l)}`) },
+      history: layers.map((_, i) => ({ created_by: `layer ${i}` })),
+    }),
+  );
+  const configName = `${sha256(config)}.json`;
+  const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: layerPaths }]));
+  return [
+    { name: 'manifest.json', data: manifest },
+    { name: configName, data: config },
+  ];
+}
+
 export interface CraftedImage {
   /** Entries before the second layer's entry. */
   readonly head: RawEntry[];
@@ -108,22 +127,8 @@ export function craftedImage(shape: CraftedShape): CraftedImage {
   const l1 = layerTar('one.bin', 256 * 1024, 1);
   const l2 = layerTar('two.bin', 4 * 1024, 2);
   const layers = shape === 'second' ? [l1, l2] : [l2];
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: {},
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => `sha256:${sha256(l)}`) },
-      history: layers.map((_, i) => ({ created_by: `layer ${i}` })),
-    }),
-  );
-  const configName = `${sha256(config)}.json`;
   const layerPaths = shape === 'second' ? ['l1/layer.tar', 'l2/layer.tar'] : ['l2/layer.tar'];
-  const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: ['crafted:v1'], Layers: layerPaths }]));
-  const head: RawEntry[] = [
-    { name: 'manifest.json', data: manifest },
-    { name: configName, data: config },
-  ];
+  const head = metadataEntries(layers, layerPaths, 'crafted:v1');
   if (shape === 'second') head.push({ name: 'l1/', type: '5' }, { name: 'l1/layer.tar', data: l1 });
   head.push({ name: 'l2/', type: '5' });
   return { head, layer2: { name: 'l2/layer.tar', data: l2 }, layer2Path: 'l2/layer.tar' };
@@ -197,22 +202,8 @@ export function writeValidImage(file: string, opts: { layers: number; files: num
     }
     layers.push(rawTar(entries));
   }
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      config: {},
-      rootfs: { type: 'layers', diff_ids: layers.map((l) => `sha256:${sha256(l)}`) },
-      history: layers.map((_, i) => ({ created_by: `layer ${i}` })),
-    }),
-  );
-  const configName = `${sha256(config)}.json`;
   const paths = layers.map((_, i) => `l${i}/layer.tar`);
-  const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [opts.repoTag ?? 'valid:v1'], Layers: paths }]));
-  const entries: RawEntry[] = [
-    { name: 'manifest.json', data: manifest },
-    { name: configName, data: config },
-  ];
+  const entries = metadataEntries(layers, paths, opts.repoTag ?? 'valid:v1');
   layers.forEach((data, i) => entries.push({ name: `l${i}/`, type: '5' }, { name: paths[i] as string, data }));
   writeFileSync(file, rawTar(entries));
 }
