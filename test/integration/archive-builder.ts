@@ -66,3 +66,15 @@ export async function writeArchive(file: string, entries: readonly ArchiveEntry[
   writeFileSync(file, bytes);
   return bytes;
 }
+
+/** Write a docker-save archive of one image (`repoTag`) whose one layer is the tar `layer`. */
+export async function writeOneLayerImage(file: string, layer: Buffer, repoTag: string): Promise<void> {
+  const diffId = `sha256:${sha256Hex(layer)}`;
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
+  const configName = `${sha256Hex(config)}.json`;
+  await writeArchive(file, [
+    { name: configName, data: config },
+    { name: 'layer/layer.tar', data: layer },
+    { name: 'manifest.json', data: manifestBytes([{ Config: configName, Layers: ['layer/layer.tar'], RepoTags: [repoTag] }]) },
+  ]);
+}

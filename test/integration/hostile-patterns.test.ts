@@ -8,7 +8,7 @@ import path from 'node:path';
 import { cleanupTmpDirs, tmpDir } from './fixtures.js';
 import { readdirSync, statSync } from 'node:fs';
 import { errorLines, listDir, occystrap, runDirs, startOccystrap, waitFor } from './cli-helpers.js';
-import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes, writeArchive } from './archive-builder.js';
+import { type ArchiveEntry, tarBytes, writeOneLayerImage } from './archive-builder.js';
 import { layerNames, readSaved } from './filters-helpers.js';
 
 after(async () => {
@@ -17,15 +17,7 @@ after(async () => {
 
 /** A docker-save archive of one image with one layer holding `entries`. */
 async function imageWithLayer(file: string, entries: readonly ArchiveEntry[]): Promise<void> {
-  const layer = await tarBytes(entries);
-  const diffId = `sha256:${sha256Hex(layer)}`;
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
-  const configName = `${sha256Hex(config)}.json`;
-  await writeArchive(file, [
-    { name: configName, data: config },
-    { name: 'layer/layer.tar', data: layer },
-    { name: 'manifest.json', data: manifestBytes([{ Config: configName, Layers: ['layer/layer.tar'], RepoTags: ['hostile:v1'] }]) },
-  ]);
+  await writeOneLayerImage(file, await tarBytes(entries), 'hostile:v1');
 }
 
 // Generous: the patterns below took 1 min 49 s to 9 min (or forever) in 0.1.0.

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { cleanupTmpDirs, tmpDir } from './fixtures.js';
 import { errorLines, listDir, occystrap, startOccystrap } from './cli-helpers.js';
-import { manifestBytes, sha256Hex, writeArchive } from './archive-builder.js';
+import { sha256Hex, writeOneLayerImage } from './archive-builder.js';
 import { layerNames, readSaved, tarEnv } from './filters-helpers.js';
 
 after(async () => {
@@ -74,14 +74,7 @@ function gnuList(layer: Buffer, scratch: string): string[] {
 
 /** A docker-save archive of one image whose one layer is `layer`. */
 async function imageWithLayer(file: string, layer: Buffer): Promise<void> {
-  const diffId = `sha256:${sha256Hex(layer)}`;
-  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [diffId] }, history: [{ created_by: 'x' }] }));
-  const configName = `${sha256Hex(config)}.json`;
-  await writeArchive(file, [
-    { name: configName, data: config },
-    { name: 'layer/layer.tar', data: layer },
-    { name: 'manifest.json', data: manifestBytes([{ Config: configName, Layers: ['layer/layer.tar'], RepoTags: ['globals:v1'] }]) },
-  ]);
+  await writeOneLayerImage(file, layer, 'globals:v1');
 }
 
 test('2000 global headers and 2000 files under normalize-timestamps: the layer stays its size, GNU tar lists every file at time 0', async () => {
