@@ -155,6 +155,11 @@ export const BLOB_READ_AHEAD = 4 * 1024 * 1024;
 
 export type HttpResponse = Dispatcher.ResponseData;
 
+/** An attempt answered with a retryable status: retry, honouring its Retry-After. */
+class RetryLater {
+  constructor(readonly retryAfter: string | undefined) {}
+}
+
 export class HttpClient {
   readonly stats = new RequestStats();
   readonly timeoutMs: number;
@@ -234,31 +239,28 @@ export class HttpClient {
    * Redirect errors are not retried.
    */
   async document(req: HttpRequest, limit: number): Promise<DocumentResponse> {
-    for (let attempt = 0; ; attempt++) {
+    return this.retrying(req.signal, async (attempt) => {
       // Our own --rate-limit wait is not the registry's slowness: take the slot first.
       await this.limiter?.acquire(req.signal);
       const deadline = new AbortController();
       const timer = setTimeout(() => deadline.abort(), this.timeoutMs);
       const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal;
-      let retryAfter: string | undefined;
       try {
         const response = await this.once({ ...req, signal }, true);
         if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) {
           const body = await readBodyCapped(response, limit);
           return { statusCode: response.statusCode, headers: response.headers, body };
         }
-        retryAfter = headerValue(response.headers, 'retry-after');
+        const retryAfter = headerValue(response.headers, 'retry-after');
         await response.body.dump();
-      } catch (caught) {
-        if (req.signal?.aborted) throw new AbortError(req.signal.reason);
-        const e = deadline.signal.aborted ? new TransferError(`no complete answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`) : caught;
-        if (attempt >= this.options.retries || !isRetryableError(e)) throw e;
+        return new RetryLater(retryAfter);
+      } catch (e) {
+        if (deadline.signal.aborted && !req.signal?.aborted) throw new TransferError(`no complete answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`);
+        throw e;
       } finally {
         clearTimeout(timer);
       }
-      this.stats.retries++;
-      await sleep(retryDelay(attempt, retryAfter, Date.now()), req.signal);
-    }
+    });
   }
 
   /**
@@ -267,22 +269,33 @@ export class HttpClient {
    * are retried are discarded.
    */
   async request(req: HttpRequest): Promise<HttpResponse> {
-    for (let attempt = 0; ; attempt++) {
-      let response: HttpResponse;
-      try {
-        response = await this.once(req);
-      } catch (e) {
-        if (req.signal?.aborted) throw new AbortError(req.signal.reason);
-        if (attempt >= this.options.retries || !isRetryableError(e)) throw e;
-        this.stats.retries++;
-        await sleep(retryDelay(attempt, undefined, Date.now()), req.signal);
-        continue;
-      }
+    return this.retrying(req.signal, async (attempt) => {
+      const response = await this.once(req);
       if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) return response;
       const retryAfter = headerValue(response.headers, 'retry-after');
       await response.body.dump();
+      return new RetryLater(retryAfter);
+    });
+  }
+
+  /**
+   * The retry loop of `request()` and `document()`: an attempt returns its result, or
+   * RetryLater for a retryable status (its body already discarded); a thrown error is
+   * retried when retryable. Each retry is counted and waits with backoff (or Retry-After).
+   */
+  private async retrying<T>(signal: AbortSignal | undefined, attemptOnce: (attempt: number) => Promise<T | RetryLater>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let retryAfter: string | undefined;
+      try {
+        const outcome = await attemptOnce(attempt);
+        if (!(outcome instanceof RetryLater)) return outcome;
+        retryAfter = outcome.retryAfter;
+      } catch (e) {
+        if (signal?.aborted) throw new AbortError(signal.reason);
+        if (attempt >= this.options.retries || !isRetryableError(e)) throw e;
+      }
       this.stats.retries++;
-      await sleep(retryDelay(attempt, retryAfter, Date.now()), req.signal);
+      await sleep(retryDelay(attempt, retryAfter, Date.now()), signal);
     }
   }
 
