@@ -162,19 +162,28 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     return raw;
   };
 
-  /** Spool an entry again from its place in the archive (it was drained before a link made it needed). */
-  const spoolLocated = async (name: string, loc: Location): Promise<void> => {
+  /**
+   * Spool entry `name` from `open()` into a new owned temp file (released if that fails)
+   * and keep it as the entry's spooled copy, releasing a copy spooled before.
+   */
+  const spoolEntry = async (name: string, open: () => Readable, failure: (e: unknown) => string): Promise<void> => {
     const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
     let result: SpoolResult;
     try {
-      result = await spoolToFile(readLocated(loc), file.path, { compression: 'sniff', signal });
+      result = await spoolToFile(open(), file.path, { compression: 'sniff', signal });
     } catch (e) {
       await effects.perform({ _tag: 'Release', file, owner });
       if (signal.aborted) throw new AbortError(signal.reason);
-      throw fail(`cannot read ${name} again: ${(e as Error)?.message ?? String(e)}`, e);
+      throw fail(failure(e), e);
     }
+    const previous = spooled.get(name);
     spooled.set(name, { file, result, size: result.contentSize });
+    if (previous) await release(previous); // refused as ambiguous at the end if the image uses it
   };
+
+  /** Spool an entry again from its place in the archive (it was drained before a link made it needed). */
+  const spoolLocated = (name: string, loc: Location): Promise<void> =>
+    spoolEntry(name, () => readLocated(loc), (e) => `cannot read ${name} again: ${(e as Error)?.message ?? String(e)}`);
 
   /** The manifest.json entry of the chosen image, once manifest.json has been read. */
   const chooseManifestEntry = (): DockerSaveEntry | undefined => {
@@ -346,20 +355,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       }
       return;
     }
-    const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `tar-${sourceIdOf(name).slice(0, 16)}` });
-    let result: SpoolResult;
-    try {
+    const open = () => {
       const failed = failure();
       if (failed || stream.destroyed) throw failed ?? new Error('Unexpected end of data');
-      result = await spoolToFile(stream, file.path, { compression: 'sniff', signal });
-    } catch (e) {
-      await effects.perform({ _tag: 'Release', file, owner });
-      if (signal.aborted) throw new AbortError(signal.reason);
-      throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
-    }
-    const previous = spooled.get(name);
-    spooled.set(name, { file, result, size: result.contentSize });
-    if (previous) await release(previous); // refused as ambiguous at the end if the image uses it
+      return stream;
+    };
+    await spoolEntry(name, open, (e) => `cannot read ${name}: ${describeTarError(e)}`);
   }
 
   /** Every name on the way from a manifest path to its file (the path, each link, the target). */
