@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as fc from 'fast-check';
 import type { Digest } from '../src/core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, Forms, tarOf } from '../src/core/element.js';
 import { OccystrapError, throwIfAborted } from '../src/core/errors.js';
 import { ExcludeFilter } from '../src/core/filters/exclude.js';
 import type { LayerFiles } from '../src/core/filters/layer-rewrite.js';
@@ -134,13 +134,13 @@ function tarInput(fs: MemoryFs, spec: Spec): ImageInput {
       const fetch = async (d: LayerDescriptor, sig: AbortSignal): Promise<LayerElement> => {
         throwIfAborted(sig);
         if (twinOf(spec, d.index) !== undefined) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-        assert.ok(await ctx.wants(d), 'a content filter must want every layer');
+        assert.ok((await ctx.wants(d)).tar, 'a content filter must want every layer');
         const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer ${d.index}` });
         try {
           const bytes = contentOf(spec, d.index);
           await fs.writeFile(file.path, toText(bytes));
           throwIfAborted(sig);
-          return { _tag: 'Layer', layer: d, payload: { _tag: 'Owned', file, size: bytes.length } };
+          return { _tag: 'Layer', layer: d, payload: { _tag: 'Tar', tar: { file, size: bytes.length } } };
         } catch (e) {
           await effects.perform({ _tag: 'Release', file, owner }).catch(() => undefined);
           throw e;
@@ -159,7 +159,7 @@ function checkOutput(fs: MemoryFs, spec: Extract<Spec['output'], { kind: 'check'
   return {
     description: 'check output',
     order: spec.order,
-    wants: async () => false, // it "has" everything: content filters must want layers anyway
+    wants: async () => Forms.none, // it "has" everything: content filters must want layers anyway
     async consume(elements, ctx): Promise<OutputSummary> {
       let config: ConfigElement | undefined;
       const seen = new Map<number, Digest>();
@@ -179,7 +179,7 @@ function checkOutput(fs: MemoryFs, spec: Extract<Spec['output'], { kind: 'check'
             skipped++;
             continue;
           }
-          held = e.payload.file;
+          held = tarOf(e.payload)!.file;
           if (spec.failOnLayer === e.layer.index) throw new InjectedError(`check output failed at layer ${e.layer.index}`);
           const content = toBytes(await fs.readFile(held.path));
           if (sha(content) !== e.layer.diffId) problems.push(`layer ${e.layer.index}: content hashes to ${sha(content)}, descriptor says ${e.layer.diffId}`);

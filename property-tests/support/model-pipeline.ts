@@ -12,7 +12,7 @@
  * @module
  */
 import type { Digest } from '../../src/core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, Forms, tarOf, wantsAny } from '../../src/core/element.js';
 import { throwIfAborted } from '../../src/core/errors.js';
 import type { TempFile } from '../../src/core/ownership.js';
 import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
@@ -99,7 +99,7 @@ async function* inputElements(world: World, spec: InputSpec, ctx: InputContext):
 
   const fetch = async (d: LayerDescriptor, sig: AbortSignal): Promise<LayerElement> => {
     throwIfAborted(sig);
-    if (!(await wants(d))) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
+    if (!wantsAny(await wants(d))) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
     throwIfAborted(sig);
     const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer ${d.index}` });
     try {
@@ -110,7 +110,7 @@ async function* inputElements(world: World, spec: InputSpec, ctx: InputContext):
         throwIfAborted(sig);
       }
       if (spec.throwAtLayer === d.index) throw new InjectedError(`input failed in layer ${d.index}`);
-      return { _tag: 'Layer', layer: d, payload: { _tag: 'Owned', file, size: content.length } };
+      return { _tag: 'Layer', layer: d, payload: { _tag: 'Tar', tar: { file, size: content.length } } };
     } catch (error) {
       // The contract: a call that throws releases what it created.
       if (!spec.leakOnThrow) await releaseQuietly(world, ctx, file, 'input');
@@ -140,7 +140,7 @@ export function syntheticFilter(world: World, spec: FilterSpec): ImageFilter {
   return {
     name: spec.name,
     // A content-changing filter wants the layers it changes, whatever the output says.
-    wants: (inner: WantsLayer): WantsLayer => async (d) => (replaces.has(d.index) ? true : inner(d)),
+    wants: (inner: WantsLayer): WantsLayer => async (d) => (replaces.has(d.index) ? Forms.tar : inner(d)),
     apply: (elements, ctx) => filterElements(world, spec, replaces, elements, ctx),
   };
 }
@@ -159,7 +159,7 @@ async function* filterElements(
       yield e;
       continue;
     }
-    const old = e.payload._tag === 'Owned' ? e.payload.file : undefined;
+    const old = e.payload._tag === 'Tar' ? tarOf(e.payload)!.file : undefined;
     if (spec.throwAtLayer === e.layer.index) {
       if (old) await releaseQuietly(world, ctx, old, who);
       throw new InjectedError(`${who} failed at layer ${e.layer.index}`);
@@ -186,7 +186,7 @@ async function* filterElements(
       await releaseQuietly(world, ctx, fresh, who);
       throw error;
     }
-    yield { _tag: 'Layer', layer: e.layer, payload: { _tag: 'Owned', file: fresh, size: content.length } };
+    yield { _tag: 'Layer', layer: e.layer, payload: { _tag: 'Tar', tar: { file: fresh, size: content.length } } };
   }
 }
 
@@ -242,7 +242,7 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
   return {
     description: `dir://${spec.dest}`,
     order: 'completion',
-    wants: async (d) => !present.has(d.index),
+    wants: async (d) => (present.has(d.index) ? Forms.none : Forms.tar),
     async consume(elements, ctx): Promise<OutputSummary> {
       const { fs } = world;
       const made: string[] = [];
@@ -271,14 +271,14 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
             skipped++;
             continue;
           }
-          held = e.payload.file;
+          held = tarOf(e.payload)!.file;
           if (spec.failOnLayer === e.layer.index) throw new InjectedError(`dir output failed at layer ${e.layer.index}`);
           const target = `${spec.dest}/layer-${e.layer.index}`;
           const r = await ctx.effects.perform({ _tag: 'MoveIntoPlace', file: held, owner: ctx.owner, destination: target });
           held = undefined;
           made.push(target);
           layers++;
-          bytes += e.payload.size;
+          bytes += tarOf(e.payload)!.size;
           if (r.copied) copied++;
         }
         checkComplete(seen, config);
@@ -302,7 +302,7 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
   return {
     description: `tar://${spec.target}`,
     order: 'manifest',
-    wants: async (d) => !present.has(d.index),
+    wants: async (d) => (present.has(d.index) ? Forms.none : Forms.tar),
     async consume(elements, ctx): Promise<OutputSummary> {
       const { fs } = world;
       let tar: TempFile | undefined;
@@ -334,7 +334,7 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
             await fs.writeFile(tar.path, `|skip(${e.layer.index})`, 'append');
             continue;
           }
-          held = e.payload.file;
+          held = tarOf(e.payload)!.file;
           if (spec.failOnLayer === e.layer.index) throw new InjectedError(`tar output failed at layer ${e.layer.index}`);
           const content = await fs.readFile(held.path);
           await fs.writeFile(tar.path, `|${content}`, 'append');
@@ -342,7 +342,7 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
           held = undefined;
           await ctx.effects.perform({ _tag: 'Release', file: done, owner: ctx.owner });
           layers++;
-          bytes += e.payload.size;
+          bytes += tarOf(e.payload)!.size;
         }
         checkComplete(seen, config);
         if (!tar) throw new Error('protocol: no tar file');
@@ -363,14 +363,14 @@ export function peekOutput(world: World, spec: PeekOutputSpec): ImageOutput {
   return {
     description: `peek(${spec.stopAfter})`,
     order: 'completion',
-    wants: async () => true,
+    wants: async () => Forms.tar,
     async consume(elements, ctx): Promise<OutputSummary> {
       let n = 0;
       let layers = 0;
       const take = async (e: ImageElement) => {
-        if (e._tag === 'Layer' && e.payload._tag === 'Owned') {
+        if (e._tag === 'Layer' && e.payload._tag === 'Tar') {
           layers++;
-          await ctx.effects.perform({ _tag: 'Release', file: e.payload.file, owner: ctx.owner });
+          await ctx.effects.perform({ _tag: 'Release', file: tarOf(e.payload)!.file, owner: ctx.owner });
         }
       };
       if (spec.stopAfter <= 0) {

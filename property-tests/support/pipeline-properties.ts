@@ -6,11 +6,11 @@
  * @module
  */
 import * as fc from 'fast-check';
-import { type ImageElement, releaseElement } from '../../src/core/element.js';
+import { type ImageElement, releaseElement, tarOf } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
 import { OwnershipError } from '../../src/core/ownership.js';
 import { buffer } from '../../src/core/pipeline/buffer.js';
-import { composeWants, elementPosition, Owners, runPipeline } from '../../src/core/pipeline/compose.js';
+import { composeWants, elementPositions, Owners, runPipeline } from '../../src/core/pipeline/compose.js';
 import { handOver } from '../../src/core/pipeline/hand-over.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
@@ -280,14 +280,14 @@ export function abandonedConsumerProperty(factory: ScopeFactory, stats?: { relea
       owner = name;
     });
     stream = handOver(effects, owner, Owners.output)(stream);
-    if (output.order === 'manifest') stream = reorder<ImageElement>({ indexOf: elementPosition, first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
+    if (output.order === 'manifest') stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
 
     const it = stream[Symbol.asyncIterator]();
     const pulling = (async () => {
       for (let n = 0; n < pulls; n++) {
         const r = await it.next();
         if (r.done) return;
-        for (const file of r.value._tag === 'Layer' && r.value.payload._tag === 'Owned' ? [r.value.payload.file] : []) {
+        for (const file of r.value._tag === 'Layer' && r.value.payload._tag === 'Tar' ? [tarOf(r.value.payload)!.file] : []) {
           await effects.perform({ _tag: 'Release', file, owner: Owners.output });
         }
       }

@@ -1,10 +1,22 @@
 /**
- * The elements that flow through a pipeline: one config, then the layers.
+ * The elements that flow through a pipeline, and the rule of their order:
+ *
+ * 1. One {@link ConfigElement} first: the source's config, naming every layer.
+ * 2. The layers, each once, in any order (each carries its manifest index).
+ * 3. When the first config was `provisional` (a content filter is rewriting the layers),
+ *    exactly one more config after the last layer: the final one, whose `layers` are the
+ *    descriptors the layers now carry. Nothing follows it.
+ *
+ * A layer carries its data in one or both forms: the blob as the source stores it
+ * (compressed or not: digest, size and media type verified) and/or the uncompressed tar
+ * (whose sha256 is the diff_id, verified when it was made). Each form is an owned temp
+ * file under the ownership rules of ownership.ts.
  *
  * @module
  */
 import type { Digest } from './digest.js';
 import type { ImageConfig } from './codecs/oci.js';
+import type { Compression } from './media-types.js';
 import type { Effects, TempFile } from './ownership.js';
 
 /** The image a pipeline carries: repository name and tag (or `@digest` reference). */
@@ -17,6 +29,13 @@ export interface ImageName {
   readonly digest?: Digest;
 }
 
+/** A blob as a source or destination stores it: content digest, byte size, media type. */
+export interface BlobDescriptor {
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
 /** What the input knows about a layer before fetching it. */
 export interface LayerDescriptor {
   /** Position in the manifest (0 = base layer). */
@@ -27,8 +46,13 @@ export interface LayerDescriptor {
   readonly diffId: Digest;
   /** Media type as declared by the source (may name a compression). */
   readonly mediaType: string;
-  /** Compressed size when the source declares it. */
+  /** Compressed size when the source declares it (the same as `blob.size` when there is a blob). */
   readonly size?: number;
+  /**
+   * The source's blob for this layer (registry, OCI layout), when it has one that can be
+   * passed through untouched. Absent for docker-save layers and after a rewrite.
+   */
+  readonly blob?: BlobDescriptor;
 }
 
 export interface ConfigElement {
@@ -41,6 +65,12 @@ export interface ConfigElement {
   readonly config: ImageConfig;
   /** Every layer of the manifest, in manifest order. */
   readonly layers: readonly LayerDescriptor[];
+  /**
+   * True on the first config when a filter will change the layers: the final config
+   * follows the last layer. Absent or false: this is the image's config, and no other
+   * follows.
+   */
+  readonly provisional?: boolean;
 }
 
 /** Why a layer arrives without data. */
@@ -50,10 +80,72 @@ export type SkipReason =
   /** The same diff_id appeared earlier in this image; its data went with that element. */
   | 'duplicate';
 
+/** The uncompressed layer tar in a temp file; its sha256 is the layer's diff_id (verified). */
+export interface TarFile {
+  readonly file: TempFile;
+  readonly size: number;
+}
+
+/** The layer's blob as stored by its source (or made by a stage), in a temp file; digest and size verified. */
+export interface BlobFile {
+  readonly file: TempFile;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+  readonly compression: Compression;
+}
+
 export type LayerPayload =
-  /** An uncompressed layer tar in a temp file the holder owns. */
-  | { readonly _tag: 'Owned'; readonly file: TempFile; readonly size: number }
+  /** Only the uncompressed tar. */
+  | { readonly _tag: 'Tar'; readonly tar: TarFile }
+  /** Only the blob: decompress it (an `Inflate` effect) where a stage needs the tar. */
+  | { readonly _tag: 'Blob'; readonly blob: BlobFile }
+  /** Both forms, each its own file. */
+  | { readonly _tag: 'Both'; readonly tar: TarFile; readonly blob: BlobFile }
   | { readonly _tag: 'Skipped'; readonly reason: SkipReason };
+
+/** A payload that carries data. */
+export type DataPayload = Exclude<LayerPayload, { readonly _tag: 'Skipped' }>;
+
+/** The payload holding `tar` and/or `blob` (at least one). */
+export function dataPayload(tar: TarFile | undefined, blob: BlobFile | undefined): DataPayload {
+  if (tar && blob) return { _tag: 'Both', tar, blob };
+  if (tar) return { _tag: 'Tar', tar };
+  if (blob) return { _tag: 'Blob', blob };
+  throw new Error('dataPayload: a layer payload needs a tar or a blob');
+}
+
+/** The tar form of a payload, if it has one. */
+export function tarOf(p: LayerPayload): TarFile | undefined {
+  return p._tag === 'Tar' || p._tag === 'Both' ? p.tar : undefined;
+}
+
+/** The blob form of a payload, if it has one. */
+export function blobOf(p: LayerPayload): BlobFile | undefined {
+  return p._tag === 'Blob' || p._tag === 'Both' ? p.blob : undefined;
+}
+
+/** Which forms of a layer a stage asks for; neither means "skip it, I have it". */
+export interface LayerForms {
+  readonly tar: boolean;
+  readonly blob: boolean;
+}
+
+export const Forms = {
+  none: { tar: false, blob: false },
+  tar: { tar: true, blob: false },
+  blob: { tar: false, blob: true },
+  both: { tar: true, blob: true },
+} as const satisfies Record<string, LayerForms>;
+
+/** Every form either side asks for. */
+export function unionForms(a: LayerForms, b: LayerForms): LayerForms {
+  return { tar: a.tar || b.tar, blob: a.blob || b.blob };
+}
+
+export function wantsAny(f: LayerForms): boolean {
+  return f.tar || f.blob;
+}
 
 export interface LayerElement {
   readonly _tag: 'Layer';
@@ -71,9 +163,20 @@ export function isLayer(e: ImageElement): e is LayerElement {
   return e._tag === 'Layer';
 }
 
-/** The temp files an element carries (zero or one today). */
+/** The temp files an element carries (zero, one or two). */
 export function ownedFiles(e: ImageElement): TempFile[] {
-  return e._tag === 'Layer' && e.payload._tag === 'Owned' ? [e.payload.file] : [];
+  if (e._tag !== 'Layer') return [];
+  const files: TempFile[] = [];
+  const tar = tarOf(e.payload);
+  const blob = blobOf(e.payload);
+  if (tar) files.push(tar.file);
+  if (blob) files.push(blob.file);
+  return files;
+}
+
+/** Bytes of layer data a payload carries (the tar's size when it has one, else the blob's). */
+export function payloadBytes(p: LayerPayload): number {
+  return tarOf(p)?.size ?? blobOf(p)?.size ?? 0;
 }
 
 /**

@@ -16,12 +16,18 @@
  *                     └─Release(owner)──────────► Released                (final)
  * ```
  *
+ * Two effects make a new file from one the requester owns and keeps: `Inflate` (the
+ * uncompressed tar of a layer blob) and `Compress` (a gzip or zstd blob of a layer tar).
+ * The new file is `Live(owner)` once the reply arrives; on failure it never existed.
+ *
  * A file reaches exactly one final state; any other request is an
  * {@link OwnershipViolation}. `closeAll` releases whatever is still live (the run-level
  * safety net for abandoned generators, errors and signals).
  *
  * @module
  */
+
+import type { Digest } from './digest.js';
 
 declare const tempIdBrand: unique symbol;
 export type TempId = number & { readonly [tempIdBrand]: true };
@@ -35,11 +41,25 @@ export interface TempFile {
 /** Where a new temp file lives: the run's temp dir, or beside a final output path (same filesystem). */
 export type TempLocation = { readonly _tag: 'RunDir' } | { readonly _tag: 'Beside'; readonly target: string };
 
+/** The compressions a `Compress` effect can make. */
+export type BlobCompression = 'gzip' | 'zstd';
+
 export type OwnershipEffect =
   | { readonly _tag: 'CreateTemp'; readonly owner: string; readonly purpose: string; readonly location?: TempLocation }
   | { readonly _tag: 'HandOver'; readonly file: TempFile; readonly from: string; readonly to: string }
   | { readonly _tag: 'MoveIntoPlace'; readonly file: TempFile; readonly owner: string; readonly destination: string }
-  | { readonly _tag: 'Release'; readonly file: TempFile; readonly owner: string };
+  | { readonly _tag: 'Release'; readonly file: TempFile; readonly owner: string }
+  /** Decompress `source` (a blob `owner` owns and keeps) into a new temp file. */
+  | { readonly _tag: 'Inflate'; readonly source: TempFile; readonly owner: string; readonly compression: 'none' | BlobCompression | 'sniff'; readonly purpose: string }
+  /** Compress `source` (a tar `owner` owns and keeps) into a new temp file, deterministically. */
+  | { readonly _tag: 'Compress'; readonly source: TempFile; readonly owner: string; readonly compression: BlobCompression; readonly purpose: string };
+
+/** A new file made by `Inflate` or `Compress`: its sha256 and size as written. */
+export interface TranscodedFile {
+  readonly file: TempFile;
+  readonly digest: Digest;
+  readonly size: number;
+}
 
 /** What a handler answers for each effect. */
 export interface EffectReplies {
@@ -47,6 +67,8 @@ export interface EffectReplies {
   HandOver: void;
   MoveIntoPlace: { readonly copied: boolean };
   Release: void;
+  Inflate: TranscodedFile;
+  Compress: TranscodedFile;
 }
 export type ReplyOf<E extends OwnershipEffect> = EffectReplies[E['_tag']];
 
@@ -109,6 +131,11 @@ export class Ledger {
   unregister(id: TempId): void {
     const e = this.entries.get(id);
     if (e && e.state._tag === 'Live') this.entries.delete(id);
+  }
+
+  /** Check that `owner` holds `file` live (the source of a transcode), changing nothing. */
+  checkOwned(file: TempFile, owner: string, action: string): void {
+    this.live(file, owner, action);
   }
 
   handOver(file: TempFile, from: string, to: string): void {

@@ -9,11 +9,12 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { CheckRun, type CheckMode, LayerScanBuilder, type LayerScan } from '../core/check.js';
 import type { Digest } from '../core/digest.js';
-import type { ImageElement, LayerDescriptor } from '../core/element.js';
+import { type LayerDescriptor, releaseElement, tarOf } from '../core/element.js';
 import { AbortError } from '../core/errors.js';
 import { type ReadLayer, TarFormatError, tarEntries } from '../core/filters/search.js';
 import type { TempFile } from '../core/ownership.js';
-import type { ImageOutput, OutputSummary, StageContext } from '../core/pipeline/types.js';
+import { copyInto, type ImageDestination, type PutLayerResult } from '../core/pipeline/copy-image.js';
+import type { ImageOutput } from '../core/pipeline/types.js';
 import { sha256Bytes } from './fs/hash.js';
 
 const CHUNK = 1 << 20;
@@ -76,43 +77,37 @@ export async function scanLayer(file: TempFile, layer: LayerDescriptor, signal: 
 }
 
 /**
- * The sink of a check run. It consumes the stream, feeding the run: the config (with its
- * measured digest and size in full mode), each delivered layer's scan (then it releases
- * the file), each layer delivered without data. `wants` answers true in full mode (every
- * layer is read) and false in fast mode (nothing is stored; the input drains layers).
+ * The sink of a check run, as destination operations: the config (with its measured
+ * digest and size in full mode), each delivered layer's scan (then its file is
+ * released), each layer delivered without data. In full mode every layer's tar is read;
+ * in fast mode `has` answers true, so nothing is fetched or stored.
  */
 export function checkOutput(run: CheckRun, mode: CheckMode, scan: typeof scanLayer = scanLayer): ImageOutput {
-  return {
+  const destination: ImageDestination<null> = {
     description: 'check',
     order: 'completion',
-    wants: async () => mode === 'full',
-    async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
-      let layers = 0;
-      let skipped = 0;
-      let bytes = 0;
-      for await (const element of elements) {
-        if (element._tag === 'Config') {
-          run.addConfig(element, mode === 'full' ? { digest: sha256Bytes(element.raw), size: element.raw.length } : undefined);
-          continue;
-        }
-        layers++;
-        const p = element.payload;
-        if (p._tag === 'Skipped') {
-          skipped++;
-          if (mode === 'full') run.addSkipped(element.layer, p.reason);
-          continue;
-        }
-        try {
-          if (mode === 'full') {
-            const result = await scan(p.file, element.layer, ctx.signal);
-            bytes += result.size;
-            run.addLayer(result);
-          }
-        } finally {
-          await ctx.effects.perform({ _tag: 'Release', file: p.file, owner: ctx.owner });
-        }
-      }
-      return { destination: 'check', layers, layersSkipped: skipped, bytes, copiedAcrossDevices: 0 };
+    needs: { _tag: 'Tar' },
+    has: async () => mode === 'fast',
+    begin: async () => undefined,
+    putConfig: async (config) => {
+      run.addConfig(config, mode === 'full' ? { digest: sha256Bytes(config.raw), size: config.raw.length } : undefined);
     },
+    async putLayer(layer, payload, ctx): Promise<PutLayerResult<null>> {
+      try {
+        const tar = tarOf(payload);
+        if (!tar) throw new Error(`check: layer ${layer.index} arrived without its tar`);
+        const result = await scan(tar.file, layer, ctx.signal);
+        run.addLayer(result);
+        return { stored: null, bytes: result.size };
+      } finally {
+        await releaseElement(ctx.effects, ctx.owner)({ _tag: 'Layer', layer, payload });
+      }
+    },
+    async commit(image) {
+      if (mode === 'full') for (const r of image.layers) if (r._tag !== 'Stored') run.addSkipped(r.layer, r._tag === 'Present' ? 'present' : 'duplicate');
+      return { destination: 'check' };
+    },
+    abort: async () => undefined,
   };
+  return copyInto(destination);
 }

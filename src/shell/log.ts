@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ImageElement } from '../core/element.js';
+import { type ImageElement, payloadBytes } from '../core/element.js';
 import { printable, printableLines } from '../core/printable.js';
 
 export type LogLevel = 'normal' | 'verbose' | 'debug';
@@ -76,15 +76,16 @@ export function reportProgress(elements: AsyncIterable<ImageElement>, reporter: 
       const finish = () => {
         if (!previous) return;
         if (previous._tag === 'Config') {
+          const final = configSeen;
           configSeen = true;
           total = previous.layers.length;
-          reporter.progress(`config ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${total} layers`);
+          reporter.progress(`${final ? 'final config' : 'config'} ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${total} layers`);
         } else {
           done++;
-          const size = previous.payload._tag === 'Owned' ? previous.payload.size : 0;
+          const p = previous.payload;
+          const size = payloadBytes(p);
           bytes += size;
-          const state = previous.payload._tag === 'Owned' ? formatBytes(size) : `skipped (${previous.payload.reason})`;
-          // Content filters re-emit the config after the layers: no total before it.
+          const state = p._tag === 'Skipped' ? `skipped (${p.reason})` : formatBytes(size);
           const position = configSeen ? `${done}/${total}` : `${done}`;
           reporter.progress(`layer ${position} ${previous.layer.diffId.slice(0, 19)} ${state}, ${formatBytes(bytes)} so far`);
         }

@@ -11,8 +11,9 @@
  */
 import * as path from 'node:path';
 import { errorCode, type TempFsPort } from '../core/fs-port.js';
-import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile, type TempId, type TempLocation } from '../core/ownership.js';
+import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile, type TempId, type TempLocation, type TranscodedFile } from '../core/ownership.js';
 import { nodeTempFs } from './fs/node-temp-fs.js';
+import { type LayerCodecs, nodeLayerCodecs } from './fs/transcode.js';
 
 export interface ScopeOptions {
   /** Parent of the run directory (`--temp-dir`, else the system temp dir). */
@@ -20,6 +21,8 @@ export interface ScopeOptions {
   readonly fs?: TempFsPort;
   /** Reports moves that had to copy because source and destination are on different filesystems. */
   readonly onCrossDeviceCopy?: (from: string, to: string) => void;
+  /** How `Inflate` and `Compress` effects are performed (default: node's zlib and fzstd). */
+  readonly codecs?: LayerCodecs;
 }
 
 export interface CloseReport {
@@ -75,6 +78,33 @@ export class TempScope implements Effects {
         this.ledger.release(effect.file, effect.owner);
         await this.unlinkOrRemember(effect.file.path);
         return undefined;
+      case 'Inflate':
+      case 'Compress':
+        return this.transcode(effect);
+    }
+  }
+
+  /** Counts of `Inflate` and `Compress` effects performed (for summaries and tests). */
+  readonly transcodes = { inflated: 0, compressed: 0 };
+
+  private async transcode(effect: Extract<OwnershipEffect, { _tag: 'Inflate' | 'Compress' }>): Promise<TranscodedFile> {
+    const action = effect._tag === 'Inflate' ? 'inflate' : 'compress';
+    this.ledger.checkOwned(effect.source, effect.owner, action);
+    const made = await this.create(effect.owner, effect.purpose, undefined);
+    const codecs = this.options.codecs ?? nodeLayerCodecs;
+    try {
+      const result =
+        effect._tag === 'Inflate'
+          ? await codecs.inflate(effect.source.path, made.path, effect.compression)
+          : await codecs.compress(effect.source.path, made.path, effect.compression);
+      if (effect._tag === 'Inflate') this.transcodes.inflated++;
+      else this.transcodes.compressed++;
+      return { file: made, digest: result.digest, size: result.size };
+    } catch (e) {
+      // The new file never reached anyone: it is released here.
+      this.ledger.release(made, effect.owner);
+      await this.unlinkOrRemember(made.path);
+      throw e;
     }
   }
 

@@ -75,8 +75,10 @@ describe('summary output', () => {
     const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), '-O', 'json', 'process', `tar://${fixturePath(SAMPLE)}`, `dir://${store}`]);
     assert.equal(r.code, 0, r.stderr);
     const s = jsonSummary(r.stdout);
-    assert.deepEqual(Object.keys(s).sort(), ['bytes', 'copiedAcrossDevices', 'destination', 'images', 'layers', 'layersSkipped', 'rateLimited', 'retries', 'seconds']);
+    assert.deepEqual(Object.keys(s).sort(), ['bytes', 'compressed', 'copiedAcrossDevices', 'destination', 'images', 'inflated', 'layers', 'layersSkipped', 'rateLimited', 'retries', 'seconds']);
     assert.equal(s.images, 1);
+    assert.equal(s.inflated, 0, 'docker-save layers are tars: nothing to decompress');
+    assert.equal(s.compressed, 0);
     assert.equal(s.layers, image().layerCount);
     assert.equal(s.layersSkipped, 1);
     let bytes = 0;

@@ -71,6 +71,8 @@ export interface JsonSummary {
   layersSkipped: number;
   bytes: number;
   copiedAcrossDevices: number;
+  inflated?: number;
+  compressed?: number;
   images: number;
   seconds: number;
 }

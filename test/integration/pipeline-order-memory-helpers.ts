@@ -7,7 +7,7 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../../src/core/digest.js';
-import type { ConfigElement, ImageElement, LayerDescriptor } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, wantsAny } from '../../src/core/element.js';
 import type { ImageConfig } from '../../src/core/codecs/oci.js';
 import type { ImageInput, ImageOutput, InputContext, OutputSummary, StageContext } from '../../src/core/pipeline/types.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
@@ -133,7 +133,7 @@ export function syntheticInput(image: SyntheticImage, order: readonly number[], 
         const spec = image.specs[index] as LayerSpec;
         const delay = delays[i] ?? 0;
         if (delay > 0) await sleep(delay);
-        if (!(await ctx.wants(layer))) {
+        if (!wantsAny(await ctx.wants(layer))) {
           yield { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
           continue;
         }
@@ -144,7 +144,7 @@ export function syntheticInput(image: SyntheticImage, order: readonly number[], 
           await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
           throw e;
         }
-        yield { _tag: 'Layer', layer, payload: { _tag: 'Owned', file, size: sizeOf(spec) } };
+        yield { _tag: 'Layer', layer, payload: { _tag: 'Tar', tar: { file, size: sizeOf(spec) } } };
       }
     },
   };

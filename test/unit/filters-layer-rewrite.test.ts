@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as E from 'fp-ts/lib/Either.js';
 import { decodeImageConfig } from '../../src/core/codecs/oci.js';
 import type { Digest } from '../../src/core/digest.js';
-import type { ConfigElement, ImageElement, LayerElement } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerElement, Forms, tarOf } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
 import { ExcludeFilter } from '../../src/core/filters/exclude.js';
 import { type LayerFiles, LayerRewriteFilter, rewriteConfig } from '../../src/core/filters/layer-rewrite.js';
@@ -146,7 +146,7 @@ const L0 = tar([
 ]);
 const L1 = tar([{ header: H({ name: 'bin/sh', uid: 3_000_000, mtime: 12.25 }), data: '#!\n' }]);
 
-test('normalize-timestamps: every layer rewritten into a new file, old files released, config last with the new diff_ids', async () => {
+test('normalize-timestamps: every layer rewritten into a new file, old files released, provisional config first, final config last with the new diff_ids', async () => {
   const world = new World();
   const config = configFor([L0, L1, L0]);
   const f0 = await world.layer(OWNER, L0);
@@ -154,42 +154,44 @@ test('normalize-timestamps: every layer rewritten into a new file, old files rel
   const layers = config.layers;
   const input: ImageElement[] = [
     config,
-    { _tag: 'Layer', layer: layers[1]!, payload: { _tag: 'Owned', file: f1, size: L1.length } },
-    { _tag: 'Layer', layer: layers[0]!, payload: { _tag: 'Owned', file: f0, size: L0.length } },
+    { _tag: 'Layer', layer: layers[1]!, payload: { _tag: 'Tar', tar: { file: f1, size: L1.length } } },
+    { _tag: 'Layer', layer: layers[0]!, payload: { _tag: 'Tar', tar: { file: f0, size: L0.length } } },
     { _tag: 'Layer', layer: layers[2]!, payload: { _tag: 'Skipped', reason: 'duplicate' } },
   ];
   const filter = new NormalizeTimestampsFilter({ timestamp: 42, files: world });
-  assert.equal(await filter.wants(async () => false)(layers[0]!), true, 'a content filter always wants the layer');
+  assert.deepEqual(await filter.wants(async () => Forms.none)(layers[0]!), Forms.tar, 'a content filter always wants the tar of the layer');
   const out = await collect(world, filter, input);
 
-  assert.deepEqual(out.map((e) => (e._tag === 'Config' ? 'config' : `${e.layer.index}:${e.payload._tag}`)), ['1:Owned', '0:Owned', '2:Skipped', 'config']);
+  assert.deepEqual(out.map((e) => (e._tag === 'Config' ? 'config' : `${e.layer.index}:${e.payload._tag}`)), ['config', '1:Tar', '0:Tar', '2:Skipped', 'config']);
+  assert.equal((out[0] as ConfigElement).provisional, true, 'the source config goes first, provisional');
+  assert.equal((out[0] as ConfigElement).raw, config.raw, 'with the source bytes');
   assert.ok(!world.files.has(f0.path) && !world.files.has(f1.path), 'old files released');
   const newIds: Digest[] = [];
-  for (const e of out.filter((x): x is LayerElement => x._tag === 'Layer' && x.payload._tag === 'Owned')) {
-    assert.equal(e.payload._tag, 'Owned');
-    if (e.payload._tag !== 'Owned') continue;
-    const bytes = world.files.get(e.payload.file.path);
+  for (const e of out.filter((x): x is LayerElement => x._tag === 'Layer' && x.payload._tag === 'Tar')) {
+    assert.equal(e.payload._tag, 'Tar');
+    const bytes = world.files.get(tarOf(e.payload)!.file.path);
     assert.ok(bytes, 'the new file exists');
     assert.equal(e.layer.diffId, sha(bytes), 'diff_id = sha256 of the new tar');
-    assert.equal(e.payload.size, bytes.length);
+    assert.equal(tarOf(e.payload)!.size, bytes.length);
     assert.equal(e.layer.mediaType, 'application/vnd.docker.image.rootfs.diff.tar');
     assert.equal(e.layer.size, undefined, 'the compressed size no longer applies');
-    assert.equal(world.ledger.entry(e.payload.file.id)?.state._tag, 'Live');
+    assert.equal(world.ledger.entry(tarOf(e.payload)!.file.id)?.state._tag, 'Live');
     for (const h of await entriesOf(bytes)) {
       assert.equal(h.mtime, 42, h.name);
       assert.equal(h.pax?.['atime'], undefined, 'atime dropped');
     }
     newIds[e.layer.index] = e.layer.diffId;
   }
-  const headers0 = await entriesOf(world.files.get((out[1] as LayerElement & { payload: { file: TempFile } }).payload.file.path)!);
+  const headers0 = await entriesOf(world.files.get((out[2] as LayerElement & { payload: { tar: { file: TempFile } } }).payload.tar.file.path)!);
   assert.equal(Buffer.from(headers0[1]!.pax!['SCHILY.xattr.user.x'] as Uint8Array).toString(), 'kept');
-  const headers1 = await entriesOf(world.files.get((out[0] as LayerElement & { payload: { file: TempFile } }).payload.file.path)!);
+  const headers1 = await entriesOf(world.files.get((out[1] as LayerElement & { payload: { tar: { file: TempFile } } }).payload.tar.file.path)!);
   assert.equal(headers1[0]!.uid, 3_000_000);
 
-  const dup = out[2] as LayerElement;
+  const dup = out[3] as LayerElement;
   assert.equal(dup.layer.diffId, newIds[0], 'a duplicate gets the new diff_id of its twin');
 
-  const c = out[3] as ConfigElement;
+  const c = out[4] as ConfigElement;
+  assert.ok(!c.provisional, 'the last config is final');
   const doc = JSON.parse(new TextDecoder().decode(c.raw)) as { rootfs: { diff_ids: string[] }; history: unknown[] };
   assert.deepEqual(doc.rootfs.diff_ids, [newIds[0], newIds[1], newIds[0]]);
   assert.deepEqual(c.config.rootfs.diff_ids, doc.rootfs.diff_ids);
@@ -210,8 +212,8 @@ test('the same input gives the same bytes, diff_ids and config on every run', as
     const config = configFor([L0, L1]);
     const input: ImageElement[] = [
       config,
-      { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: await world.layer(OWNER, L0), size: L0.length } },
-      { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Owned', file: await world.layer(OWNER, L1), size: L1.length } },
+      { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: await world.layer(OWNER, L0), size: L0.length } } },
+      { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Tar', tar: { file: await world.layer(OWNER, L1), size: L1.length } } },
     ];
     const out = await collect(world, new NormalizeTimestampsFilter({ timestamp: 0, files: world }), input);
     return out.map((e) => (e._tag === 'Config' ? Buffer.from(e.raw).toString('hex') : e.layer.diffId));
@@ -225,11 +227,11 @@ test('a duplicate that arrives before its twin waits for it', async () => {
   const input: ImageElement[] = [
     config,
     { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Skipped', reason: 'duplicate' } },
-    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: await world.layer(OWNER, L0), size: L0.length } },
+    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: await world.layer(OWNER, L0), size: L0.length } } },
   ];
   const out = await collect(world, new NormalizeTimestampsFilter({ timestamp: 0, files: world }), input);
-  assert.deepEqual(out.map((e) => (e._tag === 'Config' ? 'config' : e.layer.index)), [0, 1, 'config']);
-  const [a, b] = out as [LayerElement, LayerElement];
+  assert.deepEqual(out.map((e) => (e._tag === 'Config' ? 'config' : e.layer.index)), ['config', 0, 1, 'config']);
+  const [a, b] = out.slice(1) as [LayerElement, LayerElement];
   assert.equal(a.layer.diffId, b.layer.diffId);
   assert.notEqual(a.layer.diffId, config.layers[0]!.diffId);
 });
@@ -245,11 +247,11 @@ test('when no layer changes, the config goes through unchanged (same bytes, same
   const world = new World();
   const plain = tar([{ header: H({ name: 'a', mtime: 7 }), data: 'a' }]);
   const config = configFor([plain]);
-  const input: ImageElement[] = [config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: await world.layer(OWNER, plain), size: plain.length } }];
+  const input: ImageElement[] = [config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: await world.layer(OWNER, plain), size: plain.length } } }];
   const out = await collect(world, new NormalizeTimestampsFilter({ timestamp: 7, files: world }), input);
-  const layer = out[0] as LayerElement;
+  const layer = out[1] as LayerElement;
   assert.equal(layer.layer, config.layers[0], 'same descriptor');
-  assert.equal(out[1], config, 'the very same config element');
+  assert.equal(out[2], config, 'the very same config element, as the final config');
 });
 
 test('a layer that is not a tar: both files released, an input error naming the layer', async () => {
@@ -260,8 +262,8 @@ test('a layer that is not a tar: both files released, an input error naming the 
   const f1 = await world.layer(OWNER, bad);
   const input: ImageElement[] = [
     config,
-    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: f0, size: L0.length } },
-    { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Owned', file: f1, size: bad.length } },
+    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: f0, size: L0.length } } },
+    { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Tar', tar: { file: f1, size: bad.length } } },
   ];
   const delivered: ImageElement[] = [];
   await assert.rejects(
@@ -274,7 +276,7 @@ test('a layer that is not a tar: both files released, an input error naming the 
       return true;
     },
   );
-  assert.equal(delivered.length, 1);
+  assert.equal(delivered.length, 2, 'the provisional config and layer 0');
   assert.ok(!world.files.has(f1.path), 'the old file was released');
   const live = world.live();
   assert.equal(live.length, 1, `only the delivered file is live: ${live.join(', ')}`);
@@ -287,7 +289,7 @@ test('a read that fails mid-layer releases the new file and the old one', async 
   const f = await world.layer(OWNER, big);
   world.failRead = 'EIO: read failed';
   await assert.rejects(
-    collect(world, new NormalizeTimestampsFilter({ timestamp: 0, files: world }), [config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: f, size: big.length } }]),
+    collect(world, new NormalizeTimestampsFilter({ timestamp: 0, files: world }), [config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: f, size: big.length } } }]),
     /EIO: read failed/,
   );
   assert.deepEqual(world.live(), []);
@@ -303,18 +305,20 @@ test('a consumer that stops early leaves the filter holding nothing', async () =
     .apply(
       from([
         config,
-        { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: f0, size: L0.length } },
-        { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Owned', file: f1, size: L1.length } },
+        { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: f0, size: L0.length } } },
+        { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Tar', tar: { file: f1, size: L1.length } } },
       ]),
       ctx(world),
     )
     [Symbol.asyncIterator]();
+  const head = await it.next();
+  assert.ok(!head.done && head.value._tag === 'Config' && head.value.provisional);
   const first = await it.next();
-  assert.ok(!first.done && first.value._tag === 'Layer' && first.value.payload._tag === 'Owned');
+  assert.ok(!first.done && first.value._tag === 'Layer' && first.value.payload._tag === 'Tar');
   await it.return?.(undefined);
   // The consumer owns what it received; f1 was never taken from upstream (still the source's).
   const live = world.ledger.all().filter((e) => e.state._tag === 'Live').map((e) => e.path);
-  assert.deepEqual(live.sort(), [first.value.payload.file.path, f1.path].sort());
+  assert.deepEqual(live.sort(), [tarOf(first.value.payload)!.file.path, f1.path].sort());
 });
 
 test('an abort during a rewrite releases both files and raises a cancellation', async () => {
@@ -326,7 +330,7 @@ test('an abort during a rewrite releases both files and raises a cancellation', 
   await assert.rejects(
     (async () => {
       for await (const e of new NormalizeTimestampsFilter({ timestamp: 0, files: world }).apply(
-        from([config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: f0, size: L0.length } }]),
+        from([config, { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: f0, size: L0.length } } }]),
         ctx(world, ac.signal),
       ))
         void e;
@@ -341,14 +345,14 @@ test('two content filters chained: the second sees layers before the config and 
   const config = configFor([L0, L1, L0]);
   const input: ImageElement[] = [
     config,
-    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Owned', file: await world.layer('filter[0]:normalize-timestamps', L0), size: L0.length } },
+    { _tag: 'Layer', layer: config.layers[0]!, payload: { _tag: 'Tar', tar: { file: await world.layer('filter[0]:normalize-timestamps', L0), size: L0.length } } },
     { _tag: 'Layer', layer: config.layers[2]!, payload: { _tag: 'Skipped', reason: 'duplicate' } },
-    { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Owned', file: await world.layer('filter[0]:normalize-timestamps', L1), size: L1.length } },
+    { _tag: 'Layer', layer: config.layers[1]!, payload: { _tag: 'Tar', tar: { file: await world.layer('filter[0]:normalize-timestamps', L1), size: L1.length } } },
   ];
   const first = new NormalizeTimestampsFilter({ timestamp: 0, files: world }).apply(from(input), { ...ctx(world), owner: 'filter[0]:normalize-timestamps' });
   async function* handOver(src: AsyncIterable<ImageElement>) {
     for await (const e of src) {
-      if (e._tag === 'Layer' && e.payload._tag === 'Owned') await world.perform({ _tag: 'HandOver', file: e.payload.file, from: 'filter[0]:normalize-timestamps', to: 'filter[1]:exclude' });
+      if (e._tag === 'Layer' && e.payload._tag === 'Tar') await world.perform({ _tag: 'HandOver', file: tarOf(e.payload)!.file, from: 'filter[0]:normalize-timestamps', to: 'filter[1]:exclude' });
       yield e;
     }
   }
@@ -360,8 +364,8 @@ test('two content filters chained: the second sees layers before the config and 
   const byIndex = new Map(out.filter((e): e is LayerElement => e._tag === 'Layer').map((e) => [e.layer.index, e]));
   assert.deepEqual(c.config.rootfs.diff_ids, [0, 1, 2].map((i) => byIndex.get(i)!.layer.diffId));
   const l0 = byIndex.get(0)!;
-  assert.ok(l0.payload._tag === 'Owned');
-  if (l0.payload._tag === 'Owned') assert.deepEqual((await entriesOf(world.files.get(l0.payload.file.path)!)).map((h) => [h.name, h.mtime]), [['etc/', 0]]);
+  assert.ok(l0.payload._tag === 'Tar');
+  if (l0.payload._tag === 'Tar') assert.deepEqual((await entriesOf(world.files.get(l0.payload.tar.file.path)!)).map((h) => [h.name, h.mtime]), [['etc/', 0]]);
   assert.equal(world.live().length, 2);
 });
 

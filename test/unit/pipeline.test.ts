@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
-import type { ConfigElement, ImageElement, LayerDescriptor, LayerElement } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, Forms, tarOf, wantsAny } from '../../src/core/element.js';
 import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile } from '../../src/core/ownership.js';
 import { buffer } from '../../src/core/pipeline/buffer.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
@@ -320,7 +320,7 @@ describe('handOver', () => {
     const layer = (index: number, file?: TempFile): LayerElement => ({
       _tag: 'Layer',
       layer: descriptor(index),
-      payload: file ? { _tag: 'Owned', file, size: 1 } : { _tag: 'Skipped', reason: 'present' },
+      payload: file ? { _tag: 'Tar', tar: { file, size: 1 } } : { _tag: 'Skipped', reason: 'present' },
     });
     async function* source(): AsyncGenerator<ImageElement, void, undefined> {
       yield config(3);
@@ -333,7 +333,7 @@ describe('handOver', () => {
     for await (const e of handOver(effects, 'input', 'output')(source())) {
       seen.push(e._tag === 'Config' ? 'config' : `layer ${e.layer.index}`);
       // Delivered means handed over: the file is already the consumer's.
-      for (const f of e._tag === 'Layer' && e.payload._tag === 'Owned' ? [e.payload.file] : []) {
+      for (const f of e._tag === 'Layer' && e.payload._tag === 'Tar' ? [tarOf(e.payload)!.file] : []) {
         assert.deepEqual(effects.ledger.entry(f.id)?.state, { _tag: 'Live', owner: 'output' });
       }
     }
@@ -354,12 +354,12 @@ describe('runPipeline', () => {
         yield config(order.length);
         for (const i of order) {
           await tick();
-          if (!owned(i) || !(await ctx.wants(descriptor(i)))) {
+          if (!owned(i) || !wantsAny(await ctx.wants(descriptor(i)))) {
             yield { _tag: 'Layer', layer: descriptor(i), payload: { _tag: 'Skipped', reason: 'present' } };
             continue;
           }
           const file = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: `layer ${i}` });
-          yield { _tag: 'Layer', layer: descriptor(i), payload: { _tag: 'Owned', file, size: 1 } };
+          yield { _tag: 'Layer', layer: descriptor(i), payload: { _tag: 'Tar', tar: { file, size: 1 } } };
         }
       },
     };
@@ -369,7 +369,7 @@ describe('runPipeline', () => {
     return {
       description: 'recording',
       order,
-      wants: async () => true,
+      wants: async () => Forms.tar,
       async consume(elements, ctx) {
         let layers = 0;
         for await (const e of elements) {
@@ -378,8 +378,8 @@ describe('runPipeline', () => {
             continue;
           }
           seen.push(String(e.layer.index));
-          if (e.payload._tag === 'Owned') {
-            await ctx.effects.perform({ _tag: 'MoveIntoPlace', file: e.payload.file, owner: ctx.owner, destination: `/dest/${e.layer.index}` });
+          if (e.payload._tag === 'Tar') {
+            await ctx.effects.perform({ _tag: 'MoveIntoPlace', file: tarOf(e.payload)!.file, owner: ctx.owner, destination: `/dest/${e.layer.index}` });
             layers++;
           }
         }
@@ -413,11 +413,11 @@ describe('runPipeline', () => {
     const output: ImageOutput = {
       description: 'fails after one layer',
       order: 'manifest',
-      wants: async () => true,
+      wants: async () => Forms.tar,
       async consume(elements, ctx) {
         for await (const e of elements) {
-          if (e._tag === 'Layer' && e.payload._tag === 'Owned') {
-            await ctx.effects.perform({ _tag: 'Release', file: e.payload.file, owner: ctx.owner });
+          if (e._tag === 'Layer' && e.payload._tag === 'Tar') {
+            await ctx.effects.perform({ _tag: 'Release', file: tarOf(e.payload)!.file, owner: ctx.owner });
             throw new Error('disk full');
           }
         }

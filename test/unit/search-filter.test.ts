@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../../src/core/digest.js';
-import type { ConfigElement, ImageElement, LayerDescriptor } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, Forms, tarOf as tarFormOf, wantsAny } from '../../src/core/element.js';
 import { fnmatch } from '../../src/core/filters/glob.js';
 import { createdSeconds, InspectFilter, inspectRecord, parseInspectOptions, pythonJsonDumps } from '../../src/core/filters/inspect.js';
 import {
@@ -128,11 +128,11 @@ function memoryImage(layers: readonly (Uint8Array | 'duplicate-of-0')[], opts: {
         const d = descriptors[i] as LayerDescriptor;
         let element: ImageElement;
         if (l === 'duplicate-of-0') element = { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-        else if (!(await ctx.wants(d))) element = { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
+        else if (!wantsAny(await ctx.wants(d))) element = { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
         else {
           const file = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: `layer-${i}` });
           contents.set(file.id, l);
-          element = { _tag: 'Layer', layer: d, payload: { _tag: 'Owned', file, size: l.length } };
+          element = { _tag: 'Layer', layer: d, payload: { _tag: 'Tar', tar: { file, size: l.length } } };
         }
         produced.push(element);
         yield element;
@@ -155,11 +155,11 @@ function recordingOutput(wants: (l: LayerDescriptor) => boolean = () => true) {
   const output: ImageOutput = {
     description: 'memory',
     order: 'manifest',
-    wants: async (l) => wants(l),
+    wants: async (l) => (wants(l) ? Forms.tar : Forms.none),
     async consume(elements, ctx) {
       for await (const e of elements) {
         received.push(e);
-        if (e._tag === 'Layer' && e.payload._tag === 'Owned') await ctx.effects.perform({ _tag: 'Release', file: e.payload.file, owner: ctx.owner });
+        if (e._tag === 'Layer' && e.payload._tag === 'Tar') await ctx.effects.perform({ _tag: 'Release', file: tarFormOf(e.payload)!.file, owner: ctx.owner });
       }
       return { destination: 'memory', layers: received.length - 1, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 };
     },
@@ -408,14 +408,15 @@ describe('SearchFilter', () => {
     );
   });
 
-  test('wants answers true, so an output that has every layer still lets search see them', async () => {
+  test('search reads every layer, and passes a layer the output has on as Skipped: present (its file released)', async () => {
     const l0 = await tarOf([{ name: 'a.txt', data: 'a' }]);
     const img = memoryImage([l0]);
     let report: SearchReport | undefined;
     const { output, received } = recordingOutput(() => false);
     await run(img.input, [new SearchFilter({ pattern: '*.txt', read: img.read, report: (r) => void (report = r) })], output);
     assert.equal(report?.layers.length, 1);
-    assert.equal((received[1] as { payload: { _tag: string } }).payload._tag, 'Owned');
+    assert.deepEqual((received[1] as { payload: unknown }).payload, { _tag: 'Skipped', reason: 'present' });
+    assert.equal(img.reads.length, 1, 'the layer was read by the search');
   });
 
   test('singular wording, no-match wording, and silence in script-friendly mode', () => {
@@ -479,10 +480,10 @@ describe('SearchFilter', () => {
     const output: ImageOutput = {
       description: 'failing',
       order: 'completion',
-      wants: async () => true,
+      wants: async () => Forms.tar,
       async consume(elements, ctx) {
         for await (const e of elements) {
-          if (e._tag === 'Layer' && e.payload._tag === 'Owned') await ctx.effects.perform({ _tag: 'Release', file: e.payload.file, owner: ctx.owner });
+          if (e._tag === 'Layer' && e.payload._tag === 'Tar') await ctx.effects.perform({ _tag: 'Release', file: tarFormOf(e.payload)!.file, owner: ctx.owner });
           if (e._tag === 'Layer') throw new Error('disk full');
         }
         throw new Error('unreachable');

@@ -8,7 +8,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import type { HistoryEntry } from '../codecs/oci.js';
 import type { Digest } from '../digest.js';
-import { type ConfigElement, type ImageElement, repoTag } from '../element.js';
+import { type ConfigElement, type ImageElement, payloadBytes, repoTag } from '../element.js';
 import type { ImageFilter, StageContext } from '../pipeline/types.js';
 
 /** One layer as `inspect` writes it (the keys of `docker history --format json`, as occystrap writes them). */
@@ -153,7 +153,7 @@ export class InspectFilter implements ImageFilter {
         layers.push({
           index: element.layer.index,
           diffId: element.layer.diffId,
-          size: p._tag === 'Owned' ? p.size : undefined,
+          size: p._tag === 'Skipped' ? undefined : payloadBytes(p),
           duplicate: p._tag === 'Skipped' && p.reason === 'duplicate',
         });
       }

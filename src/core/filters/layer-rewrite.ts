@@ -1,8 +1,8 @@
 /**
  * What every content-changing filter shares: rewrite each layer's tar into a new temp
- * file through {@link rewriteTar}, give the layer its new diff_id, and re-emit the config
- * after the layers with `rootfs.diff_ids` rewritten (occystrap's contract for filters that
- * modify content).
+ * file through {@link rewriteTar}, give the layer its new diff_id, pass the source config
+ * on first marked `provisional`, and send the final config after the layers with
+ * `rootfs.diff_ids` rewritten (the config rule of element.ts).
  *
  * The bytes reach this pure module through a port ({@link LayerFiles}): the shell streams
  * a temp file it owns and writes a new one, hashing it as it writes.
@@ -13,7 +13,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, parseJsonBytes } from '../codecs/common.js';
 import { decodeImageConfig } from '../codecs/oci.js';
 import type { Digest } from '../digest.js';
-import type { ConfigElement, ImageElement, LayerDescriptor, LayerElement } from '../element.js';
+import { type ConfigElement, type DataPayload, Forms, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, type TarFile, tarOf } from '../element.js';
+import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
 import { AbortError, inputError, OccystrapError } from '../errors.js';
 import { MediaTypes } from '../media-types.js';
 import type { TempFile } from '../ownership.js';
@@ -132,9 +133,13 @@ export class TransformError extends Error {
  *   rewrite. A layer skipped as a `duplicate` gets the new diff_id of the layer that carried
  *   its content (held until that one is rewritten); one whose content never arrives is an
  *   error.
- * - Config: held back and re-emitted after the last layer, with the new diff_ids
- *   ({@link rewriteConfig}); a manifest-order output therefore receives its layers only
- *   when the config has arrived.
+ * - Config: the first config is passed on at once, marked `provisional`; the final one
+ *   (the upstream final config when this filter follows another content filter) follows
+ *   the last layer with the new diff_ids ({@link rewriteConfig}). Layers therefore
+ *   stream to a manifest-order output as they are rewritten.
+ * - Forms: asks for the tar of every layer; a layer that came only as a blob is inflated
+ *   here (an `Inflate` effect) and its blob released; a rewritten layer carries its new
+ *   tar only.
  * - Determinism: the output depends only on the input bytes and the transform.
  * - Cancellation: stopping early holds no file (the layer being rewritten is finished or
  *   released first); an abort stops the rewrite, releasing both files.
@@ -149,8 +154,15 @@ export class LayerRewriteFilter implements ImageFilter {
     this.chainEntry = { name: options.name, options: options.chainOptions ?? {} };
   }
 
-  wants(_inner: WantsLayer): WantsLayer {
-    return async () => true;
+  private readonly downstream = new DownstreamForms();
+
+  /**
+   * The tar of every layer (never "present": the output cannot know the rewritten
+   * layer), plus the blob when the stages after want one, so an unchanged layer can keep
+   * the source's blob.
+   */
+  wants(inner: WantsLayer): WantsLayer {
+    return this.downstream.wrap(inner, Forms.tar);
   }
 
   apply(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncIterable<ImageElement> {
@@ -158,7 +170,9 @@ export class LayerRewriteFilter implements ImageFilter {
   }
 
   private async *run(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncGenerator<ImageElement, void, undefined> {
+    // The config the final one is made from, and whether an upstream final config is still to come.
     let config: ConfigElement | undefined;
+    let upstreamFinalDue = false;
     const byIndex = new Map<number, Digest>();
     const byOriginal = new Map<Digest, Digest>();
     const waiting: LayerElement[] = [];
@@ -168,8 +182,15 @@ export class LayerRewriteFilter implements ImageFilter {
     };
     for await (const element of elements) {
       if (element._tag === 'Config') {
-        if (config) throw inputError(`${this.name}: a second config arrived for one image`);
+        if (!config) {
+          config = element;
+          upstreamFinalDue = element.provisional === true;
+          yield { ...element, provisional: true };
+          continue;
+        }
+        if (!upstreamFinalDue || element.provisional) throw inputError(`${this.name}: a second config arrived for one image`);
         config = element;
+        upstreamFinalDue = false;
         continue;
       }
       if (element.payload._tag === 'Skipped') {
@@ -178,7 +199,7 @@ export class LayerRewriteFilter implements ImageFilter {
         else waiting.push(element);
         continue;
       }
-      const rewritten = await this.rewriteLayer(element, element.payload.file, ctx);
+      const rewritten = await this.rewriteLayer(element, element.payload, ctx);
       byOriginal.set(element.layer.diffId, rewritten.layer.diffId);
       byIndex.set(element.layer.index, rewritten.layer.diffId);
       yield rewritten;
@@ -194,19 +215,32 @@ export class LayerRewriteFilter implements ImageFilter {
       yield resolved(element, twin);
     }
     if (config) {
+      if (upstreamFinalDue) throw inputError(`${this.name}: the final config never arrived after the layers`);
       const c = config;
-      yield rewriteConfig(
+      const final = rewriteConfig(
         c,
         c.layers.map((d) => byIndex.get(d.index) ?? byOriginal.get(d.diffId) ?? d.diffId),
       );
+      yield final.provisional ? { ...final, provisional: false } : final;
     }
   }
 
-  /** Rewrite one layer into a new temp file; releases `old` in every case. */
-  private async rewriteLayer(element: LayerElement, old: TempFile, ctx: StageContext): Promise<LayerElement> {
+  /** Rewrite one layer into a new temp file; releases the payload's files in every case. */
+  private async rewriteLayer(element: LayerElement, payload: DataPayload, ctx: StageContext): Promise<LayerElement> {
     const { effects, owner, signal } = ctx;
     const { layer } = element;
     const release = (file: TempFile) => effects.perform({ _tag: 'Release', file, owner });
+    const after = this.downstream.of(layer.index);
+    let source: DataPayload;
+    try {
+      // The source blob is kept only while it may still pass on: if the rewrite changes nothing.
+      source = (await ensureTar(layer, payload, { effects, owner }, after.blob)).payload;
+    } catch (error) {
+      await releaseElement(effects, owner)(element).catch(() => undefined);
+      throw this.describe(error, layer, signal);
+    }
+    const releaseSource = () => releaseElement(effects, owner)({ _tag: 'Layer', layer, payload: source });
+    const old = (tarOf(source) as TarFile).file;
     let fresh: TempFile | undefined;
     let written: { readonly digest: Digest; readonly size: number };
     const stats: RewriteStats = emptyRewriteStats();
@@ -220,19 +254,29 @@ export class LayerRewriteFilter implements ImageFilter {
       };
       written = await this.options.files.write(fresh, rewriteTar(this.options.files.read(old, signal), this.options.transform(), options), signal);
     } catch (error) {
-      // Both files are still ours: release them; the scope is the safety net if that fails.
+      // Every file is still ours: release them; the scope is the safety net if that fails.
       if (fresh) await release(fresh).catch(() => undefined);
-      await release(old).catch(() => undefined);
+      await releaseSource().catch(() => undefined);
       throw this.describe(error, layer, signal);
     }
+    this.options.onLayer?.({ index: layer.index, from: layer.diffId, to: written.digest, size: written.size, entries: stats.entries, dropped: stats.dropped });
+    if (written.digest === layer.diffId) {
+      // Unchanged: the source's forms pass on (its blob keeps the source's digest); the copy goes.
+      try {
+        await release(fresh);
+      } catch (error) {
+        await releaseSource().catch(() => undefined);
+        throw error;
+      }
+      return { _tag: 'Layer', layer, payload: await keepForms(source, after, { effects, owner }) };
+    }
     try {
-      await release(old);
+      await releaseSource();
     } catch (error) {
       await release(fresh).catch(() => undefined);
       throw error;
     }
-    this.options.onLayer?.({ index: layer.index, from: layer.diffId, to: written.digest, size: written.size, entries: stats.entries, dropped: stats.dropped });
-    return { _tag: 'Layer', layer: rewrittenDescriptor(layer, written.digest), payload: { _tag: 'Owned', file: fresh, size: written.size } };
+    return { _tag: 'Layer', layer: rewrittenDescriptor(layer, written.digest), payload: { _tag: 'Tar', tar: { file: fresh, size: written.size } } };
   }
 
   private describe(error: unknown, layer: LayerDescriptor, signal: AbortSignal): unknown {

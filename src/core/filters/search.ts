@@ -12,8 +12,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { RE2JS } from 're2js';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../digest.js';
-import type { ImageElement, ImageName } from '../element.js';
+import { Forms, type ImageElement, type ImageName, type LayerDescriptor, type DataPayload, releaseElement, type TarFile, tarOf } from '../element.js';
 import type { TempFile } from '../ownership.js';
+import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
 import { printable } from '../printable.js';
 import { globMatcher } from './glob.js';
@@ -351,11 +352,16 @@ export interface SearchFilterOptions {
 }
 
 /**
- * A pass-through that searches every layer it sees. It re-yields each element unchanged
- * and never releases a file it passes on. Its `wants` answers true, so the input delivers
- * every layer (an output that already had one receives it anyway). A layer whose content
- * (diff_id) was already searched, and a layer delivered without data, are not searched
- * again.
+ * A pass-through that searches every layer it sees. Its `wants` asks for the tar of every
+ * layer plus what the stages after ask for, so the input delivers every layer; a layer
+ * that came only as a blob is inflated here (an `Inflate` effect). Each element is then
+ * passed on with just the forms the stages after asked for (the others are released; a
+ * layer they said they have becomes `Skipped: present`). A layer whose content (diff_id)
+ * was already searched, and a layer delivered without data, are not searched again.
+ *
+ * - Errors: an unreadable layer is reported and passed on; an inflate or read failure
+ *   releases the element's files and propagates.
+ * - Ownership: files this stage drops or makes are released or passed on, never kept.
  */
 export class SearchFilter implements ImageFilter {
   readonly name = 'search';
@@ -367,8 +373,11 @@ export class SearchFilter implements ImageFilter {
     this.matches = matcher.right;
   }
 
-  wants(_inner: WantsLayer): WantsLayer {
-    return async () => true;
+  private readonly downstream = new DownstreamForms();
+
+  /** The tar of every layer, plus whatever the stages after ask for. */
+  wants(inner: WantsLayer): WantsLayer {
+    return this.downstream.wrap(inner, Forms.tar);
   }
 
   apply(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncIterable<ImageElement> {
@@ -380,23 +389,56 @@ export class SearchFilter implements ImageFilter {
     const found = new Map<Digest, LayerMatches>();
     const unreadable: { index: number; diffId: Digest; reason: string }[] = [];
     const searched = new Set<Digest>();
-    for await (const element of elements) {
+    const formCtx = { effects: ctx.effects, owner: ctx.owner };
+    for await (const original of elements) {
+      let element = original;
       if (element._tag === 'Config') {
         image = element.image;
-      } else if (element.payload._tag === 'Owned' && !searched.has(element.layer.diffId)) {
-        searched.add(element.layer.diffId);
-        const result = await this.searchLayer(element.payload.file, ctx.signal);
-        if (result._tag === 'Unreadable') {
-          unreadable.push({ index: element.layer.index, diffId: element.layer.diffId, reason: result.reason });
-          this.options.warn?.(`search: layer ${element.layer.index} (${element.layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
-        } else if (result.matches.length > 0) {
-          found.set(element.layer.diffId, { index: element.layer.index, diffId: element.layer.diffId, matches: result.matches });
+      } else if (element.payload._tag !== 'Skipped') {
+        const layer = element.layer;
+        const after = this.downstream.of(layer.index);
+        let payload: DataPayload = element.payload;
+        const releaseHeld = releaseElement(ctx.effects, ctx.owner);
+        if (!searched.has(layer.diffId)) {
+          // Make the tar (if only the blob came), keeping the blob when the stages after want it.
+          try {
+            payload = (await ensureTar(layer, element.payload, formCtx, after.blob)).payload;
+          } catch (e) {
+            await releaseHeld(element).catch(() => undefined);
+            throw e;
+          }
+          searched.add(layer.diffId);
+          const tar = tarOf(payload) as TarFile;
+          let result: Awaited<ReturnType<SearchFilter['searchLayer']>>;
+          try {
+            result = await this.searchLayer(tar.file, ctx.signal);
+          } catch (e) {
+            await releaseHeld({ _tag: 'Layer', layer, payload }).catch(() => undefined);
+            throw e;
+          }
+          this.note(result, layer, unreadable, found);
         }
+        const passed = await keepForms(payload, after, formCtx);
+        if (passed !== element.payload) element = { _tag: 'Layer', layer, payload: passed };
       }
       yield element;
     }
     const layers = [...found.values()].sort((a, b) => a.index - b.index);
     await this.options.report({ image, layers, layersSearched: searched.size, unreadable: unreadable.sort((a, b) => a.index - b.index) });
+  }
+
+  private note(
+    result: { _tag: 'Found'; matches: SearchMatch[] } | { _tag: 'Unreadable'; reason: string },
+    layer: LayerDescriptor,
+    unreadable: { index: number; diffId: Digest; reason: string }[],
+    found: Map<Digest, LayerMatches>,
+  ): void {
+    if (result._tag === 'Unreadable') {
+      unreadable.push({ index: layer.index, diffId: layer.diffId, reason: result.reason });
+      this.options.warn?.(`search: layer ${layer.index} (${layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
+    } else if (result.matches.length > 0) {
+      found.set(layer.diffId, { index: layer.index, diffId: layer.diffId, matches: result.matches });
+    }
   }
 
   private async searchLayer(

@@ -32,9 +32,17 @@ export const Owners = {
   output: 'output',
 } as const;
 
-/** The order positions a pipeline gives elements: config first (-1), then layer indexes. */
-export function elementPosition(e: ImageElement): number {
-  return e._tag === 'Config' ? -1 : e.layer.index;
+/**
+ * The order positions a pipeline gives elements: the first config -1, the layers their
+ * indexes, a final config (the second config, after a provisional one) one past the last
+ * layer. Stateful: one per stream.
+ */
+export function elementPositions(): (e: ImageElement) => number {
+  let configs = 0;
+  return (e) => {
+    if (e._tag !== 'Config') return e.layer.index;
+    return configs++ === 0 ? -1 : e.layers.length;
+  };
 }
 
 /** The output's `wants`, wrapped by each filter from the output back to the input. */
@@ -97,7 +105,7 @@ export async function runPipeline(options: PipelineOptions): Promise<OutputSumma
   });
   stream = handOver(effects, owner, Owners.output)(stream);
   if (output.order === 'manifest') {
-    stream = reorder<ImageElement>({ indexOf: elementPosition, first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
+    stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
   }
   const head = stream[Symbol.asyncIterator]();
   const guarded: AsyncIterable<ImageElement> = {

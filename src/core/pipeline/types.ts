@@ -3,13 +3,17 @@
  *
  * @module
  */
-import type { ImageElement, LayerDescriptor } from '../element.js';
+import type { ImageElement, LayerDescriptor, LayerForms } from '../element.js';
 import type { Effects } from '../ownership.js';
 
-/** The output's "do you still need this layer?" question, asked by the input before it fetches a layer. */
-export type WantsLayer = (layer: LayerDescriptor) => Promise<boolean>;
+/**
+ * The output's "which forms of this layer do you need?" question, asked by the input
+ * before it fetches a layer, wrapped by each filter on the way. Neither form means the
+ * output has the layer: the input sends it as `Skipped: present`.
+ */
+export type WantsLayer = (layer: LayerDescriptor) => Promise<LayerForms>;
 
-/** The order in which a stage needs layers. Config always comes first. */
+/** The order in which a stage needs layers. Config always comes first (see element.ts). */
 export type LayerOrder = 'manifest' | 'completion';
 
 export interface StageContext {
@@ -27,22 +31,27 @@ export interface InputContext extends StageContext {
 
 /**
  * A source of one image: yields its config first, then each layer (any order, each
- * carrying its manifest index). An owned payload's file belongs to the consumer once the
- * element is delivered; files the input never delivered are its own to release.
+ * carrying its manifest index) in the forms `wants` asked for. An owned payload's files
+ * belong to the consumer once the element is delivered; files the input never delivered
+ * are its own to release.
  */
 export interface ImageInput {
   readonly description: string;
   elements(ctx: InputContext): AsyncIterable<ImageElement>;
   /** Network counters for the summary (inputs that talk HTTP). */
-  stats?(): { readonly retries: number; readonly rateLimited: number; readonly requests: number };
+  stats?(): { readonly retries: number; readonly rateLimited: number; readonly requests: number; readonly inflated?: number };
   /** Release connections; called once by whoever opened the input, after the run. */
   close?(): Promise<void>;
 }
 
-/** A stream transform. A filter releases every owned file it drops or replaces. */
+/**
+ * A stream transform. A filter releases every owned file it drops or replaces. One that
+ * changes layers marks the first config `provisional` and sends the final config after
+ * the last layer (see element.ts).
+ */
 export interface ImageFilter {
   readonly name: string;
-  /** Content-changing filters answer "yes" so the output never skips a layer it cannot recognise. */
+  /** Content-changing filters ask for the tar of every layer, so the output never skips a layer it cannot recognise. */
   wants?(inner: WantsLayer): WantsLayer;
   apply(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncIterable<ImageElement>;
 }
@@ -55,6 +64,10 @@ export interface OutputSummary {
   readonly bytes: number;
   /** Layers that had to be copied because the temp dir is on another filesystem. */
   readonly copiedAcrossDevices: number;
+  /** Layers decompressed by an `Inflate` effect on the way into this output. */
+  readonly inflated?: number;
+  /** Layers compressed by a `Compress` effect on the way into this output. */
+  readonly compressed?: number;
 }
 
 /**

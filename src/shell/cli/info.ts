@@ -5,7 +5,7 @@
  * @module
  */
 import { Command, Option } from 'clipanion';
-import { type ConfigElement, releaseElement } from '../../core/element.js';
+import { type ConfigElement, Forms, releaseElement } from '../../core/element.js';
 import { inputError } from '../../core/errors.js';
 import { formatImageInfo, imageInfo, type ImageInfo } from '../../core/image-info.js';
 import { printableJson } from '../../core/printable.js';
@@ -51,7 +51,7 @@ export class InfoCommand extends GlobalCommand {
         info = await withSignals(
           () => TempScope.open({ parent: settings.tempDir }).catch((e: unknown) => Promise.reject(runDirError(settings.tempDir, e))),
           reporter,
-          async (signal, scope) => imageInfo(await firstConfig(input.elements({ effects: scope, signal, owner: 'input', wants: async () => false, parallelism: 1 }), scope)),
+          async (signal, scope) => imageInfo(await firstConfig(input.elements({ effects: scope, signal, owner: 'input', wants: async () => Forms.none, parallelism: 1 }), scope)),
         );
       }
     } finally {

@@ -76,7 +76,16 @@ export class ProcessCommand extends GlobalCommand {
     const seconds = (performance.now() - started) / 1000;
     if (settings.outputFormat === 'json') {
       this.context.stdout.write(
-        `${JSON.stringify({ ...summary, images: 1, seconds: Number(seconds.toFixed(3)), retries: net?.retries ?? 0, rateLimited: net?.rateLimited ?? 0 })}\n`,
+        `${JSON.stringify({
+          ...summary,
+          // Layers decompressed anywhere in the run: while downloading, or by an Inflate effect.
+          inflated: (summary.inflated ?? 0) + (net?.inflated ?? 0),
+          compressed: summary.compressed ?? 0,
+          images: 1,
+          seconds: Number(seconds.toFixed(3)),
+          retries: net?.retries ?? 0,
+          rateLimited: net?.rateLimited ?? 0,
+        })}\n`,
       );
     }
     const skipped = summary.layersSkipped > 0 ? ` (${summary.layersSkipped} skipped)` : '';

@@ -71,5 +71,9 @@ export function describeEffect(e: OwnershipEffect): string {
       return `move #${e.file.id} into ${e.destination} (${e.owner})`;
     case 'Release':
       return `release #${e.file.id} (${e.owner})`;
+    case 'Inflate':
+      return `inflate #${e.source.id} (${e.compression}) into a new temp file for ${e.owner}`;
+    case 'Compress':
+      return `compress #${e.source.id} with ${e.compression} into a new temp file for ${e.owner}`;
   }
 }

@@ -10,8 +10,9 @@ import { Command, Option } from 'clipanion';
 import { usageError } from '../../core/errors.js';
 import { formatSearchReport, searchMatcher, SearchFilter, type SearchReport, searchReportJson } from '../../core/filters/search.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
-import type { ImageElement } from '../../core/element.js';
-import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
+import { payloadBytes, releaseElement } from '../../core/element.js';
+import { copyInto } from '../../core/pipeline/copy-image.js';
+import type { ImageOutput } from '../../core/pipeline/types.js';
 import { readLayerFile } from '../check-layers.js';
 import { printableJson, printableLines } from '../../core/printable.js';
 import { openInput } from '../endpoints.js';
@@ -22,25 +23,19 @@ import { runInScope } from './run-pipeline.js';
 
 /** The end of a search-only pipeline: counts what arrives and releases every layer file. */
 export function discardOutput(): ImageOutput {
-  return {
+  return copyInto<null>({
     description: 'search',
     order: 'completion',
-    wants: async () => true,
-    async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
-      let layers = 0;
-      let skipped = 0;
-      let bytes = 0;
-      for await (const element of elements) {
-        if (element._tag !== 'Layer') continue;
-        layers++;
-        if (element.payload._tag === 'Owned') {
-          bytes += element.payload.size;
-          await ctx.effects.perform({ _tag: 'Release', file: element.payload.file, owner: ctx.owner });
-        } else skipped++;
-      }
-      return { destination: 'search', layers, layersSkipped: skipped, bytes, copiedAcrossDevices: 0 };
+    needs: { _tag: 'Tar' },
+    begin: async () => undefined,
+    putConfig: async () => undefined,
+    async putLayer(layer, payload, ctx) {
+      await releaseElement(ctx.effects, ctx.owner)({ _tag: 'Layer', layer, payload });
+      return { stored: null, bytes: payloadBytes(payload) };
     },
-  };
+    commit: async () => ({ destination: 'search' }),
+    abort: async () => undefined,
+  });
 }
 
 export class SearchCommand extends GlobalCommand {

@@ -122,22 +122,60 @@ function digestOf(h: Hash): Digest {
   return d.right;
 }
 
+/** What a {@link BlobSink} measured. */
+export interface SinkResult {
+  readonly rawDigest: Digest;
+  readonly rawSize: number;
+  /** Decompressed (or sniffed, or declared when nothing was decompressed). */
+  readonly compression: Compression;
+  /** sha256 and size of the decompressed bytes, when a tar file was written. */
+  readonly content?: { readonly digest: Digest; readonly size: number };
+}
+
+/** Where a {@link BlobSink} writes: the uncompressed tar, the bytes as given, or both. */
+export interface SinkTargets {
+  /** Existing empty file for the decompressed bytes. */
+  readonly tar?: string;
+  /** Existing empty file for the bytes as given (the blob itself). */
+  readonly blob?: string;
+}
+
 /**
- * A push-based writer for one blob: hashes the bytes as given, decompresses, hashes and
- * counts the result, writes it to the existing file at `path` (opened `r+`, so a file
- * the scope already removed is never recreated). Writes may continue across several
- * source streams, which is how an interrupted download resumes with `Range`.
+ * A push-based writer for one blob: hashes the bytes as given and, in one pass, writes
+ * them to the blob file and/or decompresses them, hashing and counting the result, into
+ * the tar file. Files are opened `r+`, so a file the scope already removed is never
+ * recreated. Writes may continue across several source streams, which is how an
+ * interrupted download resumes with `Range`.
  */
 export class BlobSink {
   private readonly raw = createHash('sha256');
   private rawSize = 0;
-  private readonly decompress: Decompressor;
+  private head: Buffer | undefined = Buffer.alloc(0);
+  private readonly decompress: Decompressor | undefined;
   private readonly content = new HashCount();
-  private readonly done: Promise<void>;
+  private readonly blobOut: ReturnType<typeof createWriteStream> | undefined;
+  private readonly done: Promise<unknown>;
 
-  constructor(path: string, compression: Compression | 'sniff') {
-    this.decompress = new Decompressor(compression);
-    this.done = pipeline(this.decompress, this.content, createWriteStream(path, { flags: 'r+', highWaterMark: 1 << 20 }));
+  constructor(
+    targets: string | SinkTargets,
+    private readonly compression: Compression | 'sniff',
+  ) {
+    const t: SinkTargets = typeof targets === 'string' ? { tar: targets } : targets;
+    const pending: Promise<unknown>[] = [];
+    if (t.tar !== undefined) {
+      this.decompress = new Decompressor(compression);
+      pending.push(pipeline(this.decompress, this.content, createWriteStream(t.tar, { flags: 'r+', highWaterMark: 1 << 20 })));
+    }
+    if (t.blob !== undefined) {
+      const out = createWriteStream(t.blob, { flags: 'r+', highWaterMark: 1 << 20 });
+      this.blobOut = out;
+      pending.push(new Promise<void>((resolve, reject) => {
+        out.once('finish', resolve);
+        out.once('error', reject);
+        out.once('close', () => (out.writableFinished ? resolve() : reject(out.errored ?? new Error('blob file closed early'))));
+      }));
+    }
+    this.done = Promise.all(pending);
     this.done.catch(() => undefined); // observed through write()/end()
   }
 
@@ -149,24 +187,32 @@ export class BlobSink {
   async write(chunk: Uint8Array): Promise<void> {
     this.raw.update(chunk);
     this.rawSize += chunk.length;
-    if (!this.decompress.write(chunk)) await Promise.race([once(this.decompress, 'drain'), this.done]);
+    if (this.head !== undefined && this.head.length < 4) this.head = Buffer.concat([this.head, chunk]).subarray(0, 4);
+    const waits: Promise<unknown>[] = [];
+    if (this.blobOut && !this.blobOut.write(chunk)) waits.push(once(this.blobOut, 'drain'));
+    if (this.decompress && !this.decompress.write(chunk)) waits.push(once(this.decompress, 'drain'));
+    if (waits.length > 0) await Promise.race([Promise.all(waits), this.done]);
   }
 
-  async end(): Promise<SpoolResult> {
-    this.decompress.end();
+  async end(): Promise<SinkResult> {
+    this.decompress?.end();
+    this.blobOut?.end();
     await this.done;
+    const rawDigest = digestOf(this.raw);
+    const declared = this.compression === 'sniff' ? sniffCompression(this.head ?? new Uint8Array()) : this.compression;
     return {
-      rawDigest: digestOf(this.raw),
+      rawDigest,
       rawSize: this.rawSize,
-      contentDigest: digestOf(this.content.hash),
-      contentSize: this.content.size,
-      compression: this.decompress.chosen,
+      compression: this.decompress ? this.decompress.chosen : declared,
+      // Without a tar file nothing was decompressed: the content is unknown.
+      ...(this.decompress ? { content: { digest: digestOf(this.content.hash), size: this.content.size } } : {}),
     };
   }
 
-  /** Stop writing (on failure); the file is left for its owner to release. */
+  /** Stop writing (on failure); the files are left for their owner to release. */
   async abort(reason: Error): Promise<void> {
-    this.decompress.destroy(reason);
+    this.decompress?.destroy(reason);
+    this.blobOut?.destroy(reason);
     await this.done.catch(() => undefined);
   }
 }
@@ -183,7 +229,9 @@ export async function spoolToFile(
       if (options.signal?.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
       await sink.write(chunk);
     }
-    return await sink.end();
+    const r = await sink.end();
+    const content = r.content as { digest: Digest; size: number };
+    return { rawDigest: r.rawDigest, rawSize: r.rawSize, contentDigest: content.digest, contentSize: content.size, compression: r.compression };
   } catch (e) {
     await sink.abort(e instanceof Error ? e : new Error(String(e)));
     throw e;

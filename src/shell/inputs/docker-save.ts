@@ -29,7 +29,7 @@ import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codec
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, describeDigestError, parseDigest } from '../../core/digest.js';
-import type { ConfigElement, ImageElement, LayerDescriptor, LayerElement } from '../../core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
@@ -136,7 +136,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   const wants = (d: LayerDescriptor): Promise<boolean> => {
     let answer = answers.get(d.index);
     if (!answer) {
-      answer = ctx.wants(d);
+      answer = ctx.wants(d).then(wantsAny);
       answers.set(d.index, answer);
     }
     return answer;
@@ -291,7 +291,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
             yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
           } else if (await wants(layer.descriptor)) {
             handedOff = true;
-            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Owned', file: s.file, size: s.result.contentSize } };
+            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } } };
           } else {
             yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
           }

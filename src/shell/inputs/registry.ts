@@ -11,7 +11,8 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../core/element.js';
+import { type ConfigElement, dataPayload, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
+import type { TempFile } from '../../core/ownership.js';
 import { digestError, inputError, OccystrapError } from '../../core/errors.js';
 import { layerCompression } from '../../core/media-types.js';
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
@@ -71,6 +72,7 @@ export class RegistryInput implements ImageInput {
       diffId: diffIds[index] as Digest,
       mediaType: l.mediaType,
       size: l.size,
+      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
     }));
     const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, ...(ref.digest ? { digest: ref.digest } : {}) };
     return {
@@ -83,9 +85,12 @@ export class RegistryInput implements ImageInput {
     return this.fetch(ctx);
   }
 
+  /** Layers decompressed while downloading (a tar was asked for). */
+  private inflated = 0;
+
   stats() {
     const s = this.options.http.stats;
-    return { retries: s.retries, rateLimited: s.rateLimited, requests: s.requests };
+    return { retries: s.retries, rateLimited: s.rateLimited, requests: s.requests, inflated: this.inflated };
   }
 
   async close(): Promise<void> {
@@ -105,10 +110,17 @@ export class RegistryInput implements ImageInput {
     const fetchLayer = async (layer: LayerDescriptor, taskSignal: AbortSignal): Promise<LayerElement> => {
       const blob = blobs[layer.index] as (typeof blobs)[number];
       if (firstIndexOf.get(blob.digest) !== layer.index) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-      if (!(await ctx.wants(layer))) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
-      const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${digestHex(blob.digest).slice(0, 16)}` });
+      const forms = await ctx.wants(layer);
+      if (!wantsAny(forms)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
+      const hex = digestHex(blob.digest).slice(0, 16);
+      const made: TempFile[] = [];
       try {
-        const sink = new BlobSink(file.path, layerCompression(blob.mediaType) ?? 'sniff');
+        // One pass over the download: the blob as sent and/or its decompressed tar.
+        const tarFile = forms.tar ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
+        if (tarFile) made.push(tarFile);
+        const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
+        if (blobFile) made.push(blobFile);
+        const sink = new BlobSink({ ...(tarFile ? { tar: tarFile.path } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, layerCompression(blob.mediaType) ?? 'sniff');
         let result;
         try {
           await this.client.downloadBlob(blob, sink, this.options.retries, taskSignal);
@@ -121,12 +133,15 @@ export class RegistryInput implements ImageInput {
         if (result.rawDigest !== blob.digest) {
           throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
         }
-        if (result.contentDigest !== layer.diffId) {
-          throw digestError(`${this.options.label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.contentDigest}, but the config's diff_id is ${layer.diffId}`);
+        if (result.content && result.content.digest !== layer.diffId) {
+          throw digestError(`${this.options.label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}`);
         }
-        return { _tag: 'Layer', layer, payload: { _tag: 'Owned', file, size: result.contentSize } };
+        if (result.content && result.compression !== 'none') this.inflated++;
+        const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
+        const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression: result.compression } : undefined;
+        return { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) };
       } catch (e) {
-        await effects.perform({ _tag: 'Release', file, owner });
+        for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
         throw e;
       }
     };

@@ -20,9 +20,10 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, repoTag } from '../../core/element.js';
+import { type ConfigElement, type DataPayload, type LayerDescriptor, releaseElement, repoTag, tarOf } from '../../core/element.js';
 import { OccystrapError, outputError } from '../../core/errors.js';
-import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
+import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
+import type { StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { type Catalog, catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
 import { publishMode, writeFileAtomically } from '../fs/atomic.js';
@@ -52,13 +53,35 @@ export interface DirOutputOptions {
 
 const CATALOG = 'catalog.json';
 
-export class DirOutput implements ImageOutput {
+/** What one run into the store keeps: what it added (for rollback), its lock, its store operations. */
+interface DirRun {
+  readonly root: string;
+  /** The top directory this run created, when it created the store. */
+  createdRoot: string | undefined;
+  /** Files and directories this run created, in creation order. */
+  readonly added: string[];
+  /** Store operations under way; a forced rollback waits a moment for them. */
+  readonly inFlight: Set<Promise<void>>;
+  lock: StoreLock | undefined;
+  restoreManifest: (() => Promise<void>) | undefined;
+  undoing: Promise<void> | undefined;
+  untrack: () => void;
+  /** The last store operation per layer path (two layers with one diff_id go one after the other). */
+  readonly storing: Map<string, Promise<void>>;
+}
+
+/**
+ * The `dir://` destination operations: layers stored concurrently by rename, config on
+ * `putConfig`, manifest and catalog under the store's lock at commit.
+ */
+export class DirDestination implements ImageDestination<string> {
   readonly description: string;
   readonly order = 'completion' as const;
+  readonly needs = { _tag: 'Tar' } as const;
+  readonly concurrency: number;
   /** The store as given (absolute); its real path is resolved once it exists. */
   private readonly requested: string;
   private realRoot: string | undefined;
-  private readonly concurrency: number;
   /** Layers (by diff_id hex) whose stored file hashed to the diff_id, with that file's identity. */
   private readonly verified = new Map<string, FileIdentity>();
   private readonly verifying = new Map<string, Promise<boolean>>();
@@ -70,17 +93,17 @@ export class DirOutput implements ImageOutput {
   }
 
   /** A layer is present only if its file is a regular file whose sha256 is the diff_id. */
-  readonly wants = async (layer: LayerDescriptor): Promise<boolean> => {
+  async has(layer: LayerDescriptor): Promise<boolean> {
     const root = await this.resolveRoot();
     try {
-      return root === undefined || !(await this.layerVerified(root, layer.diffId));
+      return root !== undefined && (await this.layerVerified(root, layer.diffId));
     } catch (e) {
       // A bad entry (e.g. a linked layer directory) is refused when the layer arrives,
       // where the error is the output's own.
-      if (OccystrapError.is(e) && e.code === 'EOUTPUT') return true;
+      if (OccystrapError.is(e) && e.code === 'EOUTPUT') return false;
       throw e;
     }
-  };
+  }
 
   /** The store's real path (the user may give a symlink); undefined while it does not exist. */
   private async resolveRoot(): Promise<string | undefined> {
@@ -151,9 +174,18 @@ export class DirOutput implements ImageOutput {
     return check;
   }
 
-  async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
-    const { effects, owner } = ctx;
-    const added: string[] = []; // files and directories this run created, in creation order
+  // ---- the run (one per destination object) ----------------------------------------
+
+  private run: DirRun | undefined;
+
+  private current(): DirRun {
+    if (!this.run) throw new Error(`${this.description}: no run under way`);
+    return this.run;
+  }
+
+  /** Create the store if needed, register the forced-exit rollback, check the catalog. */
+  async begin(config: ConfigElement): Promise<void> {
+    if (this.run) throw outputError(`${this.description}: a second config arrived in one run`);
     let createdRoot: string | undefined;
     try {
       const st = await fs.stat(this.requested);
@@ -167,166 +199,170 @@ export class DirOutput implements ImageOutput {
       }
     }
     const root = (await this.resolveRoot()) as string;
-
+    const run: DirRun = { root, createdRoot, added: [], inFlight: new Set(), lock: undefined, restoreManifest: undefined, undoing: undefined, untrack: () => undefined, storing: new Map() };
+    this.run = run;
     // Until the run has finished, a forced exit removes what it added (see partial-outputs.ts).
-    let lock: StoreLock | undefined;
-    let restoreManifest: (() => Promise<void>) | undefined;
-    let undoing: Promise<void> | undefined;
-    // Store operations under way (config writes, layer moves). A forced rollback waits a
-    // moment for them, so a file renamed in just after it started is not left behind.
-    const inFlight = new Set<Promise<void>>();
-    const undo = (forced: boolean) => (undoing ??= (async () => {
-      if (forced) await settledWithin([...inFlight], FORCED_UNDO_WAIT_MS);
+    run.untrack = trackPartialOutput(() => this.undo(run, true));
+    // Fail before any layer is fetched if the catalog cannot be merged.
+    await this.readCatalog(root);
+    const manifestName = manifestFileName(config.image, this.options.uniqueNames);
+    const manifestEntry = await lstatEntry(path.join(root, manifestName));
+    if (manifestEntry.kind !== 'missing' && manifestEntry.kind !== 'file') throw this.badEntry(manifestName, manifestEntry.kind);
+  }
+
+  async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
+    const run = this.current();
+    await this.track(run, async () => {
+      const outcome = await this.storeConfig(run.root, config, ctx);
+      if (outcome === 'added') run.added.push(path.join(run.root, savedConfigPath(config.digest)));
+    });
+  }
+
+  /** A store operation the forced rollback waits for. */
+  private async track(run: DirRun, op: () => Promise<void>): Promise<void> {
+    const done = op();
+    const tracked = done.catch(() => undefined).then(() => {
+      run.inFlight.delete(tracked);
+    });
+    run.inFlight.add(tracked);
+    await done;
+  }
+
+  async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
+    const { effects, owner } = ctx;
+    const run = this.current();
+    const relative = savedLayerPath(layer.diffId);
+    const tar = tarOf(payload);
+    if (!tar) {
+      await releaseElement(effects, owner)({ _tag: 'Layer', layer, payload });
+      throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
+    }
+    const diffId = layer.diffId;
+    const hex = digestHex(diffId);
+    const root = run.root;
+    const dir = path.join(root, hex);
+    const destination = path.join(root, relative);
+    const store = async (): Promise<PutLayerResult<string>> => {
+      try {
+        if ((await this.layerDirState(root, hex)) === 'missing') {
+          try {
+            await fs.mkdir(dir);
+            run.added.push(dir);
+          } catch (e) {
+            if ((e as { code?: string }).code !== 'EEXIST') throw e;
+            await this.layerDirState(root, hex);
+          }
+        }
+        if (await this.layerVerified(root, diffId)) {
+          // Same diff_id already stored and verified: keep the stored file.
+          await effects.perform({ _tag: 'Release', file: tar.file, owner });
+          return { stored: relative, bytes: 0, kept: true };
+        }
+        // Missing, or not this layer (garbage, a link, a FIFO): the rename replaces the
+        // entry itself, never a link's target.
+        const before = await lstatEntry(destination);
+        await publishMode(tar.file.path);
+        const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: tar.file, owner, destination });
+        if (before.kind === 'missing') run.added.push(destination);
+        const now = await lstatEntry(destination);
+        if (now.stats && now.kind === 'file') this.verified.set(hex, identityOf(now.stats));
+        return { stored: relative, bytes: tar.size, copiedAcrossDevices: reply.copied };
+      } catch (e) {
+        // Still ours if the move did not happen.
+        await effects.perform({ _tag: 'Release', file: tar.file, owner }).catch(() => undefined);
+        throw e;
+      }
+    };
+    // Layers are stored concurrently (a cross-filesystem copy must not stall the next
+    // one); two layers with one diff_id are stored one after the other.
+    const previous = run.storing.get(relative) ?? Promise.resolve();
+    const task = previous.then(store, store);
+    run.storing.set(
+      relative,
+      task.then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
+    let result: PutLayerResult<string> | undefined;
+    await this.track(run, async () => {
+      result = await task;
+    });
+    return result as PutLayerResult<string>;
+  }
+
+  async commit(image: CommittedImage<string>, ctx: StageContext): Promise<{ destination: string }> {
+    const { effects, owner } = ctx;
+    const run = this.current();
+    const { root } = run;
+    const config = image.config;
+    const manifestName = manifestFileName(config.image, this.options.uniqueNames);
+    const tag = repoTag(config.image);
+    const manifest = dirManifestBytes({
+      configPath: savedConfigPath(config.digest),
+      layerPaths: config.layers.map((l) => savedLayerPath(l.diffId)),
+      repoTags: tag ? [tag] : [],
+      ...(this.options.uniqueNames ? { imageName: config.image.name } : {}),
+    });
+    const manifestPath = path.join(root, manifestName);
+
+    // The read-merge-write of the metadata is one critical section per store.
+    run.lock = await this.lock(root, ctx.signal);
+    for (const layer of config.layers) {
+      if (!(await this.layerVerified(root, layer.diffId))) {
+        throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
+      }
+    }
+    const storedConfig = await readRegularFile(path.join(root, savedConfigPath(config.digest)), MAX_JSON_BYTES).catch(() => undefined);
+    if (storedConfig === undefined || Buffer.compare(Buffer.from(storedConfig), Buffer.from(config.raw)) !== 0) {
+      throw outputError(`${this.description}: ${savedConfigPath(config.digest)} is missing from the store or changed; run again`);
+    }
+    // Read the catalog before touching any metadata, so a bad catalog changes nothing.
+    const catalog = await this.readCatalog(root);
+    const previousManifest = await this.readMetadata(root, manifestName);
+    if (previousManifest === undefined) run.added.push(manifestPath);
+    else run.restoreManifest = () => writeFileAtomically(effects, owner, manifestPath, previousManifest, 'manifest');
+    await writeFileAtomically(effects, owner, manifestPath, manifest, 'manifest');
+    await writeFileAtomically(effects, owner, path.join(root, CATALOG), catalogBytes(mergeCatalog(catalog, config.image, manifestName)), 'catalog');
+    // Committed: from here on nothing is rolled back.
+    run.added.length = 0;
+    run.restoreManifest = undefined;
+    run.createdRoot = undefined;
+    await run.lock.release();
+    run.untrack();
+    this.run = undefined;
+    return { destination: root };
+  }
+
+  async abort(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    try {
+      await Promise.allSettled([...run.inFlight]);
+      await this.undo(run, false);
+    } finally {
+      run.untrack();
+      this.run = undefined;
+    }
+  }
+
+  /** Remove what the run added (once); `forced` on a forced exit, when store operations may still be running. */
+  private undo(run: DirRun, forced: boolean): Promise<void> {
+    run.undoing ??= (async () => {
+      if (forced) await settledWithin([...run.inFlight], FORCED_UNDO_WAIT_MS);
       // Under the lock, so a concurrent run's manifest is either written before we look
       // (and its layers are spared) or checks its layers after we removed ours.
-      if (!lock && added.length > 0) lock = await acquireStoreLock(root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
+      if (!run.lock && run.added.length > 0) run.lock = await acquireStoreLock(run.root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
       try {
-        await restoreManifest?.();
-        await rollback(root, added);
+        await run.restoreManifest?.();
+        await rollback(run.root, run.added);
       } finally {
-        await lock?.release();
+        await run.lock?.release();
       }
       // Only empty directories: another run may be writing into a store this run created.
-      if (createdRoot) await removeEmptyDirs(this.requested, createdRoot);
-    })());
-    const untrack = trackPartialOutput(() => undo(true));
-    let config: ConfigElement | undefined;
-    const layerPaths = new Map<number, string>();
-    let bytes = 0;
-    let skipped = 0;
-    let copied = 0;
-    const storing = new Map<string, Promise<void>>();
-    let storeFailure: { error: unknown } | undefined;
-    try {
-      // Fail before any layer is fetched if the catalog cannot be merged.
-      await this.readCatalog(root);
-      for await (const element of elements) {
-        if (element._tag === 'Config') {
-          if (config) throw outputError(`${this.description}: a second config arrived in one run`);
-          config = element;
-          const manifestName = manifestFileName(element.image, this.options.uniqueNames);
-          const manifestEntry = await lstatEntry(path.join(root, manifestName));
-          if (manifestEntry.kind !== 'missing' && manifestEntry.kind !== 'file') throw this.badEntry(manifestName, manifestEntry.kind);
-          const configStored = this.storeConfig(root, element, ctx).then((outcome) => {
-            if (outcome === 'added') added.push(path.join(root, savedConfigPath(element.digest)));
-          });
-          const tracked = configStored.catch(() => undefined).then(() => {
-            inFlight.delete(tracked);
-          });
-          inFlight.add(tracked);
-          await configStored;
-          continue;
-        }
-        const relative = savedLayerPath(element.layer.diffId);
-        layerPaths.set(element.layer.index, relative);
-        const payload = element.payload;
-        if (payload._tag === 'Skipped') {
-          skipped++;
-          continue;
-        }
-        const diffId = element.layer.diffId;
-        const hex = digestHex(diffId);
-        const dir = path.join(root, hex);
-        const destination = path.join(root, relative);
-        const store = async () => {
-          try {
-            if ((await this.layerDirState(root, hex)) === 'missing') {
-              try {
-                await fs.mkdir(dir);
-                added.push(dir);
-              } catch (e) {
-                if ((e as { code?: string }).code !== 'EEXIST') throw e;
-                await this.layerDirState(root, hex);
-              }
-            }
-            if (await this.layerVerified(root, diffId)) {
-              // Same diff_id already stored and verified: keep the stored file.
-              await effects.perform({ _tag: 'Release', file: payload.file, owner });
-              skipped++;
-              return;
-            }
-            // Missing, or not this layer (garbage, a link, a FIFO): the rename replaces the
-            // entry itself, never a link's target.
-            const before = await lstatEntry(destination);
-            await publishMode(payload.file.path);
-            const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: payload.file, owner, destination });
-            if (before.kind === 'missing') added.push(destination);
-            const now = await lstatEntry(destination);
-            if (now.stats && now.kind === 'file') this.verified.set(hex, identityOf(now.stats));
-            if (reply.copied) copied++;
-            bytes += payload.size;
-          } catch (e) {
-            // Still ours if the move did not happen.
-            await effects.perform({ _tag: 'Release', file: payload.file, owner }).catch(() => undefined);
-            throw e;
-          }
-        };
-        // Layers are stored concurrently (a cross-filesystem copy must not stall the
-        // next one); two layers with one diff_id are stored one after the other.
-        const previous = storing.get(relative) ?? Promise.resolve();
-        const task = previous.then(store, store);
-        storing.set(relative, task);
-        const tracked: Promise<void> = task.then(
-          () => {
-            inFlight.delete(tracked);
-          },
-          (e: unknown) => {
-            inFlight.delete(tracked);
-            storeFailure ??= { error: e };
-          },
-        );
-        inFlight.add(tracked);
-        if (inFlight.size >= this.concurrency) await Promise.race(inFlight);
-        if (storeFailure) throw storeFailure.error;
-      }
-      await Promise.all(inFlight);
-      if (storeFailure) throw (storeFailure as { error: unknown }).error;
-      if (!config) throw outputError(`${this.description}: the input produced no image`);
-      if (layerPaths.size !== config.layers.length) {
-        throw outputError(`${this.description}: got ${layerPaths.size} of ${config.layers.length} layers`);
-      }
-      const image = config.image;
-      const manifestName = manifestFileName(image, this.options.uniqueNames);
-      const tag = repoTag(image);
-      const manifest = dirManifestBytes({
-        configPath: savedConfigPath(config.digest),
-        layerPaths: config.layers.map((l) => layerPaths.get(l.index) as string),
-        repoTags: tag ? [tag] : [],
-        ...(this.options.uniqueNames ? { imageName: image.name } : {}),
-      });
-      const manifestPath = path.join(root, manifestName);
-
-      // The read-merge-write of the metadata is one critical section per store.
-      lock = await this.lock(root, ctx.signal);
-      for (const layer of config.layers) {
-        if (!(await this.layerVerified(root, layer.diffId))) {
-          throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
-        }
-      }
-      const storedConfig = await readRegularFile(path.join(root, savedConfigPath(config.digest)), MAX_JSON_BYTES).catch(() => undefined);
-      if (storedConfig === undefined || Buffer.compare(Buffer.from(storedConfig), Buffer.from(config.raw)) !== 0) {
-        throw outputError(`${this.description}: ${savedConfigPath(config.digest)} is missing from the store or changed; run again`);
-      }
-      // Read the catalog before touching any metadata, so a bad catalog changes nothing.
-      const catalog = await this.readCatalog(root);
-      const previousManifest = await this.readMetadata(root, manifestName);
-      if (previousManifest === undefined) added.push(manifestPath);
-      else restoreManifest = () => writeFileAtomically(effects, owner, manifestPath, previousManifest, 'manifest');
-      await writeFileAtomically(effects, owner, manifestPath, manifest, 'manifest');
-      await writeFileAtomically(effects, owner, path.join(root, CATALOG), catalogBytes(mergeCatalog(catalog, image, manifestName)), 'catalog');
-      // Committed: from here on nothing is rolled back.
-      added.length = 0;
-      restoreManifest = undefined;
-      createdRoot = undefined;
-      await lock.release();
-      return { destination: root, layers: config.layers.length, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
-    } catch (e) {
-      await Promise.allSettled([...inFlight]);
-      await undo(false);
-      throw e;
-    } finally {
-      untrack();
-    }
+      if (run.createdRoot) await removeEmptyDirs(this.requested, run.createdRoot);
+    })();
+    return run.undoing;
   }
 
   /**
@@ -442,5 +478,12 @@ async function removeEmptyDirs(dir: string, top: string): Promise<void> {
       return;
     }
     if (d === top || path.dirname(d) === d) return;
+  }
+}
+
+/** `dir://` as an output: the copy loop into a {@link DirDestination}. */
+export class DirOutput extends CopyOutput<string> {
+  constructor(options: DirOutputOptions) {
+    super(new DirDestination(options));
   }
 }

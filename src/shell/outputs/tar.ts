@@ -13,10 +13,11 @@ import { constants, createReadStream, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { type ConfigElement, type ImageElement, repoTag } from '../../core/element.js';
+import { type ConfigElement, type DataPayload, type LayerDescriptor, releaseElement, repoTag, tarOf } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import type { TempFile } from '../../core/ownership.js';
-import type { ImageOutput, OutputSummary, StageContext } from '../../core/pipeline/types.js';
+import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
+import type { StageContext } from '../../core/pipeline/types.js';
 import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { publishMode } from '../fs/atomic.js';
 import { describeKind, kindOf } from '../fs/store-fs.js';
@@ -102,10 +103,26 @@ class TarWriter {
   }
 }
 
-export class TarOutput implements ImageOutput {
+/** The archive being written: its temp file, handle and writer. */
+interface OpenArchive {
+  readonly file: TempFile;
+  readonly target: string;
+  handle: FileHandle | undefined;
+  readonly writer: TarWriter;
+  /** Layer paths already in the archive (two layers with one diff_id are stored once). */
+  readonly written: Set<string>;
+}
+
+/**
+ * The `tar://` destination operations. Layers come in manifest order, one at a time; the
+ * config entry is written when the final config is known (first, or after the layers
+ * when a filter rewrote them), `manifest.json` and `repositories` at commit.
+ */
+export class TarDestination implements ImageDestination<string> {
   readonly description: string;
   readonly order = 'manifest' as const;
-  readonly wants = async () => true;
+  readonly needs = { _tag: 'Tar' } as const;
+  private archive: OpenArchive | undefined;
 
   constructor(private readonly options: TarOutputOptions) {
     this.description = options.label ?? `tar://${options.path}`;
@@ -144,78 +161,89 @@ export class TarOutput implements ImageOutput {
     throw outputError(`${this.description}: ${target} is ${describeKind(kindOf(st))}${through}, not a regular file; refusing to replace it; give the path of a new or regular file`);
   }
 
-  async consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
-    const { effects, owner } = ctx;
+  private open(): OpenArchive {
+    if (!this.archive) throw new Error(`${this.description}: the archive is not open`);
+    return this.archive;
+  }
+
+  async begin(_config: ConfigElement, ctx: StageContext): Promise<void> {
+    if (this.archive) throw outputError(`${this.description}: one image per archive`);
     const target = path.resolve(this.options.path);
     await this.checkParent(target);
     await this.checkTarget(target);
-    const archive: TempFile = await effects.perform({ _tag: 'CreateTemp', owner, purpose: 'archive', location: { _tag: 'Beside', target } });
-    let out: FileHandle | undefined;
-    const closeOut = async () => {
-      const handle = out;
-      out = undefined;
-      await handle?.close();
-    };
-    let config: ConfigElement | undefined;
-    const layerPaths: string[] = [];
-    const written = new Set<string>();
-    let layerBytes = 0;
-    let skipped = 0;
+    const file = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: 'archive', location: { _tag: 'Beside', target } });
+    let handle: FileHandle;
     try {
       // r+: a temp file the scope already removed is never recreated.
-      out = await fs.open(archive.path, constants.O_RDWR);
-      const writer = new TarWriter(out, archive.path);
-      for await (const element of elements) {
-        if (element._tag === 'Config') {
-          if (config) throw outputError(`${this.description}: a second config arrived; one image per archive`);
-          config = element;
-          await writer.entry({ name: savedConfigPath(element.digest), type: 'file', size: element.raw.length }, element.raw);
-          continue;
-        }
-        if (!config) throw outputError(`${this.description}: a layer arrived before the config`);
-        const name = savedLayerPath(element.layer.diffId);
-        layerPaths.push(name);
-        const payload = element.payload;
-        if (payload._tag === 'Skipped') {
-          if (payload.reason === 'duplicate' || written.has(name)) {
-            skipped++;
-            continue;
-          }
-          throw outputError(`${this.description}: layer ${element.layer.index} arrived without data`);
-        }
-        try {
-          if (!written.has(name)) {
-            await writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
-            await writer.fileEntry(name, payload.file.path, payload.size);
-            written.add(name);
-            layerBytes += payload.size;
-          } else {
-            skipped++;
-          }
-        } finally {
-          await effects.perform({ _tag: 'Release', file: payload.file, owner });
-        }
-      }
-      if (!config) throw outputError(`${this.description}: the input produced no image`);
-      if (layerPaths.length !== config.layers.length) {
-        throw outputError(`${this.description}: got ${layerPaths.length} of ${config.layers.length} layers`);
-      }
-      const tag = repoTag(config.image);
-      const plan = { configPath: savedConfigPath(config.digest), layerPaths, repoTags: tag ? [tag] : [] };
-      const manifest = dockerSaveManifestBytes([plan]);
-      await writer.entry({ name: 'manifest.json', type: 'file', size: manifest.length }, manifest);
-      const repositories = repositoriesBytes([plan]);
-      if (repositories) await writer.entry({ name: 'repositories', type: 'file', size: repositories.length }, repositories);
-      await writer.finish();
-      await closeOut();
-      await publishMode(archive.path);
-      await this.checkTarget(target); // again: it may have been replaced while we wrote
-      await effects.perform({ _tag: 'MoveIntoPlace', file: archive, owner, destination: target });
-      return { destination: target, layers: layerPaths.length, layersSkipped: skipped, bytes: layerBytes, copiedAcrossDevices: 0 };
+      handle = await fs.open(file.path, constants.O_RDWR);
     } catch (e) {
-      await closeOut().catch(() => undefined);
-      await effects.perform({ _tag: 'Release', file: archive, owner }).catch(() => undefined);
+      await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner }).catch(() => undefined);
       throw e;
     }
+    this.archive = { file, target, handle, writer: new TarWriter(handle, file.path), written: new Set() };
+  }
+
+  async putConfig(config: ConfigElement): Promise<void> {
+    await this.open().writer.entry({ name: savedConfigPath(config.digest), type: 'file', size: config.raw.length }, config.raw);
+  }
+
+  async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
+    const tar = tarOf(payload);
+    try {
+      if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
+      const archive = this.open();
+      const name = savedLayerPath(layer.diffId);
+      if (archive.written.has(name)) return { stored: name, bytes: 0, kept: true };
+      await archive.writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+      await archive.writer.fileEntry(name, tar.file.path, tar.size);
+      archive.written.add(name);
+      return { stored: name, bytes: tar.size };
+    } finally {
+      await releaseElement(ctx.effects, ctx.owner)({ _tag: 'Layer', layer, payload });
+    }
+  }
+
+  async commit(image: CommittedImage<string>, ctx: StageContext): Promise<{ destination: string }> {
+    const archive = this.open();
+    const { config } = image;
+    const layerPaths = image.layers.map((r) => {
+      if (r._tag === 'Present') throw outputError(`${this.description}: layer ${r.layer.index} arrived without data`);
+      return savedLayerPath(r.layer.diffId);
+    });
+    const tag = repoTag(config.image);
+    const plan = { configPath: savedConfigPath(config.digest), layerPaths, repoTags: tag ? [tag] : [] };
+    const manifest = dockerSaveManifestBytes([plan]);
+    await archive.writer.entry({ name: 'manifest.json', type: 'file', size: manifest.length }, manifest);
+    const repositories = repositoriesBytes([plan]);
+    if (repositories) await archive.writer.entry({ name: 'repositories', type: 'file', size: repositories.length }, repositories);
+    await archive.writer.finish();
+    await this.closeHandle();
+    await publishMode(archive.file.path);
+    await this.checkTarget(archive.target); // again: it may have been replaced while we wrote
+    await ctx.effects.perform({ _tag: 'MoveIntoPlace', file: archive.file, owner: ctx.owner, destination: archive.target });
+    this.archive = undefined;
+    return { destination: archive.target };
+  }
+
+  async abort(ctx: StageContext): Promise<void> {
+    const archive = this.archive;
+    if (!archive) return;
+    await this.closeHandle().catch(() => undefined);
+    await ctx.effects.perform({ _tag: 'Release', file: archive.file, owner: ctx.owner }).catch(() => undefined);
+    this.archive = undefined;
+  }
+
+  private async closeHandle(): Promise<void> {
+    const archive = this.archive;
+    const handle = archive?.handle;
+    if (archive) archive.handle = undefined;
+    await handle?.close();
+  }
+}
+
+/** `tar://` as an output: the copy loop into a {@link TarDestination}. */
+export class TarOutput extends CopyOutput<string> {
+  constructor(options: TarOutputOptions) {
+    super(new TarDestination(options));
   }
 }
