@@ -4,7 +4,7 @@
  *
  * Decisions where occystrap was ambiguous (docs/cli.md lists them):
  * - `scheme:rest` without `//` means `scheme://rest`; schemes are case-insensitive;
- *   `file` is `tar` and `directory` is `dir`.
+ *   aliases (`file` for `tar`, `directory` for `dir`) come from the shell's transport table.
  * - For file-like schemes everything between `//` and `?` is the path, verbatim:
  *   `tar://a.tar` is relative, `tar:///abs/a.tar` absolute, `tar://localhost/p` is the
  *   relative path `localhost/p` (occystrap turned it into `/p`).
@@ -30,8 +30,6 @@ export interface ParsedUri {
   readonly body: string;
   readonly options: UriOptions;
 }
-
-const SCHEME_ALIASES: Record<string, string> = { file: 'tar', directory: 'dir' };
 
 export function coerceValue(raw: string): OptionValue {
   const lower = raw.toLowerCase();
@@ -74,12 +72,12 @@ export function parseQuery(query: string): E.Either<string, UriOptions> {
   return E.right(Object.fromEntries(out));
 }
 
-/** Split `scheme://body?query`. */
-export function parseUri(input: string): E.Either<string, ParsedUri> {
+/** Split `scheme://body?query`; a scheme in `aliases` (lowercase keys) becomes its value. */
+export function parseUri(input: string, aliases: Readonly<Record<string, string>>): E.Either<string, ParsedUri> {
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):(.*)$/s.exec(input);
   if (!m) return E.left(`${JSON.stringify(input)} has no scheme; write e.g. tar://FILE, dir://DIR or registry://HOST/NAME:TAG`);
   const rawScheme = (m[1] as string).toLowerCase();
-  const scheme = SCHEME_ALIASES[rawScheme] ?? rawScheme;
+  const scheme = Object.hasOwn(aliases, rawScheme) ? (aliases[rawScheme] as string) : rawScheme;
   let rest = m[2] as string;
   if (rest.startsWith('//')) rest = rest.slice(2);
   const q = rest.indexOf('?');

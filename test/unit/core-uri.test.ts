@@ -25,7 +25,8 @@ function err<A>(r: E.Either<string, A>): string {
   return r.left;
 }
 
-const uri = (s: string): ParsedUri => ok(parseUri(s));
+const ALIASES = { file: 'tar', directory: 'dir' };
+const uri = (s: string): ParsedUri => ok(parseUri(s, ALIASES));
 const ref = (s: string): RegistryReference => ok(parseRegistryReference(s));
 const filter = (s: string): FilterSpec => ok(parseFilterSpec(s));
 const hex = 'e'.repeat(64);
@@ -57,12 +58,12 @@ test('file-like bodies are verbatim between // and ?', () => {
 });
 
 test('input without a scheme is an error that shows an example', () => {
-  const e = err(parseUri('foo.tar'));
+  const e = err(parseUri('foo.tar', ALIASES));
   assert.match(e, /"foo.tar" has no scheme/);
   assert.match(e, /tar:\/\/FILE/);
-  err(parseUri('/abs/foo.tar'));
-  err(parseUri('1tar://x'));
-  err(parseUri(''));
+  err(parseUri('/abs/foo.tar', ALIASES));
+  err(parseUri('1tar://x', ALIASES));
+  err(parseUri('', ALIASES));
 });
 
 test('query values are coerced: integers, booleans, strings', () => {
@@ -94,7 +95,7 @@ test('a repeated key gives a list', () => {
 test('percent-escapes are decoded in keys and values, + is a space; bad escapes are errors', () => {
   assert.deepEqual(uri('tar://x?name=a%2Fb%3Ac&sp=a+b&k%20ey=v').options, { name: 'a/b:c', sp: 'a b', 'k ey': 'v' });
   assert.deepEqual(uri('tar://x?i=%31').options, { i: 1 });
-  const e = err(parseUri('tar://x?a=%zz'));
+  const e = err(parseUri('tar://x?a=%zz', ALIASES));
   assert.match(e, /bad percent-escape/);
   assert.match(e, /^tar:\/\/x\?a=%zz: /);
 });

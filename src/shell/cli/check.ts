@@ -14,24 +14,15 @@ import { Command, Option } from 'clipanion';
 import { CheckRun, checkReportJson, formatCheckText, type ManifestFacts } from '../../core/check.js';
 import { AbortError } from '../../core/errors.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
-import type { ImageInput } from '../../core/pipeline/types.js';
 import { checkOutput } from '../check-layers.js';
-import { isRegistryInput, openInput } from '../endpoints.js';
+import { type OpenedSource, openSource } from '../endpoints.js';
 import { Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
-/** Manifest facts from inputs that have a manifest (registry://); undefined for the others. */
-async function manifestFactsOf(input: ImageInput, signal: AbortSignal): Promise<ManifestFacts | undefined> {
-  if (!(isRegistryInput(input))) return undefined;
-  const { resolved } = await input.describe(signal);
-  const m = resolved.manifest;
-  return {
-    schemaVersion: m.schemaVersion,
-    mediaType: resolved.manifestMediaType,
-    config: { digest: m.config.digest, size: m.config.size },
-    layers: m.layers.map((l) => ({ mediaType: l.mediaType, size: l.size, digest: l.digest })),
-  };
+/** Manifest facts from sources that have a manifest to read on its own; undefined for the others. */
+async function manifestFactsOf(source: OpenedSource, signal: AbortSignal): Promise<ManifestFacts | undefined> {
+  return source.describe ? (await source.describe(signal)).manifest : undefined;
 }
 
 export class CheckCommand extends GlobalCommand {
@@ -59,13 +50,14 @@ export class CheckCommand extends GlobalCommand {
   override async execute(): Promise<number> {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
-    const input = await openInput(this.source, settings);
+    const source = await openSource(this.source, settings);
+    const input = source.input;
     const mode = this.fast ? 'fast' : 'full';
     const run = new CheckRun(mode);
 
     await runInScope(settings, reporter, async ({ effects, signal }) => {
       try {
-        const manifest = await manifestFactsOf(input, signal);
+        const manifest = await manifestFactsOf(source, signal);
         if (manifest) run.setManifest(manifest);
         await runPipeline({ input, output: checkOutput(run, mode), effects, signal, parallelism: settings.parallel });
       } catch (e) {

@@ -9,8 +9,7 @@ import { type ConfigElement, Forms, releaseElement } from '../../core/element.js
 import { inputError } from '../../core/errors.js';
 import { formatImageInfo, imageInfo, type ImageInfo } from '../../core/image-info.js';
 import { printableJson } from '../../core/printable.js';
-import { openInput } from '../endpoints.js';
-import { isRegistryInput } from '../endpoints.js';
+import { openSource } from '../endpoints.js';
 import { formatBytes, Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
 import { runDirError } from './run-pipeline.js';
@@ -37,16 +36,12 @@ export class InfoCommand extends GlobalCommand {
   override async execute(): Promise<number> {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
-    const input = await openInput(this.source, settings);
+    const { input, describe } = await openSource(this.source, settings);
     let info: ImageInfo;
     try {
-      if (isRegistryInput(input)) {
-        const { resolved, config } = await input.describe();
-        info = imageInfo(config, {
-          mediaType: resolved.manifestMediaType,
-          manifestDigest: resolved.manifestDigest,
-          blobDigests: resolved.manifest.layers.map((l) => l.digest),
-        });
+      if (describe) {
+        const { config, manifest } = await describe();
+        info = imageInfo(config, { mediaType: manifest.mediaType, manifestDigest: manifest.digest, blobDigests: manifest.layers.map((l) => l.digest) });
       } else {
         info = await withSignals(
           () => TempScope.open({ parent: settings.tempDir }).catch((e: unknown) => Promise.reject(runDirError(settings.tempDir, e))),

@@ -1,0 +1,46 @@
+/**
+ * What is derived from a transport table: the alias map, the messages for a scheme that is
+ * unknown, planned or not of the asked role, (later the help text). Each takes the table
+ * as a parameter, so tests can add an entry to a copy and see it everywhere.
+ *
+ * @module
+ */
+import { type DestinationRole, isPlanned, type PlannedRole, type SourceRole, type Transport, type TransportTable } from './types.js';
+
+export type RoleName = 'source' | 'destination';
+
+const OTHER: Record<RoleName, RoleName> = { source: 'destination', destination: 'source' };
+
+export function roleOf(transport: Transport, role: 'source'): SourceRole | PlannedRole | undefined;
+export function roleOf(transport: Transport, role: 'destination'): DestinationRole | PlannedRole | undefined;
+export function roleOf(transport: Transport, role: RoleName): SourceRole | DestinationRole | PlannedRole | undefined;
+export function roleOf(transport: Transport, role: RoleName): SourceRole | DestinationRole | PlannedRole | undefined {
+  return role === 'source' ? transport.source : transport.destination;
+}
+
+/** Alias → scheme, for parseUri. */
+export function aliasMap(table: TransportTable): Readonly<Record<string, string>> {
+  return Object.fromEntries(table.flatMap((t) => t.aliases.map((alias) => [alias, t.name])));
+}
+
+/** The schemes available in the role, as `name://`, in table order. */
+export function availableSchemes(table: TransportTable, role: RoleName): string[] {
+  return table.filter((t) => { const r = roleOf(t, role); return r !== undefined && !isPlanned(r); }).map((t) => `${t.name}://`);
+}
+
+/**
+ * The one-line message for a scheme that cannot be used in the role: unknown (with the
+ * list of what is), planned (the entry's own message), or only usable in the other role.
+ * Undefined when the scheme is available in the role.
+ */
+export function unavailableMessage(table: TransportTable, role: RoleName, scheme: string, uri: string): string | undefined {
+  const transport = table.find((t) => t.name === scheme);
+  const list = `${role}s: ${availableSchemes(table, role).join(', ')}`;
+  if (!transport) return `unknown ${role} scheme "${scheme}://" in ${uri}; ${list}`;
+  const wanted = roleOf(transport, role);
+  if (wanted !== undefined) return isPlanned(wanted) ? wanted.planned : undefined;
+  const other = roleOf(transport, OTHER[role]);
+  const what = transport.what ? ` (${transport.what})` : '';
+  const otherPlanned = other !== undefined && isPlanned(other) ? ' (planned)' : '';
+  return `${scheme}://${what} is only a ${OTHER[role]}${otherPlanned}, not a ${role}; ${list}`;
+}

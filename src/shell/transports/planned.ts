@@ -1,0 +1,46 @@
+/**
+ * Schemes of Python occystrap that are not available yet: each role says so, and what to
+ * use instead. When one is built it moves to its own module.
+ *
+ * @module
+ */
+import type { Transport } from './types.js';
+
+const NOT_YET = 'is not available in this version yet (it is planned)';
+
+export const dockerTransport: Transport = {
+  name: 'docker',
+  aliases: [],
+  source: { planned: `docker:// ${NOT_YET}; use "docker save -o FILE IMAGE" and tar://FILE` },
+  destination: { planned: `docker:// as a destination ${NOT_YET}; write tar://FILE and "docker load -i FILE"` },
+};
+
+export const dockerpushTransport: Transport = {
+  name: 'dockerpush',
+  aliases: [],
+  source: { planned: `dockerpush:// ${NOT_YET}` },
+  destination: { planned: `dockerpush:// ${NOT_YET}` },
+};
+
+export const quayTransport: Transport = {
+  name: 'quay',
+  aliases: [],
+  source: { planned: `quay:// ${NOT_YET}` },
+  destination: { planned: `quay:// ${NOT_YET}` },
+};
+
+export const ociTransport: Transport = {
+  name: 'oci',
+  what: 'an OCI runtime bundle',
+  aliases: [],
+  destination: { planned: `oci:// output ${NOT_YET}; use dir://` },
+};
+
+export const mountsTransport: Transport = {
+  name: 'mounts',
+  what: 'overlay mounts',
+  aliases: [],
+  destination: { planned: `mounts:// output ${NOT_YET}; use dir://` },
+};
+
+export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport, ociTransport, mountsTransport];

@@ -1,0 +1,79 @@
+// The transport table through the real CLI: per-role messages for planned schemes,
+// aliases, and the registry modules (undici) left unloaded by runs that do not use a registry.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { cleanEnv, errorLines, occystrap } from './cli-helpers.js';
+import { cleanupTmpDirs, fixturePath, repoRoot, run, tmpDir } from './fixtures.js';
+
+after(async () => {
+  await cleanupTmpDirs();
+});
+
+const SAMPLE = 'skopeo-legacy.tar';
+
+async function oneUsageLine(args: string[]): Promise<string> {
+  const r = await occystrap(args);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stdout, '');
+  const lines = errorLines(r.stderr);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  return lines[0] as string;
+}
+
+describe('planned schemes: one line per role', () => {
+  test('oci:// as a source says it is only a destination', async () => {
+    const tmp = await tmpDir('transports-');
+    const line = await oneUsageLine(['process', 'oci://x', `tar://${path.join(tmp, 'y.tar')}`]);
+    assert.match(line, /^occystrap: usage error: oci:\/\/ \(an OCI runtime bundle\) is only a destination \(planned\), not a source; sources: tar:\/\/, registry:\/\/$/);
+    assert.doesNotMatch(line, /output/);
+  });
+
+  test('oci:// as a destination says it is not available yet', async () => {
+    const tmp = await tmpDir('transports-');
+    const line = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, 'oci://y']);
+    assert.match(line, /oci:\/\/ output is not available in this version yet \(it is planned\); use dir:\/\//);
+  });
+
+  test('dir:// as a source names the sources', async () => {
+    const tmp = await tmpDir('transports-');
+    const line = await oneUsageLine(['info', `dir://${tmp}`]);
+    assert.match(line, /dir:\/\/ \(a layer store\) is only a destination, not a source; sources: tar:\/\/, registry:\/\//);
+  });
+});
+
+describe('aliases', () => {
+  test('directory:// is dir:// as a destination', async () => {
+    const tmp = await tmpDir('transports-');
+    const store = path.join(tmp, 'store');
+    const r = await occystrap(['--temp-dir', tmp, 'process', `file:${fixturePath(SAMPLE)}`, `Directory://${store}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(existsSync(path.join(store, 'manifest.json')));
+  });
+});
+
+describe('registry modules load only for registry:// URIs', () => {
+  // Runs the CLI's main() in a child and reports whether undici was loaded.
+  const script = (args: string[]) => `
+    import { createRequire } from 'node:module';
+    const { main } = await import(${JSON.stringify(path.join(repoRoot, 'dist', 'src', 'shell', 'cli', 'main.js'))});
+    const code = await main(${JSON.stringify(args)});
+    const loaded = Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/undici/'));
+    process.stdout.write(JSON.stringify({ code, loaded }));
+  `;
+  async function undiciLoaded(args: string[]): Promise<{ code: number; loaded: boolean }> {
+    const r = await run(process.execPath, ['--input-type=module', '-e', script(args)], { env: cleanEnv(), timeoutMs: 60_000 });
+    return JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{'))) as { code: number; loaded: boolean };
+  }
+
+  test('a tar:// to dir:// run does not load undici; a registry:// source does', async () => {
+    const tmp = await tmpDir('transports-');
+    assert.deepEqual(await undiciLoaded(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, `dir://${path.join(tmp, 'store')}`]), { code: 0, loaded: false });
+    // The control: the same check sees undici once a registry source is opened (port 9 refuses).
+    const viaRegistry = await undiciLoaded(['--temp-dir', tmp, '--retries', '0', 'info', '--insecure', 'registry://127.0.0.1:9/x/y:z']);
+    assert.equal(viaRegistry.loaded, true);
+    assert.notEqual(viaRegistry.code, 0);
+  });
+});
