@@ -1,9 +1,12 @@
-// The transport table through the real CLI: per-role messages for planned schemes,
-// aliases, and the registry modules (undici) left unloaded by runs that do not use a registry.
+// The transport table through the real CLI: per-role messages for planned schemes, help
+// lists built from the table (every usage form shown whole), aliases, and the registry
+// modules (undici) left unloaded by runs that do not use a registry.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { isPlanned } from '../../src/shell/transports/types.js';
+import { TRANSPORTS } from '../../src/shell/transports/index.js';
 import { cleanEnv, errorLines, occystrap } from './cli-helpers.js';
 import { cleanupTmpDirs, fixturePath, repoRoot, run, tmpDir } from './fixtures.js';
 
@@ -42,6 +45,28 @@ describe('planned schemes: one line per role', () => {
     const line = await oneUsageLine(['info', `dir://${tmp}`]);
     assert.match(line, /dir:\/\/ \(a layer store\) is only a destination, not a source; sources: tar:\/\/, registry:\/\//);
   });
+});
+
+describe('help derived from the table', () => {
+  for (const [command, roles] of [
+    ['process', ['source', 'destination']],
+    ['info', ['source']],
+    ['search', ['source']],
+    ['check', ['source']],
+  ] as const) {
+    test(`${command} --help shows every usage form of the table whole, and the planned schemes`, async () => {
+      const r = await occystrap([command, '--help']);
+      assert.equal(r.code, 0, r.stderr);
+      for (const role of roles) {
+        for (const t of TRANSPORTS) {
+          const entry = role === 'source' ? t.source : t.destination;
+          if (entry === undefined) continue;
+          if (isPlanned(entry)) assert.match(r.stdout.replace(/\s+/g, ' '), new RegExp(`Planned, not yet available: [^.]*${t.name}://`), `${t.name}:// in ${command} --help`);
+          else assert.ok(r.stdout.includes(`- ${entry.usage}: `), `${entry.usage} whole in ${command} --help:\n${r.stdout}`);
+        }
+      }
+    });
+  }
 });
 
 describe('aliases', () => {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
 import { destinationArea, openOutput, openSource } from '../../src/shell/endpoints.js';
-import { aliasMap, availableSchemes, unavailableMessage } from '../../src/shell/transports/derive.js';
+import { aliasMap, availableSchemes, roleHelp, unavailableMessage } from '../../src/shell/transports/derive.js';
 import { TRANSPORTS } from '../../src/shell/transports/index.js';
 import { isPlanned, type Target, type Transport, type TransportSettings } from '../../src/shell/transports/types.js';
 
@@ -47,13 +47,17 @@ function fakeTransport(): { transport: Transport; opened: Array<{ target: Target
   return { transport, opened };
 }
 
-test('an entry added to a copy of the table appears in the lists and the alias map', () => {
+test('an entry added to a copy of the table appears in help, lists and the alias map', () => {
   const { transport } = fakeTransport();
   const table = [...TRANSPORTS, transport];
   for (const role of ['source', 'destination'] as const) {
+    assert.doesNotMatch(roleHelp(TRANSPORTS, role), /fakefmt/);
+    const help = roleHelp(table, role);
+    assert.match(help, /^- fakefmt:\/\/DIR(\[:TAG\])?: a fake layout; fakealias:\/\/ is the same/m);
     assert.ok(availableSchemes(table, role).includes('fakefmt://'));
     assert.match(unavailableMessage(table, role, 'nope', 'nope://x') ?? '', new RegExp(`unknown ${role} scheme "nope://" in nope://x; ${role}s: .*fakefmt://`));
   }
+  assert.match(roleHelp(table, 'source'), /options \?depth/);
   assert.equal(aliasMap(table)['fakealias'], 'fakefmt');
 });
 
@@ -108,4 +112,15 @@ test('aliases come from the table: file:// is tar://, directory:// is dir://', (
   assert.deepEqual(aliasMap(TRANSPORTS), { file: 'tar', directory: 'dir' });
   assert.equal(destinationArea('file:///tmp/a/x.tar'), '/tmp/a');
   assert.equal(destinationArea('Directory:///tmp/store'), '/tmp/store');
+});
+
+test('usage forms fit one help line: no spaces, at most 70 characters', () => {
+  for (const t of TRANSPORTS) {
+    for (const role of [t.source, t.destination]) {
+      if (role === undefined || isPlanned(role)) continue;
+      assert.doesNotMatch(role.usage, /\s/, role.usage);
+      assert.ok(role.usage.length <= 70, role.usage);
+      assert.ok(role.usage.startsWith(`${t.name}://`), role.usage);
+    }
+  }
 });

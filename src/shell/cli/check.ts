@@ -18,6 +18,8 @@ import { checkOutput } from '../check-layers.js';
 import { type OpenedSource, openSource } from '../endpoints.js';
 import { Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
+import { roleHelp, sourcesByDescribe } from '../transports/derive.js';
+import { TRANSPORTS } from '../transports/index.js';
 import { runInScope } from './run-pipeline.js';
 
 /** Manifest facts from sources that have a manifest to read on its own; undefined for the others. */
@@ -29,15 +31,17 @@ export class CheckCommand extends GlobalCommand {
   static override paths = [['check']];
   static override usage = Command.Usage({
     description: 'Validate an image: metadata, and with full mode every layer',
-    details: `
-      Fast mode (--fast) checks the manifest (registry sources) and the config: schema version, rootfs type, layer and diff_id counts, history against layers, zstd layers, media types, very large layers, ArgsEscaped. Layers are not stored.
-
-      Full mode (the default) also reads every layer: its diff_id is recomputed from the delivered file, the config digest and size are checked against the manifest, and each tar is scanned for invalid whiteouts, negative timestamps, setuid/setgid files that are world-writable, and files repeated across layers.
-
-      The text report lists errors, warnings and info, then "Check complete (MODE): N error(s), M warning(s)". -O json prints one JSON object with mode, errors, warnings and results.
-
-      Exit status: 0 no errors, 1 errors found (or the source could not be read), 2 bad command line, 130/143 interrupted, 141 stdout or stderr closed by its reader.
-    `,
+    details: [
+      `Fast mode (--fast) checks the manifest (${sourcesByDescribe(TRANSPORTS).described.join(', ')} sources) and the config: schema version, rootfs type, layer and diff_id counts, history against layers, zstd layers, media types, very large layers, ArgsEscaped. Layers are not stored.`,
+      '',
+      'Full mode (the default) also reads every layer: its diff_id is recomputed from the delivered file, the config digest and size are checked against the manifest, and each tar is scanned for invalid whiteouts, negative timestamps, setuid/setgid files that are world-writable, and files repeated across layers.',
+      '',
+      "The text report lists errors, warnings and info, then \"Check complete (MODE): N error(s), M warning(s)\". -O json prints one JSON object with mode, errors, warnings and results.",
+      '',
+      'Exit status: 0 no errors, 1 errors found (or the source could not be read), 2 bad command line, 130/143 interrupted, 141 stdout or stderr closed by its reader.',
+      '',
+      roleHelp(TRANSPORTS, 'source'),
+    ].join('\n'),
     examples: [
       ['Full check of a docker-save tarball', '$0 check tar://image.tar'],
       ['Metadata only, as JSON', '$0 -O json check --fast tar://image.tar'],

@@ -12,19 +12,25 @@ import { printableJson } from '../../core/printable.js';
 import { openSource } from '../endpoints.js';
 import { formatBytes, Reporter } from '../log.js';
 import { GlobalCommand } from './options.js';
+import { roleHelp, sourcesByDescribe } from '../transports/derive.js';
+import { TRANSPORTS } from '../transports/index.js';
 import { runDirError } from './run-pipeline.js';
 import { withSignals } from './signals.js';
 import { TempScope } from '../scope.js';
+
+const BY_DESCRIBE = sourcesByDescribe(TRANSPORTS);
 
 export class InfoCommand extends GlobalCommand {
   static override paths = [['info']];
   static override usage = Command.Usage({
     description: "Show an image's metadata without downloading its layers",
-    details: `
-      For registry:// sources: the manifest (choosing a platform from an index) and the config.
-      For tar:// sources: the config and the manifest.json entry; layers are read past, not stored.
-      Text by default; -O json prints one JSON object.
-    `,
+    details: [
+      `For ${BY_DESCRIBE.described.join(', ')} sources: the manifest (choosing a platform from an index) and the config.`,
+      `For ${BY_DESCRIBE.readThrough.join(', ')} sources: the source is read until its config and manifest are known; layers are read past, not stored.`,
+      'Text by default; -O json prints one JSON object.',
+      '',
+      roleHelp(TRANSPORTS, 'source'),
+    ].join('\n'),
     examples: [
       ['A registry image', '$0 info registry://127.0.0.1:5000/team/app:1.2 --insecure'],
       ['As JSON', '$0 -O json info tar://image.tar'],

@@ -7,6 +7,8 @@ import { Command, Option } from 'clipanion';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
 import { destinationArea, openInput, openOutput } from '../endpoints.js';
+import { roleHelp } from '../transports/derive.js';
+import { TRANSPORTS } from '../transports/index.js';
 import { ErrorAttribution } from './attribution.js';
 import { buildFilters } from '../filters.js';
 import { formatBytes, Reporter, reportProgress } from '../log.js';
@@ -17,18 +19,19 @@ export class ProcessCommand extends GlobalCommand {
   static override paths = [['process']];
   static override usage = Command.Usage({
     description: 'Move one image from a source to a destination through filters',
-    details: `
-      Reads the image at SOURCE (config first, then layers), passes it through each -f filter in order, and writes it to DESTINATION.
-      Layers are handed over, not copied: a layer's temp file is renamed into a dir:// store.
-      A failed or interrupted run leaves no partial output and no temp files.
-
-      Sources: registry://HOST/NAME[:TAG|@DIGEST][?insecure=true&os=&arch=&variant=&username=&password=&max_workers=N],
-      tar://FILE[?index=N|?tag=NAME:TAG] (a docker-save tarball; file:// is the same).
-      Destinations: tar://FILE (docker-loadable), dir://DIR[?unique_names=true].
-      Filters: normalize-timestamps[:ts=N], exclude:pattern=GLOB[,pattern=GLOB...], search:pattern=P[,regex=true][,script_friendly=true], inspect:file=PATH.
-
-      Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted, 141 stdout or stderr closed by its reader.
-    `,
+    details: [
+      'Reads the image at SOURCE (config first, then layers), passes it through each -f filter in order, and writes it to DESTINATION.',
+      "Layers are handed over, not copied: a layer's temp file is renamed into a dir:// store.",
+      'A failed or interrupted run leaves no partial output and no temp files.',
+      '',
+      roleHelp(TRANSPORTS, 'source'),
+      '',
+      roleHelp(TRANSPORTS, 'destination'),
+      '',
+      'Filters: normalize-timestamps[:ts=N], exclude:pattern=GLOB[,pattern=GLOB...], search:pattern=P[,regex=true][,script_friendly=true], inspect:file=PATH.',
+      '',
+      'Exit status: 0 done, 1 the run failed, 2 bad command line or missing input, 130/143 interrupted, 141 stdout or stderr closed by its reader.',
+    ].join('\n'),
     examples: [
       ['Unpack a docker-save tarball into a directory store', '$0 process tar://image.tar dir://store'],
       ['Several images in one store, with 8 workers', '$0 -j 8 process tar://a.tar dir://store?unique_names=true'],

@@ -19,6 +19,8 @@ import { openInput } from '../endpoints.js';
 import { Reporter } from '../log.js';
 import { ErrorAttribution } from './attribution.js';
 import { GlobalCommand } from './options.js';
+import { roleHelp } from '../transports/derive.js';
+import { TRANSPORTS } from '../transports/index.js';
 import { runInScope } from './run-pipeline.js';
 
 /** The end of a search-only pipeline: counts what arrives and releases every layer file. */
@@ -42,13 +44,15 @@ export class SearchCommand extends GlobalCommand {
   static override paths = [['search']];
   static override usage = Command.Usage({
     description: "List the files in an image's layers whose path matches a pattern",
-    details: `
-      Reads every layer of the image at SOURCE and prints the entries whose path matches PATTERN. Nothing is written but the report (on stdout).
-
-      PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a regular expression in RE2 syntax (linear-time matching: no lookahead, lookbehind or backreferences), found anywhere in the path.
-
-      The report lists, per layer (named by its diff_id), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.
-    `,
+    details: [
+      'Reads every layer of the image at SOURCE and prints the entries whose path matches PATTERN. Nothing is written but the report (on stdout).',
+      '',
+      'PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a regular expression in RE2 syntax (linear-time matching: no lookahead, lookbehind or backreferences), found anywhere in the path.',
+      '',
+      'The report lists, per layer (named by its diff_id), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.',
+      '',
+      roleHelp(TRANSPORTS, 'source'),
+    ].join('\n'),
     examples: [
       ['Shells in an image', '$0 search tar://image.tar "bin/*sh"'],
       ['Python files, by regex, for a script', '$0 search --regex --script-friendly tar://image.tar "\\\\.py$"'],
