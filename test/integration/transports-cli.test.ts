@@ -69,6 +69,20 @@ describe('help derived from the table', () => {
   }
 });
 
+describe('scheme names that are Object.prototype keys', () => {
+  // A plain-object lookup of "constructor" found Object itself: the message named
+  // "function Object() { [native code] }://".
+  for (const scheme of ['constructor', 'toString', 'hasOwnProperty']) {
+    test(`${scheme}:// is an unknown scheme, as a source and as a destination`, async () => {
+      const tmp = await tmpDir('transports-');
+      const asSource = await oneUsageLine(['--temp-dir', tmp, 'process', `${scheme}://x`, `dir://${path.join(tmp, 'out')}`]);
+      assert.match(asSource, new RegExp(`unknown source scheme "${scheme.toLowerCase()}://" in ${scheme}://x; sources: tar://, registry://$`));
+      const asDestination = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, `${scheme}://y`]);
+      assert.match(asDestination, new RegExp(`unknown destination scheme "${scheme.toLowerCase()}://" in ${scheme}://y; destinations: tar://, dir://$`));
+    });
+  }
+});
+
 describe('aliases', () => {
   test('directory:// is dir:// as a destination', async () => {
     const tmp = await tmpDir('transports-');

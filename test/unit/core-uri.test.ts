@@ -48,6 +48,12 @@ test('file:// is tar and directory:// is dir; schemes are case-insensitive', () 
   assert.equal(uri('registry://docker.io/library/busybox').scheme, 'registry');
 });
 
+test('only the given aliases apply, and never an inherited key', () => {
+  assert.equal(ok(parseUri('file://x.tar', {})).scheme, 'file');
+  assert.equal(ok(parseUri('constructor://x', ALIASES)).scheme, 'constructor');
+  assert.equal(ok(parseUri('toString://x', ALIASES)).scheme, 'tostring');
+});
+
 test('file-like bodies are verbatim between // and ?', () => {
   assert.equal(uri('tar:///abs/x.tar').body, '/abs/x.tar');
   assert.equal(uri('tar://localhost/p').body, 'localhost/p');
