@@ -124,3 +124,10 @@ test('usage forms fit one help line: no spaces, at most 70 characters', () => {
     }
   }
 });
+
+test('the table is consistent: names and aliases unique, lowercase, valid schemes; every entry has a role', () => {
+  const spellings = TRANSPORTS.flatMap((t) => [t.name, ...t.aliases]);
+  assert.equal(new Set(spellings).size, spellings.length, `a scheme or alias appears twice: ${spellings.join(', ')}`);
+  for (const s of spellings) assert.match(s, /^[a-z][a-z0-9+.-]*$/, s);
+  for (const t of TRANSPORTS) assert.ok(t.source !== undefined || t.destination !== undefined, `${t.name}:// has no role`);
+});

@@ -25,12 +25,19 @@ export function aliasMap(table: TransportTable): Readonly<Record<string, string>
 
 /** The schemes available in the role, as `name://`, in table order. */
 export function availableSchemes(table: TransportTable, role: RoleName): string[] {
-  return table.filter((t) => { const r = roleOf(t, role); return r !== undefined && !isPlanned(r); }).map((t) => `${t.name}://`);
+  return schemesWhere(table, role, (r) => !isPlanned(r));
 }
 
 /** The schemes planned in the role, as `name://`. */
 export function plannedSchemes(table: TransportTable, role: RoleName): string[] {
-  return table.filter((t) => { const r = roleOf(t, role); return r !== undefined && isPlanned(r); }).map((t) => `${t.name}://`);
+  return schemesWhere(table, role, isPlanned);
+}
+
+function schemesWhere(table: TransportTable, role: RoleName, keep: (r: SourceRole | DestinationRole | PlannedRole) => boolean): string[] {
+  return table.filter((t) => {
+    const r = roleOf(t, role);
+    return r !== undefined && keep(r);
+  }).map((t) => `${t.name}://`);
 }
 
 /**
