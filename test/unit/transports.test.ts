@@ -2,6 +2,7 @@
 // the table appears in every derived list, and the real table's messages are per role.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Forms } from '../../src/core/element.js';
 import type { ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
 import { destinationArea, openOutput, openSource } from '../../src/shell/endpoints.js';
 import { aliasMap, availableSchemes, roleHelp, unavailableMessage } from '../../src/shell/transports/derive.js';
@@ -15,7 +16,7 @@ function fakeTransport(): { transport: Transport; opened: Array<{ target: Target
   const output: ImageOutput = {
     description: 'fake',
     order: 'completion',
-    wants: async () => true,
+    wants: async () => Forms.tar,
     consume: async () => ({ destination: 'fake', layers: 0, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 }),
   };
   const transport: Transport = {
