@@ -55,7 +55,7 @@ export async function openInput(uri: string, settings: TransportSettings = {}): 
   return (await openSource(uri, settings)).input;
 }
 
-export function openOutput(uri: string, settings: TransportSettings = {}, table: TransportTable = TRANSPORTS): ImageOutput {
+export async function openOutput(uri: string, settings: TransportSettings = {}, table: TransportTable = TRANSPORTS): Promise<ImageOutput> {
   const { target, role } = find(table, 'destination', uri);
   return role.open(target, settings);
 }

@@ -49,7 +49,7 @@ export class ProcessCommand extends GlobalCommand {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
     const input = await openInput(this.source, settings);
-    const output: ImageOutput = openOutput(this.destination, settings);
+    const output: ImageOutput = await openOutput(this.destination, settings);
     const filters = buildFilters(this.filters);
 
     const started = performance.now();

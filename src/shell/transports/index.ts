@@ -6,6 +6,7 @@
  * @module
  */
 import { dirTransport } from './dir.js';
+import { ocidirTransport } from './ocidir.js';
 import { plannedTransports } from './planned.js';
 import { registryTransport } from './registry.js';
 import { tarTransport } from './tar.js';
@@ -15,6 +16,7 @@ export const TRANSPORTS: TransportTable = [
   tarTransport,
   dirTransport,
   registryTransport,
+  ocidirTransport,
   ...plannedTransports,
 ];
 

@@ -56,7 +56,8 @@ export interface SourceRole<I extends ImageInput = ImageInput> extends RoleHelp 
 }
 
 export interface DestinationRole extends RoleHelp {
-  open(target: Target, settings: TransportSettings): ImageOutput;
+  /** Build the output (a module of its own may be loaded here with import()). */
+  open(target: Target, settings: TransportSettings): ImageOutput | Promise<ImageOutput>;
   /** The directory the destination writes in, resolved (to attribute file errors to it). */
   area?(target: Target): string | undefined;
 }
