@@ -9,6 +9,7 @@ import { statSync } from 'node:fs';
 import * as os from 'node:os';
 import { Command, Option } from 'clipanion';
 import { OccystrapError, usageError } from '../../core/errors.js';
+import type { BlobCompression } from '../../core/ownership.js';
 import { describeKind, kindOf } from '../fs/store-fs.js';
 import type { LogLevel } from '../log.js';
 
@@ -26,6 +27,7 @@ const VALUE_OPTIONS = new Set([
   '--password',
   '--retries',
   '--rate-limit',
+  '--compression',
 ]);
 const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure']);
 
@@ -97,6 +99,8 @@ export interface GlobalSettings {
   readonly tempDir: string;
   readonly logLevel: LogLevel;
   readonly outputFormat: 'text' | 'json';
+  /** How outputs that store blobs compress layers that arrive uncompressed (default gzip). */
+  readonly compression: BlobCompression;
 }
 
 function envFlag(env: NodeJS.ProcessEnv, key: string): boolean {
@@ -118,6 +122,7 @@ export abstract class GlobalCommand extends Command {
   insecure = Option.Boolean('--insecure', { description: 'Plain HTTP to registries (env OCCYSTRAP_INSECURE=1)' });
   retries = Option.String('--retries', { description: 'Retries for connection errors, 408, 429 and 5xx (default 3; env OCCYSTRAP_RETRIES)' });
   rateLimit = Option.String('--rate-limit', { description: 'Most HTTP requests per second, all workers together (env OCCYSTRAP_RATE_LIMIT)' });
+  compression = Option.String('--compression', { description: 'gzip or zstd: how ocidir:// compresses layers it must compress; passed-through blobs stay as they are (default gzip; env OCCYSTRAP_COMPRESSION)' });
 
   /** Set by {@link catch}: main() maps it to one line and an exit status. */
   failure: unknown = undefined;
@@ -152,6 +157,9 @@ export abstract class GlobalCommand extends Command {
     const rawRate = rate?.value;
     const rawParallel = parallel.value;
     const rawRetries = retries.value;
+    const compressionPick = pick(this.compression, '--compression', 'OCCYSTRAP_COMPRESSION') ?? { value: 'gzip', name: '--compression' };
+    const compression = compressionPick.value.toLowerCase();
+    if (compression !== 'gzip' && compression !== 'zstd') throw usageError(`${compressionPick.name} takes gzip or zstd, got ${JSON.stringify(compressionPick.value)}`);
     const tempDir = checkTempDir(pick(this.tempDir, '--temp-dir', 'OCCYSTRAP_TEMP_DIR') ?? { value: os.tmpdir(), name: 'the system temp dir' });
     return {
       platform: { os: this.os ?? 'linux', architecture: this.architecture ?? 'amd64', variant: this.variant ?? '' },
@@ -164,6 +172,7 @@ export abstract class GlobalCommand extends Command {
       tempDir,
       logLevel: debug ? 'debug' : verbose ? 'verbose' : 'normal',
       outputFormat: format,
+      compression,
     };
   }
 }
