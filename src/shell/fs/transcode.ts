@@ -18,7 +18,7 @@ import type { BlobCompression } from '../../core/ownership.js';
 import { Worker } from 'node:worker_threads';
 import { AbortError } from '../../core/errors.js';
 import { spoolToFile } from './spool.js';
-import { type ZstdResult, zstdCompressFile } from './zstd-worker.js';
+import type { ZstdResult } from './zstd-worker.js';
 
 export interface TranscodeResult {
   readonly digest: Digest;
@@ -74,7 +74,8 @@ function zstdInWorker(from: string, to: string, signal?: AbortSignal): Promise<Z
 
 async function zstdFile(from: string, to: string, signal?: AbortSignal): Promise<TranscodeResult> {
   const { size } = await stat(from);
-  const result = size <= ZSTD_INLINE_MAX ? await zstdCompressFile({ from, to }, signal) : await zstdInWorker(from, to, signal);
+  // Loaded on first use: the native addon stays out of every run's start-up.
+  const result = size <= ZSTD_INLINE_MAX ? await (await import('./zstd-worker.js')).zstdCompressFile({ from, to }, signal) : await zstdInWorker(from, to, signal);
   return { digest: `sha256:${result.hex}` as Digest, size: result.size };
 }
 
