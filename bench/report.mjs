@@ -20,7 +20,9 @@ function targets(report) {
   const d = r['registry-dir'];
   add('registry→dir ≤ 0.6× skopeo (wall)', d ? `${s2(d.ratio)}×` : '–', d ? d.ratio <= 0.6 : undefined);
   add('registry→dir writes ≤ 1.05× the layer bytes', d ? `${s2(d.a.writtenPerLayerByte)}×` : '–', d ? d.a.writtenPerLayerByte <= 1.05 : undefined);
-  const rssRuns = ['registry-tar', 'registry-dir', 'large'].flatMap((n) => (r[n] ? r[n].a.runs.map((x) => x.rssKb) : []));
+  const o = r['registry-ocidir'];
+  add('registry→ocidir ≤ 0.8× skopeo → oci: (wall, both pass blobs through)', o ? `${s2(o.ratio)}×` : '–', o ? o.ratio <= 0.8 : undefined);
+  const rssRuns = ['registry-tar', 'registry-dir', 'registry-ocidir', 'large'].flatMap((n) => (r[n] ? r[n].a.runs.map((x) => x.rssKb) : []));
   const maxRss = rssRuns.length ? Math.max(...rssRuns) / 1024 : NaN;
   const l = r.large;
   add(
@@ -30,7 +32,7 @@ function targets(report) {
   );
   const j = r.jobs;
   add('-j 4 ≥ 2.5× faster than -j 1, 8 layers, slow link', j ? `${s2(j.ratio)}×` : '–', j ? j.ratio >= 2.5 : undefined);
-  return ['| target (issue 4) | measured | |', '|---|---|---|', ...rows].join('\n');
+  return ['| target (issues 4, 9) | measured | |', '|---|---|---|', ...rows].join('\n');
 }
 
 export function renderResults(report) {

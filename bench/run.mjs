@@ -6,6 +6,8 @@
 // with GNU time):
 //   registry-tar   occystrap registry:// → tar://   vs skopeo docker:// → docker-archive:
 //   registry-dir   occystrap registry:// → dir://   vs the same skopeo copy
+//   registry-ocidir occystrap registry:// → ocidir:// vs skopeo docker:// → oci: (both pass
+//                  the blobs through)
 //   tar-dir        occystrap tar:// (docker-save of the big image) → dir://  (no peer)
 //   jobs           occystrap -j 1 vs -j 4, 8 layers, through a slow loopback proxy
 //   large          occystrap registry:// → dir:// with a 1 GiB layer vs skopeo (peak RSS;
@@ -288,6 +290,18 @@ function checkDir(image) {
   };
 }
 
+/** Both sides of registry-ocidir: every layer blob is in the layout, untouched (size; digest = name). */
+function checkLayout(image, layout) {
+  return () => {
+    for (const l of image.layers) {
+      const f = path.join(layout, 'blobs', 'sha256', l.digest.slice('sha256:'.length));
+      const st = fs.statSync(f, { throwIfNoEntry: false });
+      if (!st || st.size !== l.size) throw new Error(`oci layout: ${f} is ${st ? st.size : 'missing'}, expected the source blob's ${l.size} bytes`);
+    }
+    if (!fs.existsSync(path.join(layout, 'index.json'))) throw new Error(`oci layout: no ${layout}/index.json`);
+  };
+}
+
 function checkTar(image, file) {
   return (m) => {
     if (m.outputBytes < image.layerBytes) throw new Error(`tar output ${file} is ${m.outputBytes} bytes, less than the ${image.layerBytes} layer bytes`);
@@ -378,6 +392,28 @@ async function main() {
           ratioLabel: 'occystrap / skopeo',
           a: ours('occystrap', ['--insecure', 'process', `registry://${refs.big}`, `dir://${path.join(OUT, 'store')}`], path.join(OUT, 'store'), checkDir(big)),
           b: skopeoSide(big, refs.big),
+        }),
+      );
+    }
+    if (wanted('registry-ocidir')) {
+      const ours_ = path.join(OUT, 'layout');
+      const theirs = path.join(OUT, 'skopeo-layout');
+      results.push(
+        await scenario({
+          name: 'registry-ocidir',
+          title: 'registry → OCI layout (blobs passed through)',
+          ...facts(big),
+          pairs: PAIRS,
+          ratioLabel: 'occystrap / skopeo',
+          a: ours('occystrap', ['--insecure', 'process', `registry://${refs.big}`, `ocidir://${ours_}:${big.tag}`], ours_, checkLayout(big, ours_)),
+          b: {
+            label: 'skopeo',
+            cmd: 'skopeo',
+            args: ['--policy', policy, 'copy', '--quiet', '--src-tls-verify=false', `docker://${refs.big}`, `oci:${theirs}:${big.tag}`],
+            display: `skopeo copy --src-tls-verify=false docker://${refs.big.replace(registry.host, 'HOST')} oci:OUT:${big.tag}`,
+            out: theirs,
+            check: checkLayout(big, theirs),
+          },
         }),
       );
     }
