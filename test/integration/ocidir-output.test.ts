@@ -274,6 +274,24 @@ describe('registry:// -> ocidir://', () => {
     assert.deepEqual(snapshot(again), snapshot(layout));
   });
 
+  test('concurrent runs into one layout keep every tag (index.json is merged under the lock)', async () => {
+    const ws = await workspace('ocidir-concurrent');
+    const layout = ws.out('layout');
+    const tags = ['c1', 'c2', 'c3', 'c4'];
+    const runs = await Promise.all(
+      tags.map((tag, i) =>
+        cli(ws, ['process', i % 2 ? `registry://${oci.reference}?insecure=true` : `tar://${fixturePath('docker25-plain.tar')}`, `ocidir://${layout}:${tag}`]),
+      ),
+    );
+    for (const r of runs) assertOk(r, ws);
+    assert.deepEqual(readIndex(layout).manifests.map((m) => m.annotations?.[REF_NAME]).sort(), tags);
+    for (const tag of tags) {
+      await skopeoInspect(layout, tag);
+      assertDiffIds(layout, tag);
+    }
+    assert.deepEqual(readdirSync(layout).sort(), ['blobs', 'index.json', 'oci-layout']);
+  });
+
   test('blobs already in the layout are not fetched again', async (t) => {
     const proxy = await startFaultProxy(registry.url);
     t.after(() => proxy.stop());

@@ -379,6 +379,8 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
         throw outputError(`${this.description}: ${blobPath(digest)} is missing from the layout or changed while the image was written; run again`);
       }
     }
+    // Again under the lock: a concurrent run that failed may have removed a marker both wrote.
+    await this.ensureMarker(run, ctx);
     const index = await this.readIndex(root);
     const refName = this.options.tag ?? defaultRefName(config.image);
     const { os, architecture, variant } = config.config;
