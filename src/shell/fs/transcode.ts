@@ -11,12 +11,12 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
 import { constants as zlibConstants, createGzip } from 'node:zlib';
 import type { Digest } from '../../core/digest.js';
+import { AbortError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
 import type { BlobCompression } from '../../core/ownership.js';
-import { Worker } from 'node:worker_threads';
-import { AbortError } from '../../core/errors.js';
 import { spoolToFile } from './spool.js';
 import type { ZstdResult } from './zstd-worker.js';
 
