@@ -28,13 +28,14 @@ import { normalizeArchivePath, resolveLinkTarget } from '../../core/archive-path
 import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codecs/docker-save.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
-import { type Digest, describeDigestError, parseDigest } from '../../core/digest.js';
+import { type Digest, digestAlgorithm, parseDigest } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { imageNameOf, type ImageSelector, selectImage } from '../../core/plans/docker-save.js';
+import { digestOfBlobPath } from '../../core/plans/oci-layout-read.js';
 import { readCapped, spoolToFile, type SpoolResult } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 
@@ -491,12 +492,10 @@ async function anyWanted(layers: PlannedLayer[], wants: (d: LayerDescriptor) => 
 
 /** `blobs/<alg>/<hex>` names a digest; validate it before trusting it. */
 function digestNamedBy(path: string): E.Either<string, Digest> | undefined {
-  const m = /^blobs\/([^/]+)\/([^/]+)$/.exec(path);
-  if (m) {
-    const d = parseDigest(`${m[1]}:${m[2]}`);
-    if (E.isLeft(d)) return E.left(describeDigestError(d.left, path));
-    if (m[1] !== 'sha256') return E.left(`${m[1]} blobs are not supported in docker-save archives (only sha256)`);
-    return d;
+  const blob = digestOfBlobPath(path);
+  if (blob) {
+    if (E.isRight(blob) && digestAlgorithm(blob.right) !== 'sha256') return E.left(`${digestAlgorithm(blob.right)} blobs are not supported in docker-save archives (only sha256)`);
+    return blob;
   }
   const legacy = /^([0-9a-f]{64})\.json$/.exec(path);
   if (legacy) return parseDigest(`sha256:${legacy[1]}`) as E.Either<string, Digest>;
