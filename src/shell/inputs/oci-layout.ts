@@ -1,13 +1,326 @@
 /**
- * `ocidir://` input (being written: see issue 9).
+ * `ocidir://DIR[:TAG|@DIGEST]` input: an OCI image layout (image-spec v1.1) as skopeo
+ * (`oci:DIR:TAG`), umoci and buildah write it.
+ *
+ * `oci-layout` and `index.json` are checked, the image is chosen by tag, digest or
+ * platform (src/core/plans/oci-layout-read.ts), the manifest and config are read capped
+ * with digest and size verified, then the layers are read in parallel (`-j`) in the forms
+ * the output asks for, in one pass each: the blob copied while hashing (digest and size
+ * verified, read to EOF) and/or inflated while hashing (diff_id verified).
+ *
+ * Every path is the layout's real root plus `blobs/<alg>/<hex>` built from a validated
+ * digest; `blobs` and `blobs/<alg>` must be directories and every blob a regular file,
+ * opened without following a link and without blocking.
  *
  * @module
  */
-import { usageError } from '../../core/errors.js';
-import type { ImageInput } from '../../core/pipeline/types.js';
-import type { OciLayoutReference } from '../../core/plans/oci-layout.js';
+import { createHash } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import * as E from 'fp-ts/lib/Either.js';
+import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
+import { decodeImageConfig, type ImageManifest } from '../../core/codecs/oci.js';
+import { type Digest, digestAlgorithm, digestHex } from '../../core/digest.js';
+import { type ConfigElement, dataPayload, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
+import { digestError, inputError, OccystrapError, usageError } from '../../core/errors.js';
+import type { Compression } from '../../core/media-types.js';
+import type { TempFile } from '../../core/ownership.js';
+import { parallelMap } from '../../core/pipeline/parallel-map.js';
+import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
+import { DEFAULT_PLATFORM, type PlatformWanted } from '../../core/platform.js';
+import { blobPath, type OciLayoutReference, REF_NAME_ANNOTATION } from '../../core/plans/oci-layout.js';
+import {
+  type BlobRequest,
+  checkLayoutMarker,
+  decodeLayoutIndex,
+  isImageConfigMediaType,
+  layerMediaTypeCompression,
+  type ResolvedLayoutImage,
+  resolveLayoutImage,
+  selectLayoutEntry,
+} from '../../core/plans/oci-layout-read.js';
+import { checkImageReference, isTag } from '../../core/reference.js';
+import { sha256Bytes } from '../fs/hash.js';
+import { BlobSink } from '../fs/spool.js';
+import { describeKind, kindOf, lstatEntry, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
 import type { Target, TransportSettings } from '../transports/types.js';
+import { stringOption } from '../transports/target-options.js';
 
-export async function openOciLayoutInput(target: Target, _ref: OciLayoutReference, _settings: TransportSettings): Promise<ImageInput> {
-  throw usageError(`${target.uri}: ocidir:// as a source is not available in this build yet`);
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/** The annotation containerd, buildkit and Docker 25+ use for the full image name. */
+const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
+
+export interface OciLayoutInputOptions {
+  /** The layout directory, resolved with realpath. */
+  readonly root: string;
+  readonly reference: OciLayoutReference;
+  readonly platform: PlatformWanted;
+  /** Layers read at once; defaults to the pipeline's parallelism (-j). */
+  readonly parallelism?: number;
+  readonly label: string;
+}
+
+/** The manifest and config, verified (for `info`, `check --fast` and the input itself). */
+export interface OciLayoutDescription {
+  readonly resolved: ResolvedLayoutImage;
+  readonly config: ConfigElement;
+}
+
+export class OciLayoutInput implements ImageInput {
+  readonly description: string;
+  /** Layers decompressed while reading (a tar was asked for). */
+  private inflated = 0;
+  /** `blobs/<alg>` directories already checked to be real directories. */
+  private readonly checkedDirs = new Map<string, Promise<void>>();
+
+  constructor(private readonly options: OciLayoutInputOptions) {
+    this.description = options.label;
+  }
+
+  private fail(message: string): OccystrapError {
+    return inputError(`${this.options.label}: ${message}`);
+  }
+
+  stats() {
+    return { retries: 0, rateLimited: 0, requests: 0, inflated: this.inflated };
+  }
+
+  /** A layout file (`oci-layout`, `index.json`), capped, not through a link. */
+  private async readLayoutFile(name: string, what: string): Promise<Uint8Array> {
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await readRegularFile(path.join(this.options.root, name), MAX_JSON_BYTES);
+    } catch (e) {
+      if (e instanceof StoreEntryError) throw this.fail(`${name} ${e.message}; refusing it`);
+      throw e;
+    }
+    if (bytes === undefined) throw this.fail(`no ${name} in the directory; ${what}`);
+    return bytes;
+  }
+
+  /** `blobs/<alg>` must be a directory, not a link to elsewhere. */
+  private checkBlobDirs(algorithm: string): Promise<void> {
+    let checked = this.checkedDirs.get(algorithm);
+    if (!checked) {
+      checked = (async () => {
+        for (const dir of ['blobs', `blobs/${algorithm}`]) {
+          const entry = await lstatEntry(path.join(this.options.root, dir));
+          if (entry.kind === 'missing') continue; // the blob is then missing, and said so
+          if (entry.kind !== 'directory') throw this.fail(`${dir} is ${describeKind(entry.kind)}, not a directory; refusing to read blobs through it`);
+        }
+      })();
+      this.checkedDirs.set(algorithm, checked);
+    }
+    return checked;
+  }
+
+  private async blobFile(digest: Digest): Promise<string> {
+    await this.checkBlobDirs(digestAlgorithm(digest));
+    return path.join(this.options.root, blobPath(digest));
+  }
+
+  /** A small blob (manifest, index, config), capped; digest and declared size verified. */
+  private async readSmallBlob(request: BlobRequest): Promise<Uint8Array> {
+    const { digest, what } = request;
+    if (request.size !== undefined && request.size > MAX_JSON_BYTES) {
+      throw this.fail(`${what} ${digest} declares ${request.size} bytes, over the ${MAX_JSON_BYTES}-byte limit for JSON documents`);
+    }
+    const file = await this.blobFile(digest);
+    let bytes: Uint8Array | undefined;
+    try {
+      bytes = await readRegularFile(file, MAX_JSON_BYTES);
+    } catch (e) {
+      if (e instanceof StoreEntryError) throw this.fail(`${what} ${blobPath(digest)} ${e.message}; refusing it`);
+      throw e;
+    }
+    if (bytes === undefined) throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
+    if (request.size !== undefined && bytes.length !== request.size) {
+      throw digestError(`${this.options.label}: ${what} ${blobPath(digest)} is ${bytes.length} bytes, but its descriptor says ${request.size}; the layout is corrupt`);
+    }
+    const algorithm = digestAlgorithm(digest);
+    const actual = algorithm === 'sha256' ? sha256Bytes(bytes) : `${algorithm}:${createHash(algorithm).update(bytes).digest('hex')}`;
+    if (actual !== digest) throw digestError(`${this.options.label}: ${what} ${blobPath(digest)} has digest ${actual}; the layout is corrupt`);
+    return bytes;
+  }
+
+  async describe(_signal?: AbortSignal): Promise<OciLayoutDescription> {
+    const { reference, label } = this.options;
+    const marker = checkLayoutMarker(await this.readLayoutFile('oci-layout', 'it is not an OCI image layout (skopeo copy … oci:DIR:TAG makes one)'));
+    if (E.isLeft(marker)) throw this.fail(marker.left);
+    const index = decodeLayoutIndex('index.json', await this.readLayoutFile('index.json', 'the OCI image layout is incomplete'));
+    if (E.isLeft(index)) throw this.fail(index.left);
+    const start = selectLayoutEntry(index.right, reference);
+    if (E.isLeft(start)) throw this.fail(start.left);
+    const resolved = await resolveLayoutImage(start.right, this.options.platform, (r) => this.readSmallBlob(r));
+    if (E.isLeft(resolved)) throw this.fail(resolved.left);
+    const manifest = resolved.right.manifest;
+    if (!isImageConfigMediaType(manifest.config.mediaType)) {
+      throw this.fail(`manifest ${resolved.right.digest} has config media type ${JSON.stringify(manifest.config.mediaType.slice(0, 100))}; it is not a container image`);
+    }
+    manifest.layers.forEach((l, i) => {
+      const known = layerMediaTypeCompression(l.mediaType);
+      if (E.isLeft(known)) throw this.fail(`manifest ${resolved.right.digest} layers[${i}]: ${known.left}; occystrap reads OCI and Docker tar, tar+gzip and tar+zstd layers`);
+      if (digestAlgorithm(l.digest) !== 'sha256') throw this.fail(`manifest layers[${i}] has a ${digestAlgorithm(l.digest)} digest; only sha256 layer blobs are supported`);
+    });
+    const raw = await this.readSmallBlob({ digest: manifest.config.digest, size: manifest.config.size, mediaType: manifest.config.mediaType, what: 'config' });
+    const config = decodeImageConfig(`${label}: config ${manifest.config.digest}`, raw);
+    if (E.isLeft(config)) throw inputError(describeDecodeError(config.left));
+    const diffIds = config.right.rootfs.diff_ids;
+    if (diffIds.length !== manifest.layers.length) {
+      throw this.fail(`the manifest lists ${manifest.layers.length} layers but the config's rootfs.diff_ids has ${diffIds.length}`);
+    }
+    const layers: LayerDescriptor[] = manifest.layers.map((l, index) => ({
+      index,
+      sourceId: digestHex(l.digest),
+      diffId: diffIds[index] as Digest,
+      mediaType: l.mediaType,
+      size: l.size,
+      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
+    }));
+    return {
+      resolved: resolved.right,
+      config: { _tag: 'Config', image: this.imageName(start.right._tag === 'Entry' ? start.right.descriptor.annotations : undefined), digest: sha256Bytes(raw), raw, config: config.right, layers },
+    };
+  }
+
+  /**
+   * The image's name: the full name containerd-style tools annotate, else the layout
+   * directory's name with the tag (or the digest it was picked by).
+   */
+  private imageName(annotations: Readonly<Record<string, string>> | undefined): ImageName {
+    const { reference, root } = this.options;
+    const full = annotations?.[IMAGE_NAME_ANNOTATION];
+    if (full !== undefined && E.isRight(checkImageReference(full))) {
+      const slash = full.lastIndexOf('/');
+      const colon = full.lastIndexOf(':');
+      if (colon > slash && !full.includes('@')) return { name: full.slice(0, colon), tag: full.slice(colon + 1) };
+    }
+    const base = path.basename(root).toLowerCase();
+    const name = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/.test(base) ? base : 'unknown';
+    if (reference.digest !== undefined) return { name, tag: reference.digest, digest: reference.digest };
+    const annotated = annotations?.[REF_NAME_ANNOTATION];
+    return { name, tag: reference.tag ?? (annotated !== undefined && isTag(annotated) ? annotated : 'latest') };
+  }
+
+  elements(ctx: InputContext): AsyncIterable<ImageElement> {
+    return this.read(ctx);
+  }
+
+  /** Open a blob without following a link or blocking; it must be a regular file. */
+  private async openBlob(digest: Digest, what: string): Promise<fs.FileHandle> {
+    const file = await this.blobFile(digest);
+    const before = await lstatEntry(file);
+    if (before.kind === 'missing') throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
+    if (before.kind !== 'file') throw this.fail(`${what} ${blobPath(digest)} is ${describeKind(before.kind)}, not a regular file; refusing it`);
+    let handle: fs.FileHandle;
+    try {
+      handle = await fs.open(file, OPEN_FLAGS);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'ELOOP') throw this.fail(`${what} ${blobPath(digest)} is a symbolic link, not a regular file; refusing it`);
+      if (code === 'ENOENT') throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
+      throw e;
+    }
+    const st = await handle.stat().catch(async (e: unknown) => {
+      await handle.close();
+      throw e;
+    });
+    if (!st.isFile()) {
+      await handle.close();
+      throw this.fail(`${what} ${blobPath(digest)} is ${describeKind(kindOf(st))}, not a regular file; refusing it`);
+    }
+    return handle;
+  }
+
+  private async *read(ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {
+    const { effects, owner, signal } = ctx;
+    const label = this.options.label;
+    const { resolved, config } = await this.describe(signal);
+    yield config;
+    const blobs = resolved.manifest.layers;
+    const firstIndexOf = new Map<string, number>();
+    blobs.forEach((b, i) => {
+      if (!firstIndexOf.has(b.digest)) firstIndexOf.set(b.digest, i);
+    });
+
+    const readLayer = async (layer: LayerDescriptor, taskSignal: AbortSignal): Promise<LayerElement> => {
+      const blob = blobs[layer.index] as ImageManifest['layers'][number];
+      if (firstIndexOf.get(blob.digest) !== layer.index) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      const forms = await ctx.wants(layer);
+      if (!wantsAny(forms)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
+      const declared = layerMediaTypeCompression(blob.mediaType);
+      const compression: Compression = E.isRight(declared) ? declared.right : 'none';
+      const what = `layer ${layer.index} blob`;
+      const hex = digestHex(blob.digest).slice(0, 16);
+      const made: TempFile[] = [];
+      const handle = await this.openBlob(blob.digest, what);
+      try {
+        const tarFile = forms.tar ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
+        if (tarFile) made.push(tarFile);
+        const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
+        if (blobFile) made.push(blobFile);
+        const sink = new BlobSink({ ...(tarFile ? { tar: tarFile.path } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, compression);
+        let result;
+        try {
+          // At most one byte past the declared size: enough to prove the file is longer.
+          const stream = handle.createReadStream({ start: 0, end: blob.size, highWaterMark: 1 << 20, autoClose: false, signal: taskSignal });
+          for await (const chunk of stream as AsyncIterable<Buffer>) await sink.write(chunk);
+          result = await sink.end();
+        } catch (e) {
+          await sink.abort(e instanceof Error ? e : new Error(String(e)));
+          if (OccystrapError.is(e) || taskSignal.aborted) throw e;
+          throw digestError(`${label}: ${what} ${blobPath(blob.digest)} cannot be decompressed as ${compression} (${(e as Error).message}); the layout is corrupt`);
+        }
+        if (result.rawSize !== blob.size) {
+          throw digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${result.rawSize > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
+        }
+        if (result.rawDigest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${result.rawDigest}; the layout is corrupt`);
+        if (result.content && result.content.digest !== layer.diffId) {
+          throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}; the layout is corrupt`);
+        }
+        if (result.content && result.compression !== 'none') this.inflated++;
+        const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
+        const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression } : undefined;
+        return { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) };
+      } catch (e) {
+        for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
+        throw e;
+      } finally {
+        await handle.close();
+      }
+    };
+
+    async function* descriptors() {
+      yield* config.layers;
+    }
+    yield* parallelMap(readLayer, {
+      concurrency: this.options.parallelism ?? ctx.parallelism,
+      order: 'completion',
+      dispose: releaseElement(effects, owner),
+      signal,
+    })(descriptors());
+  }
+}
+
+/** Build the input: the directory must exist (exit 2 when not); the layout itself is read by the run. */
+export async function openOciLayoutInput(target: Target, ref: OciLayoutReference, settings: TransportSettings): Promise<OciLayoutInput> {
+  const label = target.uri;
+  const defaults = settings.platform ?? DEFAULT_PLATFORM;
+  const platform: PlatformWanted = {
+    os: stringOption(target, label, 'os') ?? defaults.os,
+    architecture: stringOption(target, label, 'arch', 'architecture') ?? defaults.architecture,
+    variant: stringOption(target, label, 'variant') ?? defaults.variant,
+  };
+  let root: string;
+  try {
+    root = await fs.realpath(ref.path);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw usageError(`${label}: ${ref.path} does not exist; give the directory of an OCI image layout`);
+    throw e;
+  }
+  const st = await fs.stat(root);
+  if (!st.isDirectory()) throw usageError(`${label}: ${ref.path} is ${describeKind(kindOf(st))}, not a directory; give the directory of an OCI image layout`);
+  return new OciLayoutInput({ root, reference: ref, platform, label, ...(settings.parallel !== undefined ? { parallelism: settings.parallel } : {}) });
 }

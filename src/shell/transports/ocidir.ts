@@ -7,6 +7,8 @@
  */
 import * as path from 'node:path';
 import { parseOciLayoutReference } from '../../core/plans/oci-layout.js';
+// Only a type here: the input module loads in open().
+import type { OciLayoutInput } from '../inputs/oci-layout.js';
 import { checkOptions, orUsage } from './target-options.js';
 import type { DestinationRole, SourceRole, Target, Transport } from './types.js';
 
@@ -14,7 +16,7 @@ function reference(target: Target) {
   return orUsage(target.uri, parseOciLayoutReference(target.body));
 }
 
-const source: SourceRole = {
+const source: SourceRole<OciLayoutInput> = {
   usage: 'ocidir://DIR[:TAG|@DIGEST]',
   summary: 'an OCI image layout (skopeo oci:, umoci, buildah)',
   options: ['os', 'arch', 'architecture', 'variant'],
@@ -22,6 +24,20 @@ const source: SourceRole = {
     checkOptions(target, source);
     const { openOciLayoutInput } = await import('../inputs/oci-layout.js');
     return openOciLayoutInput(target, reference(target), settings);
+  },
+  async describe(input, signal) {
+    const { resolved, config } = await input.describe(signal);
+    const m = resolved.manifest;
+    return {
+      config,
+      manifest: {
+        digest: resolved.digest,
+        schemaVersion: m.schemaVersion,
+        mediaType: resolved.mediaType,
+        config: { digest: m.config.digest, size: m.config.size },
+        layers: m.layers.map((l) => ({ mediaType: l.mediaType, size: l.size, digest: l.digest })),
+      },
+    };
   },
 };
 
