@@ -264,12 +264,21 @@ export class OciLayoutInput implements ImageInput {
         let result;
         try {
           // At most one byte past the declared size: enough to prove the file is longer.
-          const stream = handle.createReadStream({ start: 0, end: blob.size, highWaterMark: 1 << 20, autoClose: false, signal: taskSignal });
-          for await (const chunk of stream as AsyncIterable<Buffer>) await sink.write(chunk);
+          // The handle is closed below; the stream only reads (no signal: an abort after
+          // the end would fail a stream nobody listens to any more).
+          const stream = handle.createReadStream({ start: 0, end: blob.size, highWaterMark: 1 << 20, autoClose: false });
+          for await (const chunk of stream as AsyncIterable<Buffer>) {
+            taskSignal.throwIfAborted();
+            await sink.write(chunk);
+          }
           result = await sink.end();
         } catch (e) {
           await sink.abort(e instanceof Error ? e : new Error(String(e)));
           if (OccystrapError.is(e) || taskSignal.aborted) throw e;
+          // Corrupt bytes usually break decompression first: say which it is.
+          const actual = await hashPrefix(handle, blob.size + 1);
+          if (actual.size !== blob.size) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${actual.size > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
+          if (actual.digest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${actual.digest}; the layout is corrupt`);
           throw digestError(`${label}: ${what} ${blobPath(blob.digest)} cannot be decompressed as ${compression} (${(e as Error).message}); the layout is corrupt`);
         }
         if (result.rawSize !== blob.size) {
@@ -301,6 +310,20 @@ export class OciLayoutInput implements ImageInput {
       signal,
     })(descriptors());
   }
+}
+
+/** sha256 and size of the first `limit` bytes of an open file. */
+async function hashPrefix(handle: fs.FileHandle, limit: number): Promise<{ digest: Digest; size: number }> {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(1 << 20);
+  let position = 0;
+  while (position < limit) {
+    const { bytesRead } = await handle.read(buf, 0, Math.min(buf.length, limit - position), position);
+    if (bytesRead === 0) break;
+    hash.update(buf.subarray(0, bytesRead));
+    position += bytesRead;
+  }
+  return { digest: `sha256:${hash.digest('hex')}` as Digest, size: position };
 }
 
 /** Build the input: the directory must exist (exit 2 when not); the layout itself is read by the run. */
