@@ -9,7 +9,7 @@ import os from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { errorLines, hexOf, occystrap } from './cli-helpers.js';
+import { errorLines, hexOf, jsonSummary, occystrap } from './cli-helpers.js';
 import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, podman, run, sha256File, skopeo, tmpDir } from './fixtures.js';
 import { blobOf, Forms, type ImageElement, type LayerForms, tarOf } from '../../src/core/element.js';
 import { openOciLayoutInput } from '../../src/shell/inputs/oci-layout.js';
@@ -125,8 +125,10 @@ describe('layouts written by real tools', () => {
     const sample = fixtureIndex().sample;
     const work = await tmpDir('ocidir-podman');
     const out = path.join(work, 'image.tar');
-    const r = await occystrap(['process', `ocidir://${fixturePath('oci')}:sample`, `tar://${out}`]);
+    const r = await occystrap(['-O', 'json', 'process', `ocidir://${fixturePath('oci')}:sample`, `tar://${out}`]);
     assert.equal(r.code, 0, r.stderr);
+    // Each distinct gzip layer inflated once, while it was read (the duplicate not at all).
+    assert.equal(jsonSummary(r.stdout).inflated, 4);
     const state = await tmpDir('ocidir-podman-state');
     const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
     const load = await podman(['load', '-i', out], { env });
@@ -172,8 +174,9 @@ describe('layouts written by real tools', () => {
     const manifest = readJsonBlob<Manifest>(layout, entryByTag(layout, 'built').digest);
     const config = readJsonBlob<{ rootfs: { diff_ids: string[] } }>(layout, manifest.config.digest);
     assert.ok(manifest.layers.length > fixtureIndex().sample.layerCount - 1);
-    const r = await occystrap(['process', `ocidir://${layout}:built`, `dir://${work}/store`]);
+    const r = await occystrap(['-O', 'json', 'process', `ocidir://${layout}:built`, `dir://${work}/store`]);
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonSummary(r.stdout).inflated, 0, 'uncompressed layers are not inflated');
     await assertStoreHolds(`${work}/store`, config.rootfs.diff_ids);
     const check = await occystrap(['check', `ocidir://${layout}:built`]);
     assert.equal(check.code, 0, check.stdout + check.stderr);

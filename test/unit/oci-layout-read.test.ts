@@ -152,3 +152,10 @@ test('digestOfBlobPath validates the digest a blobs/ path names', () => {
   assert.ok(E.isLeft(digestOfBlobPath(`blobs/md5/${'a'.repeat(32)}`) as E.Either<string, Digest>));
   assert.ok(E.isLeft(digestOfBlobPath(`blobs/sha256/${'A'.repeat(64)}`) as E.Either<string, Digest>));
 });
+
+test('resolveLayoutImage refuses a blob whose body contradicts the descriptor media type', async () => {
+  const m = manifestBytes(1);
+  const asIndex = { _tag: 'Entry' as const, descriptor: { mediaType: INDEX, digest: sha(m), size: m.length } };
+  const r = await resolveLayoutImage(asIndex, DEFAULT_PLATFORM, store({ [sha(m)]: m }).read);
+  assert.ok(E.isLeft(r) && /body says application\/vnd\.oci\.image\.manifest\.v1\+json/.test(r.left));
+});
