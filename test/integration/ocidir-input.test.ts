@@ -242,13 +242,13 @@ describe('a multi-platform index', () => {
 });
 
 describe('the forms the output asks for', () => {
-  async function collect(forms: LayerForms): Promise<{ elements: ImageElement[]; scope: TempScope; temp: string }> {
+  async function collect(forms: LayerForms, layout = fixturePath('oci')): Promise<{ elements: ImageElement[]; scope: TempScope; temp: string }> {
     const temp = await tmpDir('ocidir-forms');
     const scope = await TempScope.open({ parent: temp });
-    const uri = `ocidir://${fixturePath('oci')}:sample`;
-    const ref = parseOciLayoutReference(`${fixturePath('oci')}:sample`);
+    const uri = `ocidir://${layout}:sample`;
+    const ref = parseOciLayoutReference(`${layout}:sample`);
     assert.ok(ref._tag === 'Right');
-    const input = await openOciLayoutInput({ scheme: 'ocidir', body: `${fixturePath('oci')}:sample`, options: {}, uri }, ref.right, {});
+    const input = await openOciLayoutInput({ scheme: 'ocidir', body: `${layout}:sample`, options: {}, uri }, ref.right, {});
     const elements: ImageElement[] = [];
     const ctx = { effects: scope, owner: 'input', signal: new AbortController().signal, wants: async () => forms, parallelism: 3 };
     for await (const e of input.elements(ctx)) elements.push(e);
@@ -291,6 +291,31 @@ describe('the forms the output asks for', () => {
       await rm(temp, { recursive: true, force: true });
     }
   });
+
+  test('blob only: a corrupt blob is refused by its digest, and its copy is released', async () => {
+    const dir = await umociLayout('blob-corrupt');
+    const layer = readJsonBlob<Manifest>(dir, entryByTag(dir, 'sample').digest).layers[1] as Descriptor;
+    const bytes = await readFile(blobFile(dir, layer.digest));
+    bytes[100] = (bytes[100] as number) ^ 0x01;
+    await writeFile(blobFile(dir, layer.digest), bytes);
+    const temp = await tmpDir('ocidir-forms');
+    const scope = await TempScope.open({ parent: temp });
+    const ref = parseOciLayoutReference(`${dir}:sample`);
+    assert.ok(ref._tag === 'Right');
+    const input = await openOciLayoutInput({ scheme: 'ocidir', body: `${dir}:sample`, options: {}, uri: `ocidir://${dir}:sample` }, ref.right, {});
+    const ctx = { effects: scope, owner: 'input', signal: new AbortController().signal, wants: async () => Forms.blob, parallelism: 2 };
+    const delivered: ImageElement[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const e of input.elements(ctx)) delivered.push(e);
+      })(),
+      /layer 1 blob blobs\/sha256\/[0-9a-f]{64} has digest sha256:[0-9a-f]{64}; the layout is corrupt/,
+    );
+    for (const e of delivered) if (e._tag === 'Layer') for (const f of [blobOf(e.payload), tarOf(e.payload)]) if (f) await scope.perform({ _tag: 'Release', file: f.file, owner: 'input' });
+    const report = await scope.close();
+    assert.equal(report.released, 0, 'the input released what it did not deliver');
+    assert.deepEqual(await readdir(temp), []);
+  });
 });
 
 describe('bad layouts: one clear error line, nothing left behind', () => {
@@ -330,6 +355,12 @@ describe('bad layouts: one clear error line, nothing left behind', () => {
       Object.assign(m.layers[2] as Descriptor, { digest: plain.digest, size: plain.size });
     });
     await expectFailure(`ocidir://${dir5}:sample`, 1, /layer 2 blob blobs\/sha256\/[0-9a-f]{64} cannot be decompressed as gzip \(gzip: .*\); the layout is corrupt/);
+
+    const dir6 = await umociLayout('truncated');
+    const l3 = readJsonBlob<Manifest>(dir6, entryByTag(dir6, 'sample').digest).layers[3] as Descriptor;
+    const full = await readFile(blobFile(dir6, l3.digest));
+    await writeFile(blobFile(dir6, l3.digest), full.subarray(0, full.length >> 1));
+    await expectFailure(`ocidir://${dir6}:sample`, 1, /layer 3 blob blobs\/sha256\/[0-9a-f]{64} is shorter than the \d+ bytes the manifest declares/);
 
     const dir4 = await umociLayout('size');
     await editManifest(dir4, 'sample', (m) => {
