@@ -435,7 +435,7 @@ describe('bad layouts: one clear error line, nothing left behind', () => {
     await expectFailure(`ocidir://${dir2}:sample`, 1, /only 1\.x layouts are supported/);
   });
 
-  test('a symlinked blob, a symlinked blobs/sha256, a FIFO blob', async () => {
+  test('a symlinked blob, blobs/sha256, index.json or manifest; a FIFO blob', async () => {
     const dir = await umociLayout('symlink');
     const layer = readJsonBlob<Manifest>(dir, entryByTag(dir, 'sample').digest).layers[0] as Descriptor;
     const outside = path.join(path.dirname(dir), 'outside');
@@ -450,6 +450,19 @@ describe('bad layouts: one clear error line, nothing left behind', () => {
     await rm(path.join(dir2, 'blobs', 'sha256'), { recursive: true });
     await symlink(moved, path.join(dir2, 'blobs', 'sha256'));
     await expectFailure(`ocidir://${dir2}:sample`, 1, /blobs\/sha256 is a symbolic link, not a directory; refusing to read blobs through it/);
+
+    // The small documents are read the same way: index.json and a manifest through links.
+    const dir4 = await umociLayout('symlink-index');
+    await cp(path.join(dir4, 'index.json'), path.join(path.dirname(dir4), 'index-elsewhere.json'));
+    await rm(path.join(dir4, 'index.json'));
+    await symlink(path.join(path.dirname(dir4), 'index-elsewhere.json'), path.join(dir4, 'index.json'));
+    await expectFailure(`ocidir://${dir4}:sample`, 1, /index\.json is a symbolic link, not a regular file; refusing it/);
+    const dir5 = await umociLayout('symlink-manifest');
+    const entry = entryByTag(dir5, 'sample');
+    await cp(blobFile(dir5, entry.digest), path.join(path.dirname(dir5), 'manifest-elsewhere'));
+    await rm(blobFile(dir5, entry.digest));
+    await symlink(path.join(path.dirname(dir5), 'manifest-elsewhere'), blobFile(dir5, entry.digest));
+    await expectFailure(`ocidir://${dir5}:sample`, 1, /manifest blobs\/sha256\/[0-9a-f]{64} is a symbolic link, not a regular file; refusing it/);
 
     const dir3 = await umociLayout('fifo');
     const l3 = readJsonBlob<Manifest>(dir3, entryByTag(dir3, 'sample').digest).layers[3] as Descriptor;
