@@ -121,6 +121,30 @@ describe('layouts written by real tools', () => {
     assert.equal((JSON.parse(only.stdout) as { manifestDigest: string }).manifestDigest, digest);
   });
 
+  test('skopeo with zstd layers (tar+zstd) into dir://, and a manifest picked by a sha512 digest', async () => {
+    const work = await tmpDir('ocidir-zstd');
+    const layout = path.join(work, 'layout');
+    const copy = await skopeo(['copy', '-q', '--dest-compress', '--dest-compress-format', 'zstd', `oci:${fixturePath('oci')}:sample`, `oci:${layout}:zs`]);
+    assert.equal(copy.code, 0, copy.stderr);
+    const entry = entryByTag(layout, 'zs');
+    const manifest = readJsonBlob<Manifest>(layout, entry.digest);
+    assert.ok(manifest.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd'));
+    const r = await occystrap(['-O', 'json', 'process', `ocidir://${layout}:zs`, `dir://${work}/store`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(jsonSummary(r.stdout).inflated, 4);
+    await assertStoreHolds(`${work}/store`, fixtureIndex().sample.diffIds);
+    // The same manifest stored under blobs/sha512 and named by that digest.
+    const bytes = await readFile(blobFile(layout, entry.digest));
+    const sha512 = `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
+    await mkdir(path.join(layout, 'blobs', 'sha512'));
+    await writeFile(blobFile(layout, sha512), bytes);
+    const info = await occystrap(['-O', 'json', 'info', `ocidir://${layout}@${sha512}`]);
+    assert.equal(info.code, 0, info.stderr);
+    assert.equal((JSON.parse(info.stdout) as { configDigest: string }).configDigest, fixtureIndex().sample.configDigest);
+    await writeFile(blobFile(layout, sha512), Buffer.concat([bytes, Buffer.from(' ')]));
+    await expectFailure(`ocidir://${layout}@${sha512}`, 1, /manifest blobs\/sha512\/[0-9a-f]{128} has digest sha512:[0-9a-f]{128}; the layout is corrupt/);
+  });
+
   test('umoci layout (the fixture): ocidir:// -> tar:// loads in podman with the config digest and diff_ids', async () => {
     const sample = fixtureIndex().sample;
     const work = await tmpDir('ocidir-podman');
