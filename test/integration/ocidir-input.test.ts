@@ -133,6 +133,10 @@ describe('layouts written by real tools', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.equal(jsonSummary(r.stdout).inflated, 4);
     await assertStoreHolds(`${work}/store`, fixtureIndex().sample.diffIds);
+    // Again into the same store: every layer is there, none is read.
+    const again = await occystrap(['-O', 'json', 'process', `ocidir://${layout}:zs`, `dir://${work}/store`]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual([jsonSummary(again.stdout).layersSkipped, jsonSummary(again.stdout).inflated, jsonSummary(again.stdout).bytes], [5, 0, 0]);
     // The same manifest stored under blobs/sha512 and named by that digest.
     const bytes = await readFile(blobFile(layout, entry.digest));
     const sha512 = `sha512:${createHash('sha512').update(bytes).digest('hex')}`;
