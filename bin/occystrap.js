@@ -1,4 +1,3 @@
 #!/usr/bin/env node
-import { main } from '../dist/src/shell/cli/main.js';
-
-process.exitCode = await main(process.argv.slice(2));
+// The bundled CLI (npm run build makes it from dist/src with esbuild; see scripts/bundle.mjs).
+import '../dist/bin/bin.js';

@@ -14,7 +14,8 @@
  *
  * @module
  */
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { Agent } from './undici-agent.js';
 import { AbortError, inputError, usageError } from '../../core/errors.js';
 
 export class RequestStats {
