@@ -50,9 +50,24 @@ export type OwnershipEffect =
   | { readonly _tag: 'MoveIntoPlace'; readonly file: TempFile; readonly owner: string; readonly destination: string }
   | { readonly _tag: 'Release'; readonly file: TempFile; readonly owner: string }
   /** Decompress `source` (a blob `owner` owns and keeps) into a new temp file. */
-  | { readonly _tag: 'Inflate'; readonly source: TempFile; readonly owner: string; readonly compression: 'none' | BlobCompression | 'sniff'; readonly purpose: string }
+  | {
+      readonly _tag: 'Inflate';
+      readonly source: TempFile;
+      readonly owner: string;
+      readonly compression: 'none' | BlobCompression | 'sniff';
+      readonly purpose: string;
+      /** The requester's stage signal: aborting it stops the work (the new file is then released). */
+      readonly signal?: AbortSignal;
+    }
   /** Compress `source` (a tar `owner` owns and keeps) into a new temp file, deterministically. */
-  | { readonly _tag: 'Compress'; readonly source: TempFile; readonly owner: string; readonly compression: BlobCompression; readonly purpose: string };
+  | {
+      readonly _tag: 'Compress';
+      readonly source: TempFile;
+      readonly owner: string;
+      readonly compression: BlobCompression;
+      readonly purpose: string;
+      readonly signal?: AbortSignal;
+    };
 
 /** A new file made by `Inflate` or `Compress`: its sha256 and size as written. */
 export interface TranscodedFile {

@@ -95,8 +95,8 @@ export class TempScope implements Effects {
     try {
       const result =
         effect._tag === 'Inflate'
-          ? await codecs.inflate(effect.source.path, made.path, effect.compression)
-          : await codecs.compress(effect.source.path, made.path, effect.compression);
+          ? await codecs.inflate(effect.source.path, made.path, effect.compression, effect.signal)
+          : await codecs.compress(effect.source.path, made.path, effect.compression, effect.signal);
       if (effect._tag === 'Inflate') this.transcodes.inflated++;
       else this.transcodes.compressed++;
       return { file: made, digest: result.digest, size: result.size };

@@ -234,7 +234,7 @@ export class LayerRewriteFilter implements ImageFilter {
     let source: DataPayload;
     try {
       // The source blob is kept only while it may still pass on: if the rewrite changes nothing.
-      source = (await ensureTar(layer, payload, { effects, owner }, after.blob)).payload;
+      source = (await ensureTar(layer, payload, { effects, owner, signal }, after.blob)).payload;
     } catch (error) {
       await releaseElement(effects, owner)(element).catch(() => undefined);
       throw this.describe(error, layer, signal);

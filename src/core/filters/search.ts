@@ -389,7 +389,7 @@ export class SearchFilter implements ImageFilter {
     const found = new Map<Digest, LayerMatches>();
     const unreadable: { index: number; diffId: Digest; reason: string }[] = [];
     const searched = new Set<Digest>();
-    const formCtx = { effects: ctx.effects, owner: ctx.owner };
+    const formCtx = { effects: ctx.effects, owner: ctx.owner, signal: ctx.signal };
     for await (const original of elements) {
       let element = original;
       if (element._tag === 'Config') {

@@ -144,7 +144,7 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
   let compressed = 0;
 
   const put = async (element: LayerElement, payload: DataPayload) => {
-    const formCtx = { effects, owner };
+    const formCtx = { effects, owner, signal: ctx.signal };
     let ready: DataPayload;
     try {
       const needs = destination.needs;

@@ -15,6 +15,8 @@ export interface FormContext {
   readonly effects: Effects;
   /** The owner of the payload's files (and of any file made here). */
   readonly owner: string;
+  /** Stops an Inflate or Compress under way. */
+  readonly signal?: AbortSignal;
 }
 
 export interface FormResult {
@@ -56,6 +58,7 @@ export async function ensureTar(layer: LayerDescriptor, payload: DataPayload, ct
     owner: ctx.owner,
     compression: source.compression,
     purpose: `layer-${layer.index}-tar`,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
   });
   if (made.digest !== layer.diffId) {
     await release(ctx, made.file);
@@ -100,7 +103,14 @@ export async function ensureBlob(
     return { payload, transcoded: false };
   }
   const source = tar as TarFile;
-  const made = await ctx.effects.perform({ _tag: 'Compress', source: source.file, owner: ctx.owner, compression, purpose: `layer-${layer.index}-${compression}` });
+  const made = await ctx.effects.perform({
+    _tag: 'Compress',
+    source: source.file,
+    owner: ctx.owner,
+    compression,
+    purpose: `layer-${layer.index}-${compression}`,
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+  });
   const madeBlob: BlobFile = { file: made.file, digest: made.digest, size: made.size, mediaType: compressedMediaType(layer.mediaType, compression), compression };
   if (!keepTar) await release(ctx, source.file);
   return { payload: dataPayload(keepTar ? source : undefined, madeBlob), transcoded: true };
