@@ -11,6 +11,12 @@ import { availablePlatforms, choosePlatform } from '../../src/core/platform.js';
 import { normalizeRegistryReference } from '../../src/core/registry-naming.js';
 import { HttpClient, isRetryableStatus, retryDelay } from '../../src/shell/registry/http.js';
 import { resolveCredentials } from '../../src/shell/registry/credentials.js';
+
+async function bodyText(body: AsyncIterable<Buffer | string>): Promise<string> {
+  let text = '';
+  for await (const chunk of body) text += chunk.toString();
+  return text;
+}
 import type { Descriptor } from '../../src/core/codecs/common.js';
 
 test('WWW-Authenticate: parameters in any order, quoted or not, several challenges', () => {
@@ -85,7 +91,7 @@ test('HttpClient retries 503 and 429 (with Retry-After) and counts them; gives u
     const http = new HttpClient({ connections: 2, retries: 3, userAgent: 'test' });
     const r = await http.request({ url: `${url}/x` });
     assert.equal(r.statusCode, 200);
-    assert.equal(await r.body.text(), 'ok');
+    assert.equal(await bodyText(r.body), 'ok');
     assert.equal(http.stats.retries, 2);
     assert.equal(http.stats.rateLimited, 1);
     calls = 1; // next answer 503, then 200
@@ -110,7 +116,7 @@ test('HttpClient drops Authorization when a redirect leaves the origin', async (
   try {
     const http = new HttpClient({ connections: 1, retries: 0, userAgent: 'test' });
     const r = await http.request({ url: `${registry.url}/v2/x/blobs/y`, headers: { authorization: 'Bearer secret' } });
-    assert.equal(await r.body.text(), 'blob');
+    assert.equal(await bodyText(r.body), 'blob');
     assert.deepEqual(seen, [undefined]);
     await http.close();
   } finally {

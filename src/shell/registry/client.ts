@@ -122,7 +122,7 @@ export class RegistryClient {
 
   /** GET a blob's body as a stream (retried up to the headers; the caller resumes bodies). */
   private get(path: string, headers: Record<string, string>, what: string, signal?: AbortSignal): Promise<HttpResponse> {
-    return this.authorized(path, headers, (r) => this.options.http.request(r), (r) => r.body.dump(), what, signal);
+    return this.authorized(path, headers, (r) => this.options.http.request({ ...r, bulk: true }), (r) => r.body.dump(), what, signal);
   }
 
   /** GET a whole JSON document (manifest, config) under the document deadline, retried. */

@@ -16,6 +16,8 @@
  */
 import type { Dispatcher } from 'undici';
 import { Agent } from './undici-agent.js';
+import type { Readable } from 'node:stream';
+import { BulkHttp } from './bulk-http.js';
 import { AbortError, inputError, usageError } from '../../core/errors.js';
 
 export class RequestStats {
@@ -143,6 +145,8 @@ export interface HttpRequest {
   readonly method?: 'GET' | 'HEAD';
   readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
+  /** A large body read as a stream (a blob): sent over node:http (see bulk-http.ts). */
+  readonly bulk?: boolean;
 }
 
 /**
@@ -154,7 +158,12 @@ export interface HttpRequest {
  */
 export const BLOB_READ_AHEAD = 4 * 1024 * 1024;
 
-export type HttpResponse = Dispatcher.ResponseData;
+/** A response whose body is read as a stream; `dump()` discards the rest of it. */
+export interface HttpResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Readable & { dump(): Promise<void> };
+}
 
 /** An attempt answered with a retryable status: retry, honouring its Retry-After. */
 class RetryLater {
@@ -165,6 +174,7 @@ export class HttpClient {
   readonly stats = new RequestStats();
   readonly timeoutMs: number;
   private readonly dispatcher: Dispatcher;
+  private readonly bulk: BulkHttp;
   private readonly limiter: RateLimiter | undefined;
 
   constructor(readonly options: HttpClientOptions) {
@@ -176,6 +186,7 @@ export class HttpClient {
       headersTimeout: Math.min(30_000, this.timeoutMs),
       bodyTimeout: this.timeoutMs,
     });
+    this.bulk = new BulkHttp(options.connections);
     this.limiter = options.rateLimit ? new RateLimiter(options.rateLimit) : undefined;
   }
 
@@ -197,13 +208,10 @@ export class HttpClient {
       const timer = setTimeout(() => headersDeadline.abort(), this.timeoutMs);
       let response: HttpResponse;
       try {
-        response = await this.dispatcher.request({
-          origin: url.origin,
-          path: url.pathname + url.search,
-          method: req.method ?? 'GET',
-          headers,
-          signal: req.signal ? AbortSignal.any([req.signal, headersDeadline.signal]) : headersDeadline.signal,
-        });
+        const signal = req.signal ? AbortSignal.any([req.signal, headersDeadline.signal]) : headersDeadline.signal;
+        response = req.bulk
+          ? await this.bulk.request(url, req.method ?? 'GET', headers, signal)
+          : await this.dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: req.method ?? 'GET', headers, signal });
       } catch (e) {
         if (headersDeadline.signal.aborted && !req.signal?.aborted) throw new TransferError(`no answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`);
         throw e;
@@ -301,6 +309,7 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
+    this.bulk.close();
     await this.dispatcher.close();
   }
 }
