@@ -5,7 +5,8 @@
  * @module
  */
 import type { TempFsPort } from '../../src/core/fs-port.js';
-import type { Effects, Ledger, OwnershipEffect, ReplyOf } from '../../src/core/ownership.js';
+import type { Effects, Ledger, OwnershipEffect, ReplyOf, TranscodedFile } from '../../src/core/ownership.js';
+import type { LayerCodecs } from '../../src/shell/fs/transcode.js';
 import { type CloseReport, TempScope } from '../../src/shell/scope.js';
 
 /** What the properties need from a handler: effects, its ledger, its run dir, close. */
@@ -15,11 +16,15 @@ export interface ScopeUnderTest extends Effects {
   close(): Promise<CloseReport>;
 }
 
-/** Opens a handler over `fs` whose run dir goes under `parent`. */
-export type ScopeFactory = (fs: TempFsPort, parent: string) => Promise<ScopeUnderTest>;
+/** Opens a handler over `fs` whose run dir goes under `parent`; `Inflate`/`Compress` through `codecs`. */
+export type ScopeFactory = (fs: TempFsPort, parent: string, codecs?: LayerCodecs) => Promise<ScopeUnderTest>;
+
+function open(fs: TempFsPort, parent: string, codecs: LayerCodecs | undefined): Promise<TempScope> {
+  return TempScope.open({ parent, fs, ...(codecs ? { codecs } : {}) });
+}
 
 /** The real handler. */
-export const realScope: ScopeFactory = (fs, parent) => TempScope.open({ parent, fs });
+export const realScope: ScopeFactory = (fs, parent, codecs) => open(fs, parent, codecs);
 
 /** Forwards everything to a real scope; the broken variants override one behaviour. */
 class Delegating implements ScopeUnderTest {
@@ -74,8 +79,38 @@ class LeakyClose extends Delegating {
   }
 }
 
+/**
+ * BROKEN: performs `Inflate`/`Compress` itself (a new temp file, then the codec) and, when
+ * the codec fails, forgets the new file: it stays live in the ledger, half written.
+ */
+class LeakyTranscode extends Delegating {
+  constructor(
+    inner: TempScope,
+    fs: TempFsPort,
+    private readonly codecs: LayerCodecs | undefined,
+  ) {
+    super(inner, fs);
+  }
+  override async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
+    if ((effect._tag !== 'Inflate' && effect._tag !== 'Compress') || !this.codecs) return this.inner.perform(effect);
+    this.inner.ledger.checkOwned(effect.source, effect.owner, effect._tag);
+    const made = await this.inner.perform({ _tag: 'CreateTemp', owner: effect.owner, purpose: effect.purpose });
+    const result =
+      effect._tag === 'Inflate'
+        ? await this.codecs.inflate(effect.source.path, made.path, effect.compression)
+        : await this.codecs.compress(effect.source.path, made.path, effect.compression);
+    const reply: TranscodedFile = { file: made, digest: result.digest, size: result.size };
+    return reply as ReplyOf<E>;
+  }
+}
+
 export const brokenScopes: Record<'doubleRelease' | 'forgetRelease' | 'leakyClose', ScopeFactory> = {
-  doubleRelease: async (fs, parent) => new DoubleReleasing(await TempScope.open({ parent, fs }), fs),
-  forgetRelease: async (fs, parent) => new ForgetfulRelease(await TempScope.open({ parent, fs }), fs),
-  leakyClose: async (fs, parent) => new LeakyClose(await TempScope.open({ parent, fs }), fs),
+  doubleRelease: async (fs, parent, codecs) => new DoubleReleasing(await open(fs, parent, codecs), fs),
+  forgetRelease: async (fs, parent, codecs) => new ForgetfulRelease(await open(fs, parent, codecs), fs),
+  leakyClose: async (fs, parent, codecs) => new LeakyClose(await open(fs, parent, codecs), fs),
+};
+
+/** Broken handlers that only the forms properties exercise (they need `Inflate`/`Compress`). */
+export const brokenTranscodeScopes: Record<'leakyTranscode', ScopeFactory> = {
+  leakyTranscode: async (fs, parent, codecs) => new LeakyTranscode(await open(fs, parent, codecs), fs, codecs),
 };

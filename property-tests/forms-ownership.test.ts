@@ -1,0 +1,30 @@
+/**
+ * Ownership with both layer forms: random pipelines whose layers carry a tar, a blob or
+ * both (two temp files), filters that keep one form and drop the other, read the tar
+ * (inflated lazily), trim to what the stages after asked, the real search and exclude
+ * filters, into destinations on the real copy loop that need the tar or a blob; the
+ * `Inflate`/`Compress` effects run through the real TempScope with memory codecs. Faults
+ * in fs operations, codecs and stages, early stops, aborts, scheduler-chosen
+ * interleavings. The property bodies live in ./support/forms-properties.ts.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as fc from 'fast-check';
+import { emptyFormsStats, formsOwnershipProperty, transcodeFaultSpecArb } from './support/forms-properties.js';
+import { realScope } from './support/scopes.js';
+
+test('both forms: every temp file ends moved or released once; the destination gets exactly its form; transcodes only where a form is missing', async () => {
+  const stats = emptyFormsStats();
+  await fc.assert(formsOwnershipProperty(realScope, {}, stats), { numRuns: 300 });
+  // Every scenario the property is about must actually have run.
+  assert.ok(stats.ok > 50 && stats.failed > 30, `runs: ${JSON.stringify(stats)}`);
+  assert.ok(stats.inflates > 20 && stats.compresses > 20, `transcodes: ${JSON.stringify(stats)}`);
+  assert.ok(stats.passthrough > 3, `blob passthrough runs: ${JSON.stringify(stats)}`);
+  assert.ok(stats.rewritten > 3 && stats.codecFaultsFired > 3, `rewrites / codec faults: ${JSON.stringify(stats)}`);
+});
+
+test('both forms, codec faults: an Inflate or Compress that fails before, during or after writing leaves no file behind', async () => {
+  const stats = emptyFormsStats();
+  await fc.assert(formsOwnershipProperty(realScope, {}, stats, transcodeFaultSpecArb), { numRuns: 200 });
+  assert.ok(stats.codecFaultsFired > 30 && stats.ok > 20, `runs: ${JSON.stringify(stats)}`);
+});

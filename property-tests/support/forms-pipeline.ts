@@ -1,0 +1,555 @@
+/**
+ * Synthetic stages for the element model with both forms (tar and blob), over a
+ * {@link MemoryFs}: inputs that yield two files per layer, filters that keep one form and
+ * drop the other, read the tar (lazily inflated) or trim to what the stages after asked
+ * for, the real `search` and `exclude` filters, and destinations on the real copy loop
+ * (`copyInto`) that need the tar or a blob.
+ *
+ * Layers are small real tars (so the real filters can read them); a blob is the memory
+ * codecs' transform of the tar ({@link compressedContent}). Stages follow the ownership
+ * contract exactly unless a BROKEN option says otherwise (test-of-tests); clean-up
+ * failures go to {@link FormsWorld.problems}.
+ *
+ * @module
+ */
+import type { Digest } from '../../src/core/digest.js';
+import {
+  blobOf,
+  type BlobFile,
+  type ConfigElement,
+  dataPayload,
+  type DataPayload,
+  Forms,
+  type ImageElement,
+  type LayerDescriptor,
+  type LayerElement,
+  type LayerForms,
+  ownedFiles,
+  releaseElement,
+  type TarFile,
+  tarOf,
+  unionForms,
+  wantsAny,
+} from '../../src/core/element.js';
+import { throwIfAborted } from '../../src/core/errors.js';
+import { ExcludeFilter } from '../../src/core/filters/exclude.js';
+import type { LayerFiles } from '../../src/core/filters/layer-rewrite.js';
+import { type SearchReport, SearchFilter } from '../../src/core/filters/search.js';
+import type { Compression } from '../../src/core/media-types.js';
+import { MediaTypes } from '../../src/core/media-types.js';
+import type { TempFile } from '../../src/core/ownership.js';
+import { type CommittedImage, copyInto, type ImageDestination, type PutLayerResult } from '../../src/core/pipeline/copy-image.js';
+import { DownstreamForms, ensureTar, keepForms } from '../../src/core/pipeline/layer-forms.js';
+import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
+import type { ImageFilter, ImageInput, ImageOutput, InputContext, LayerOrder, OutputSummary, StageContext, WantsLayer } from '../../src/core/pipeline/types.js';
+import { concatBytes } from '../../src/core/bytes.js';
+import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
+import { compressedContent, shaOf } from './memory-codecs.js';
+import type { MemoryFs } from './memory-fs.js';
+import { InjectedError } from './model-pipeline.js';
+
+export interface FormsWorld {
+  readonly fs: MemoryFs;
+  readonly problems: string[];
+}
+
+export type FormName = 'tar' | 'blob' | 'both';
+
+export interface FormsLayerSpec {
+  /** File entries in the layer's tar (after its directory); a `.pyc` entry (every third) is what `exclude` drops. */
+  readonly files: number;
+  /** An earlier layer this one repeats (same content and diff_id: the input sends it as a duplicate). */
+  readonly repeatOf: number | undefined;
+  /** How the source stores the blob. */
+  readonly compression: Compression;
+  /** The forms the random input yields, whatever was asked. */
+  readonly randomForm: FormName;
+}
+
+const toText = (b: Uint8Array) => Buffer.from(b).toString('latin1');
+
+/** The layer's tar (as a latin1 string): `files` small entries. */
+export function tarContent(layers: readonly FormsLayerSpec[], i: number): string {
+  const l = layers[i];
+  if (!l) throw new Error(`no layer ${i}`);
+  if (l.repeatOf !== undefined) return tarContent(layers, l.repeatOf);
+  // A directory entry first: layers that are not repeats differ, so their diff_ids do.
+  const parts: Uint8Array[] = [encodeHeader({ name: `dir${i}/`, type: 'directory', size: 0, mode: 0o755, uid: 0, gid: 0, mtime: 1_700_000_000 })];
+  for (let f = 0; f < l.files; f++) {
+    const data = new TextEncoder().encode(`layer ${i} file ${f}\n`);
+    const name = f % 3 === 2 ? `cache/l${i}-${f}.pyc` : `dir${i}/file-${f}.txt`;
+    parts.push(encodeHeader({ name, type: 'file', size: data.length, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000 }), data, new Uint8Array(paddingFor(data.length)));
+  }
+  parts.push(END_OF_ARCHIVE);
+  return toText(concatBytes(parts));
+}
+
+/** The source's blob of a layer. */
+export function sourceBlob(layers: readonly FormsLayerSpec[], i: number): string {
+  const compression = (layers[i] as FormsLayerSpec).compression;
+  const tar = tarContent(layers, i);
+  return compression === 'none' ? tar : compressedContent(tar, compression);
+}
+
+function blobMediaType(c: Compression): string {
+  return c === 'gzip' ? MediaTypes.ociLayerGzip : c === 'zstd' ? MediaTypes.ociLayerZstd : MediaTypes.ociLayer;
+}
+
+export function formsDescriptors(layers: readonly FormsLayerSpec[]): LayerDescriptor[] {
+  return layers.map((l, index) => {
+    const blob = sourceBlob(layers, index);
+    const mediaType = blobMediaType(l.compression);
+    return { index, sourceId: `src${index}`, diffId: shaOf(tarContent(layers, index)), mediaType, size: blob.length, blob: { digest: shaOf(blob), size: blob.length, mediaType } };
+  });
+}
+
+export function formsConfig(layers: readonly FormsLayerSpec[]): ConfigElement {
+  const descriptors = formsDescriptors(layers);
+  const diffIds = descriptors.map((d) => d.diffId);
+  const raw = new TextEncoder().encode(JSON.stringify({ rootfs: { type: 'layers', diff_ids: diffIds }, history: [] }));
+  return { _tag: 'Config', image: { name: 'forms/image', tag: 'v1' }, digest: shaOf(toText(raw)), raw, config: { rootfs: { type: 'layers', diff_ids: diffIds } }, layers: descriptors };
+}
+
+export function formsOf(name: FormName): LayerForms {
+  return name === 'tar' ? Forms.tar : name === 'blob' ? Forms.blob : Forms.both;
+}
+
+async function releaseQuietly(world: FormsWorld, ctx: StageContext, file: TempFile, who: string): Promise<void> {
+  try {
+    await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
+  } catch (e) {
+    world.problems.push(`${who}: could not release #${file.id} (${file.path}): ${(e as Error).message}`);
+  }
+}
+
+async function releaseAllQuietly(world: FormsWorld, ctx: StageContext, e: ImageElement, who: string): Promise<void> {
+  for (const file of ownedFiles(e)) await releaseQuietly(world, ctx, file, who);
+}
+
+// ----- inputs ----------------------------------------------------------------------------
+
+export interface FormsInputSpec {
+  /** `asked`: the forms `wants` answers (Skipped: present for none); `random`: each layer's `randomForm`. */
+  readonly kind: 'asked' | 'random';
+  readonly layers: readonly FormsLayerSpec[];
+  /** Throw after this layer's files were created and written (releasing them first). */
+  readonly throwAtLayer: number | undefined;
+  /** BROKEN on purpose: a layer that fails keeps its files. */
+  readonly leakOnThrow?: boolean;
+}
+
+export function formsInput(world: FormsWorld, spec: FormsInputSpec): ImageInput {
+  return { description: `forms-${spec.kind}(${spec.layers.length})`, elements: (ctx) => formsInputElements(world, spec, ctx) };
+}
+
+async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {
+  const { effects, owner, signal, wants, parallelism } = ctx;
+  throwIfAborted(signal);
+  const config = formsConfig(spec.layers);
+  yield config;
+  const fetch = async (d: LayerDescriptor, sig: AbortSignal): Promise<LayerElement> => {
+    throwIfAborted(sig);
+    const l = spec.layers[d.index] as FormsLayerSpec;
+    if (l.repeatOf !== undefined) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+    const asked = await wants(d);
+    const forms = spec.kind === 'asked' ? asked : formsOf(l.randomForm);
+    if (!wantsAny(forms)) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
+    throwIfAborted(sig);
+    let tar: TarFile | undefined;
+    let blob: BlobFile | undefined;
+    try {
+      // One pass makes both forms: the tar in two pieces, then the blob.
+      if (forms.tar) {
+        const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `in-${d.index}-tar` });
+        tar = { file, size: 0 };
+        const content = tarContent(spec.layers, d.index);
+        const half = Math.floor(content.length / 2);
+        await world.fs.writeFile(file.path, content.slice(0, half), 'replace');
+        throwIfAborted(sig);
+        await world.fs.writeFile(file.path, content.slice(half), 'append');
+        tar = { file, size: content.length };
+      }
+      if (forms.blob) {
+        const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `in-${d.index}-blob` });
+        const content = sourceBlob(spec.layers, d.index);
+        blob = { file, digest: shaOf(content), size: 0, mediaType: d.mediaType, compression: l.compression };
+        await world.fs.writeFile(file.path, content);
+        blob = { ...blob, size: content.length };
+      }
+      if (spec.throwAtLayer === d.index) throw new InjectedError(`input failed in layer ${d.index}`);
+      return { _tag: 'Layer', layer: d, payload: dataPayload(tar, blob) };
+    } catch (error) {
+      if (!spec.leakOnThrow) {
+        if (tar) await releaseQuietly(world, ctx, tar.file, 'input');
+        if (blob) await releaseQuietly(world, ctx, blob.file, 'input');
+      }
+      throw error;
+    }
+  };
+  async function* descriptors(): AsyncGenerator<LayerDescriptor, void, undefined> {
+    yield* config.layers;
+  }
+  yield* parallelMap(fetch, { concurrency: parallelism, order: 'completion', dispose: releaseElement(effects, owner), signal })(descriptors());
+}
+
+// ----- filters ---------------------------------------------------------------------------
+
+export type FormsFilterSpec =
+  /** Asks for both forms, passes on only `keep` (releasing the other). */
+  | { readonly kind: 'keepOne'; readonly keep: 'tar' | 'blob'; readonly throwAtLayer: number | undefined; readonly leakDropped?: boolean }
+  /** Reads every layer's tar (ensureTar: inflates a blob-only layer); `asks`: says so in `wants`. */
+  | { readonly kind: 'readTar'; readonly asks: boolean; readonly keepBlob: boolean; readonly throwAtLayer: number | undefined }
+  /** Asks for nothing itself; passes on only the forms the stages after asked for (keepForms). */
+  | { readonly kind: 'trim'; readonly throwAtLayer: number | undefined }
+  /** The real search filter. */
+  | { readonly kind: 'search' }
+  /** The real exclude filter (a content filter: provisional config, final config after the layers). */
+  | { readonly kind: 'exclude' };
+
+/** LayerFiles over the memory fs. */
+export function memoryLayerFiles(fs: MemoryFs): LayerFiles {
+  const toBytes = (s: string) => new Uint8Array(Buffer.from(s, 'latin1'));
+  return {
+    read(file: TempFile): AsyncIterable<Uint8Array> {
+      return (async function* () {
+        yield toBytes(await fs.readFile(file.path));
+      })();
+    },
+    async write(file: TempFile, data: AsyncIterable<Uint8Array>) {
+      const parts: Uint8Array[] = [];
+      for await (const c of data) parts.push(c.slice());
+      const text = toText(concatBytes(parts));
+      await fs.writeFile(file.path, text, 'replace');
+      return { digest: shaOf(text), size: text.length };
+    },
+  };
+}
+
+export function makeFormsFilter(world: FormsWorld, spec: FormsFilterSpec, searchReports: SearchReport[]): ImageFilter {
+  switch (spec.kind) {
+    case 'keepOne':
+      return keepOneFilter(world, spec);
+    case 'readTar':
+      return readTarFilter(world, spec);
+    case 'trim':
+      return trimFilter(world, spec);
+    case 'search':
+      return new SearchFilter({ pattern: '*.txt', read: memoryLayerFiles(world.fs).read, report: (r) => void searchReports.push(r) });
+    case 'exclude':
+      return new ExcludeFilter({ patterns: ['*.pyc'], files: memoryLayerFiles(world.fs) });
+  }
+}
+
+function keepOneFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind: 'keepOne' }>): ImageFilter {
+  const name = `keep-${spec.keep}`;
+  return {
+    name,
+    wants: (inner) => async (d) => (wantsAny(await inner(d)) ? Forms.both : Forms.none),
+    async *apply(elements, ctx) {
+      for await (const e of elements) {
+        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
+          yield e;
+          continue;
+        }
+        if (spec.throwAtLayer === e.layer.index) {
+          await releaseAllQuietly(world, ctx, e, name);
+          throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
+        }
+        if (e.payload._tag !== 'Both') {
+          yield e;
+          continue;
+        }
+        const { tar, blob } = e.payload;
+        const dropped = spec.keep === 'tar' ? blob.file : tar.file;
+        if (!spec.leakDropped) {
+          try {
+            await ctx.effects.perform({ _tag: 'Release', file: dropped, owner: ctx.owner });
+          } catch (error) {
+            await releaseQuietly(world, ctx, spec.keep === 'tar' ? tar.file : blob.file, name);
+            throw error;
+          }
+        }
+        yield { _tag: 'Layer', layer: e.layer, payload: spec.keep === 'tar' ? { _tag: 'Tar', tar } : { _tag: 'Blob', blob } };
+      }
+    },
+  };
+}
+
+function readTarFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind: 'readTar' }>): ImageFilter {
+  const name = 'read-tar';
+  return {
+    name,
+    ...(spec.asks ? { wants: (inner: WantsLayer): WantsLayer => async (d) => unionForms(await inner(d), Forms.tar) } : {}),
+    async *apply(elements, ctx) {
+      const formCtx = { effects: ctx.effects, owner: ctx.owner };
+      for await (const e of elements) {
+        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
+          yield e;
+          continue;
+        }
+        let payload: DataPayload;
+        try {
+          if (spec.throwAtLayer === e.layer.index) throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
+          payload = (await ensureTar(e.layer, e.payload, formCtx, spec.keepBlob)).payload;
+        } catch (error) {
+          // ensureTar leaves the payload's files with us.
+          await releaseAllQuietly(world, ctx, e, name);
+          throw error;
+        }
+        const element: LayerElement = { _tag: 'Layer', layer: e.layer, payload };
+        try {
+          const content = await world.fs.readFile((tarOf(payload) as TarFile).file.path);
+          if (shaOf(content) !== e.layer.diffId) world.problems.push(`${name}: layer ${e.layer.index}'s tar hashes to ${shaOf(content)}, not ${e.layer.diffId}`);
+        } catch (error) {
+          await releaseAllQuietly(world, ctx, element, name);
+          throw error;
+        }
+        yield element;
+      }
+    },
+  };
+}
+
+function trimFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind: 'trim' }>): ImageFilter {
+  const name = 'trim';
+  const downstream = new DownstreamForms();
+  return {
+    name,
+    wants: (inner) => downstream.wrap(inner, Forms.none),
+    async *apply(elements, ctx) {
+      for await (const e of elements) {
+        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
+          yield e;
+          continue;
+        }
+        if (spec.throwAtLayer === e.layer.index) {
+          await releaseAllQuietly(world, ctx, e, name);
+          throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
+        }
+        const payload = await keepForms(e.payload, downstream.of(e.layer.index), { effects: ctx.effects, owner: ctx.owner });
+        yield payload === e.payload ? e : { _tag: 'Layer', layer: e.layer, payload };
+      }
+    },
+  };
+}
+
+// ----- destinations on the copy loop -----------------------------------------------------
+
+export const DEST = '/out/dest';
+
+export type DestOp = 'begin' | 'putLayer' | 'putConfig' | 'commit';
+
+export interface FormsDestSpec {
+  readonly kind: 'dest';
+  readonly needs: 'tar' | 'gzip' | 'zstd';
+  readonly order: LayerOrder;
+  readonly concurrency: number;
+  /** Layers (their original diff_ids) the destination already holds. */
+  readonly present: readonly number[];
+  /** How a layer gets in: moved by rename, or read, written and released. */
+  readonly store: 'move' | 'copy';
+  readonly failAt: { readonly op: DestOp; readonly layer: number } | undefined;
+  /** BROKEN on purpose: a layer it does not store (it holds it, or fails) keeps its file. */
+  readonly forgetUnstored?: boolean;
+  /** BROKEN on purpose: releases each stored layer's temp file a second time. */
+  readonly releaseTwice?: boolean;
+}
+
+export interface PeekSpec {
+  readonly kind: 'peek';
+  readonly wants: FormName;
+  readonly stopAfter: number;
+  readonly via: 'break' | 'return';
+}
+
+export type FormsOutputSpec = FormsDestSpec | PeekSpec;
+
+export interface StoredLayer {
+  readonly path: string | undefined;
+  readonly form: 'tar' | Compression;
+}
+
+/** What a destination saw, in order (for the config rule and the form checks). */
+export type DestEvent =
+  | { readonly op: 'begin'; readonly config: ConfigElement }
+  | { readonly op: 'putLayer'; readonly index: number; readonly form: DataPayload['_tag']; readonly kept: boolean }
+  | { readonly op: 'putConfig'; readonly config: ConfigElement }
+  | { readonly op: 'commit'; readonly image: CommittedImage<StoredLayer> }
+  | { readonly op: 'abort' };
+
+const extOf = (form: 'tar' | Compression) => (form === 'tar' ? 'tar' : form === 'gzip' ? 'gz' : form === 'zstd' ? 'zst' : 'raw');
+
+export function layerPath(index: number, form: 'tar' | Compression): string {
+  return `${DEST}/layer-${index}.${extOf(form)}`;
+}
+
+/** An ImageDestination over the memory fs; everything it adds lives under {@link DEST}. */
+export class FormsDestination implements ImageDestination<StoredLayer> {
+  readonly description = `forms-dest://${DEST}`;
+  readonly order: LayerOrder;
+  readonly needs: ImageDestination['needs'];
+  readonly concurrency: number;
+  readonly events: DestEvent[] = [];
+  private readonly present: ReadonlySet<Digest>;
+  private readonly added: string[] = [];
+  private madeDir = false;
+  private inFlight = 0;
+
+  constructor(
+    private readonly world: FormsWorld,
+    private readonly spec: FormsDestSpec,
+    originalDiffIds: readonly Digest[],
+  ) {
+    this.order = spec.order;
+    this.needs = spec.needs === 'tar' ? { _tag: 'Tar' } : { _tag: 'Blob', compression: spec.needs };
+    this.concurrency = spec.concurrency;
+    this.present = new Set(spec.present.map((i) => originalDiffIds[i]).filter((d): d is Digest => d !== undefined));
+  }
+
+  private failing(op: DestOp, layer = -1): boolean {
+    return this.spec.failAt?.op === op && (op !== 'putLayer' || this.spec.failAt.layer === layer);
+  }
+
+  async has(layer: LayerDescriptor): Promise<boolean> {
+    return this.present.has(layer.diffId);
+  }
+
+  async begin(config: ConfigElement): Promise<void> {
+    this.events.push({ op: 'begin', config });
+    if (this.failing('begin')) throw new InjectedError('destination failed in begin');
+    await this.world.fs.mkdir(DEST);
+    this.madeDir = true;
+  }
+
+  async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<StoredLayer>> {
+    const who = 'destination';
+    const releaseAll = () => releaseAllQuietly(this.world, ctx, { _tag: 'Layer', layer, payload }, who);
+    const wanted = this.needs._tag === 'Tar' ? 'Tar' : 'Blob';
+    if (payload._tag !== wanted) {
+      this.world.problems.push(`copy loop: layer ${layer.index} came as ${payload._tag}, the destination needs ${wanted}`);
+      await releaseAll();
+      return { stored: { path: undefined, form: 'tar' }, bytes: 0, kept: true };
+    }
+    const kept = this.present.has(layer.diffId);
+    this.events.push({ op: 'putLayer', index: layer.index, form: payload._tag, kept });
+    if (++this.inFlight > this.concurrency) this.world.problems.push(`copy loop: ${this.inFlight} putLayer calls at once, concurrency is ${this.concurrency}`);
+    try {
+      return await this.store(layer, payload, ctx, kept);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async store(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext, kept: boolean): Promise<PutLayerResult<StoredLayer>> {
+    const who = 'destination';
+    const releaseAll = () => releaseAllQuietly(this.world, ctx, { _tag: 'Layer', layer, payload }, who);
+    if (this.failing('putLayer', layer.index)) {
+      if (!this.spec.forgetUnstored) await releaseAll();
+      throw new InjectedError(`destination failed storing layer ${layer.index}`);
+    }
+    if (kept) {
+      if (!this.spec.forgetUnstored) await releaseAll();
+      return { stored: { path: undefined, form: 'tar' }, bytes: 0, kept: true };
+    }
+    const blob = blobOf(payload);
+    const form: 'tar' | Compression = payload._tag === 'Tar' ? 'tar' : (blob as BlobFile).compression;
+    const file = (payload._tag === 'Tar' ? payload.tar.file : (blob as BlobFile).file) as TempFile;
+    const target = layerPath(layer.index, form);
+    const { fs } = this.world;
+    let moved = false;
+    let copied = false;
+    try {
+      if (this.spec.store === 'move') {
+        const r = await ctx.effects.perform({ _tag: 'MoveIntoPlace', file, owner: ctx.owner, destination: target });
+        moved = true;
+        this.added.push(target);
+        copied = r.copied;
+      } else {
+        const content = await fs.readFile(file.path);
+        this.added.push(target);
+        await fs.writeNew(target, content);
+        moved = true;
+        await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
+      }
+    } catch (error) {
+      if (!moved) await releaseQuietly(this.world, ctx, file, who);
+      throw error;
+    }
+    if (this.spec.releaseTwice) await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
+    const size = payload._tag === 'Tar' ? payload.tar.size : (blob as BlobFile).size;
+    return { stored: { path: target, form }, bytes: size, copiedAcrossDevices: copied };
+  }
+
+  async putConfig(config: ConfigElement): Promise<void> {
+    this.events.push({ op: 'putConfig', config });
+    if (this.failing('putConfig')) throw new InjectedError('destination failed in putConfig');
+    this.added.push(`${DEST}/config.json`);
+    await this.world.fs.writeNew(`${DEST}/config.json`, toText(config.raw));
+  }
+
+  async commit(image: CommittedImage<StoredLayer>): Promise<{ readonly destination: string }> {
+    this.events.push({ op: 'commit', image });
+    if (this.failing('commit')) throw new InjectedError('destination failed in commit');
+    this.added.push(`${DEST}/manifest`);
+    await this.world.fs.writeNew(`${DEST}/manifest`, manifestText(image));
+    return { destination: DEST };
+  }
+
+  async abort(): Promise<void> {
+    this.events.push({ op: 'abort' });
+    if (this.inFlight > 0) this.world.problems.push(`copy loop: abort() while ${this.inFlight} putLayer call(s) were under way`);
+    for (const p of [...this.added].reverse()) {
+      await this.world.fs.unlink(p).catch((e: unknown) => {
+        if ((e as { code?: string }).code !== 'ENOENT') this.world.problems.push(`destination: could not remove ${p}: ${(e as Error).message}`);
+      });
+    }
+    if (this.madeDir) await this.world.fs.removeDir(DEST).catch((e: unknown) => this.world.problems.push(`destination: could not remove ${DEST}: ${(e as Error).message}`));
+  }
+}
+
+/** The manifest a destination writes at commit: one line per position. */
+export function manifestText(image: CommittedImage<StoredLayer>): string {
+  const lines = image.layers.map((r) => (r._tag === 'Stored' ? `${r.layer.diffId} ${r.stored.path ?? 'kept'}` : r._tag === 'Present' ? `${r.layer.diffId} present` : `${r.layer.diffId} duplicate-of ${r.of}`));
+  return [image.config.digest, ...lines].join('\n');
+}
+
+/** Takes `stopAfter` elements (releasing every file they carry), then stops early. */
+export function formsPeekOutput(spec: PeekSpec): ImageOutput {
+  return {
+    description: `peek(${spec.stopAfter})`,
+    order: 'completion',
+    wants: async () => formsOf(spec.wants),
+    async consume(elements, ctx): Promise<OutputSummary> {
+      let n = 0;
+      const take = releaseElement(ctx.effects, ctx.owner);
+      if (spec.stopAfter <= 0) {
+        // Never pulls.
+      } else if (spec.via === 'break') {
+        for await (const e of elements) {
+          n++;
+          await take(e);
+          if (n >= spec.stopAfter) break;
+        }
+      } else {
+        const it = elements[Symbol.asyncIterator]();
+        try {
+          while (n < spec.stopAfter) {
+            const r = await it.next();
+            if (r.done) break;
+            n++;
+            await take(r.value);
+          }
+        } finally {
+          await it.return?.();
+        }
+      }
+      return { destination: 'peek', layers: 0, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 };
+    },
+  };
+}
+
+export function makeFormsOutput(world: FormsWorld, spec: FormsOutputSpec, layers: readonly FormsLayerSpec[]): { output: ImageOutput; destination: FormsDestination | undefined } {
+  if (spec.kind === 'peek') return { output: formsPeekOutput(spec), destination: undefined };
+  const destination = new FormsDestination(world, spec, formsDescriptors(layers).map((d) => d.diffId));
+  return { output: copyInto(destination), destination };
+}
