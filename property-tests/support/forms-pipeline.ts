@@ -198,7 +198,14 @@ export type FormsFilterSpec =
   /** Asks for both forms, passes on only `keep` (releasing the other). */
   | { readonly kind: 'keepOne'; readonly keep: 'tar' | 'blob'; readonly throwAtLayer: number | undefined; readonly leakDropped?: boolean }
   /** Reads every layer's tar (ensureTar: inflates a blob-only layer); `asks`: says so in `wants`. */
-  | { readonly kind: 'readTar'; readonly asks: boolean; readonly keepBlob: boolean; readonly throwAtLayer: number | undefined }
+  | {
+      readonly kind: 'readTar';
+      readonly asks: boolean;
+      readonly keepBlob: boolean;
+      readonly throwAtLayer: number | undefined;
+      /** BROKEN on purpose: drops the tar it got and inflates the blob again (a needless Inflate). */
+      readonly wasteful?: boolean;
+    }
   /** Asks for nothing itself; passes on only the forms the stages after asked for (keepForms). */
   | { readonly kind: 'trim'; readonly throwAtLayer: number | undefined }
   /** The real search filter. */
@@ -287,13 +294,18 @@ function readTarFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind:
           yield e;
           continue;
         }
-        let payload: DataPayload;
+        let payload: DataPayload = e.payload;
         try {
           if (spec.throwAtLayer === e.layer.index) throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
-          payload = (await ensureTar(e.layer, e.payload, formCtx, spec.keepBlob)).payload;
+          if (spec.wasteful && payload._tag === 'Both') {
+            const blobOnly: DataPayload = { _tag: 'Blob', blob: payload.blob };
+            await ctx.effects.perform({ _tag: 'Release', file: payload.tar.file, owner: ctx.owner });
+            payload = blobOnly;
+          }
+          payload = (await ensureTar(e.layer, payload, formCtx, spec.keepBlob)).payload;
         } catch (error) {
           // ensureTar leaves the payload's files with us.
-          await releaseAllQuietly(world, ctx, e, name);
+          await releaseAllQuietly(world, ctx, { _tag: 'Layer', layer: e.layer, payload }, name);
           throw error;
         }
         const element: LayerElement = { _tag: 'Layer', layer: e.layer, payload };

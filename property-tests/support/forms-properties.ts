@@ -201,6 +201,8 @@ export interface FormsMode {
   readonly filterLeaksDropped?: boolean;
   readonly destForgetsUnstored?: boolean;
   readonly destReleasesTwice?: boolean;
+  /** readTar filters inflate a layer that already came with its tar. */
+  readonly wastefulInflate?: boolean;
 }
 
 function dumpFs(fs: MemoryFs): string {
@@ -224,7 +226,9 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
   if (spec.abort) void s.schedule(Promise.resolve(), 'abort').then(() => outer.abort(new InjectedError('aborted by the user')));
 
   const reports: SearchReport[] = [];
-  const filters = spec.filters.map((f) => makeFormsFilter(world, f.kind === 'keepOne' && mode.filterLeaksDropped ? { ...f, leakDropped: true } : f, reports));
+  const broken = (f: FormsFilterSpec): FormsFilterSpec =>
+    f.kind === 'keepOne' && mode.filterLeaksDropped ? { ...f, leakDropped: true } : f.kind === 'readTar' && mode.wastefulInflate ? { ...f, wasteful: true } : f;
+  const filters = spec.filters.map((f) => makeFormsFilter(world, broken(f), reports));
   const outputSpec: FormsOutputSpec =
     spec.output.kind === 'dest' ? { ...spec.output, forgetUnstored: mode.destForgetsUnstored ?? false, releaseTwice: mode.destReleasesTwice ?? false } : spec.output;
   const { output, destination } = makeFormsOutput(world, outputSpec, spec.input.layers);
