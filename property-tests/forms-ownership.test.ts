@@ -28,3 +28,9 @@ test('both forms, codec faults: an Inflate or Compress that fails before, during
   await fc.assert(formsOwnershipProperty(realScope, {}, stats, transcodeFaultSpecArb), { numRuns: 200 });
   assert.ok(stats.codecFaultsFired > 30 && stats.ok > 20, `runs: ${JSON.stringify(stats)}`);
 });
+
+test('both forms, scope.close() racing the run (a signal handler), transcodes in flight: the invariant holds', async () => {
+  const stats = emptyFormsStats();
+  await fc.assert(formsOwnershipProperty(realScope, { closeDuringRun: true }, stats, transcodeFaultSpecArb.map((s) => ({ ...s, codecFaults: s.codecFaults.slice(0, 1) }))), { numRuns: 150 });
+  assert.ok(stats.releasedByClose > 0, `close never caught a run holding files: ${JSON.stringify(stats)}`);
+});
