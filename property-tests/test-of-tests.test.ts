@@ -20,7 +20,8 @@ import * as fc from 'fast-check';
 import { nodeTempFs } from '../src/shell/fs/node-temp-fs.js';
 import { interleavedOwnershipProperty, ownershipModelProperty } from './support/ownership-properties.js';
 import { abandonedConsumerProperty, pipelineOwnershipProperty } from './support/pipeline-properties.js';
-import { realFsProperty } from './support/real-fs-properties.js';
+import { nodeLayerCodecs } from '../src/shell/fs/transcode.js';
+import { realFsProperty, realFsTranscodeProperty } from './support/real-fs-properties.js';
 import { emptyFormsStats, formsOwnershipProperty, type FormsMode, transcodeFaultSpecArb } from './support/forms-properties.js';
 import { brokenScopes, brokenTranscodeScopes, realScope, type ScopeFactory } from './support/scopes.js';
 
@@ -70,6 +71,11 @@ for (const name of ['forgetRelease', 'leakyClose'] as const) {
     await mustFail(`real-fs/${name}`, realFsProperty((parent) => brokenScopes[name](nodeTempFs, parent)), 50);
   });
 }
+
+test('test-of-tests: the real-fs transcode property fails against a scope that leaks the new file of a failed Inflate/Compress', async () => {
+  const leaky = (parent: string) => brokenTranscodeScopes.leakyTranscode(nodeTempFs, parent, nodeLayerCodecs);
+  await mustFail('real-fs/leakyTranscode', realFsTranscodeProperty(leaky), 100, /failed and left 1 live file/);
+});
 
 // ----- the element model with both forms ------------------------------------------------------
 

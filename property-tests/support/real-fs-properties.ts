@@ -5,11 +5,13 @@
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import * as fc from 'fast-check';
-import { OwnershipError, type TempFile } from '../../src/core/ownership.js';
+import { type BlobCompression, OwnershipError, type TempFile } from '../../src/core/ownership.js';
 import { TempScope } from '../../src/shell/scope.js';
 import { OWNERS, type Owner } from './ownership-properties.js';
 import type { ScopeUnderTest } from './scopes.js';
@@ -108,6 +110,122 @@ export function realFsProperty(factory: NodeScopeFactory) {
         if (got !== content) problems.push(`${name} holds ${JSON.stringify(got)}, expected ${JSON.stringify(content)}`);
       }
       if (problems.length > 0) throw new Error(`real fs: ${problems.join('\n')}`);
+    } finally {
+      await fsp.rm(base, { recursive: true, force: true });
+    }
+  });
+}
+
+// ----- Inflate / Compress with the node codecs -----------------------------------------------
+
+type TranscodeAction =
+  | { readonly kind: 'tar'; readonly bytes: Uint8Array }
+  | { readonly kind: 'compress'; readonly n: number; readonly compression: BlobCompression }
+  | { readonly kind: 'inflate'; readonly n: number; readonly compression: 'gzip' | 'sniff' | 'none' | 'zstd' }
+  | { readonly kind: 'corrupt'; readonly n: number }
+  | { readonly kind: 'release'; readonly n: number };
+
+export const transcodeActionsArb: fc.Arbitrary<TranscodeAction[]> = fc.array(
+  fc.oneof(
+    // 'T' first: never a gzip or zstd magic number, so an uncompressed tar is never taken for a blob.
+    { arbitrary: fc.uint8Array({ maxLength: 3000 }).map((b) => ({ kind: 'tar' as const, bytes: Buffer.concat([Buffer.from('T'), b]) })), weight: 3 },
+    { arbitrary: fc.record({ kind: fc.constant('compress' as const), n: fc.nat(), compression: fc.constantFrom<BlobCompression>('gzip', 'gzip', 'zstd') }), weight: 3 },
+    { arbitrary: fc.record({ kind: fc.constant('inflate' as const), n: fc.nat(), compression: fc.constantFrom('gzip' as const, 'sniff' as const, 'none' as const, 'zstd' as const) }), weight: 3 },
+    { arbitrary: fc.record({ kind: fc.constant('corrupt' as const), n: fc.nat() }), weight: 1 },
+    { arbitrary: fc.record({ kind: fc.constant('release' as const), n: fc.nat() }), weight: 1 },
+  ),
+  { maxLength: 14 },
+);
+
+const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/**
+ * `Inflate` and `Compress` through TempScope with the real node codecs (zlib, fzstd) on
+ * the real fs: a compressed tar inflates back to its digest, `none` copies, `sniff`
+ * recognises gzip; what cannot be done (zstd compression in this build, a tar or gzip
+ * blob inflated as zstd, a tar inflated as gzip, a truncated blob) fails and leaves no
+ * new file, live or on disk; after close the run dir is gone.
+ */
+export function realFsTranscodeProperty(factory: NodeScopeFactory) {
+  return fc.asyncProperty(transcodeActionsArb, async (actions) => {
+    const base = await fsp.mkdtemp(path.join(os.tmpdir(), 'occystrap-prop-'));
+    try {
+      const scope = await factory(path.join(base, 'tmp'));
+      // What each live file holds: the tar's bytes, or a blob of a tar (maybe corrupted).
+      const live: Array<{ file: TempFile; content: Uint8Array; tar: Uint8Array; blob: 'none' | 'gzip' | 'corrupt' }> = [];
+      const problems: string[] = [];
+      const owner = 'filter[0]:squash';
+      const runDirFiles = async () => (await fsp.readdir(scope.runDir).catch(() => [] as string[])).length;
+      for (const a of actions) {
+        if (a.kind === 'tar') {
+          const file = await scope.perform({ _tag: 'CreateTemp', owner, purpose: 'tar' });
+          await fsp.writeFile(file.path, a.bytes);
+          live.push({ file, content: a.bytes, tar: a.bytes, blob: 'none' });
+          continue;
+        }
+        if (live.length === 0) continue;
+        const k = a.n % live.length;
+        const source = live[k] as (typeof live)[number];
+        if (a.kind === 'release') {
+          await scope.perform({ _tag: 'Release', file: source.file, owner });
+          live.splice(k, 1);
+          continue;
+        }
+        if (a.kind === 'corrupt') {
+          if (source.blob === 'gzip') {
+            const bytes = await fsp.readFile(source.file.path);
+            source.content = bytes.subarray(0, Math.floor(bytes.length / 2));
+            await fsp.writeFile(source.file.path, source.content);
+            source.blob = 'corrupt';
+          }
+          continue;
+        }
+        if (a.kind === 'compress' && source.blob !== 'none') continue; // only tars are compressed
+        const before = { files: await runDirFiles(), live: scope.ledger.liveCount() };
+        const effect =
+          a.kind === 'compress'
+            ? ({ _tag: 'Compress', source: source.file, owner, compression: a.compression, purpose: 'made-blob' } as const)
+            : ({ _tag: 'Inflate', source: source.file, owner, compression: a.compression, purpose: 'made-tar' } as const);
+        // What must come out: undefined = the effect must fail.
+        let expected: { content: 'tar' | 'copy' } | undefined;
+        if (a.kind === 'compress') expected = a.compression === 'gzip' ? { content: 'tar' } : undefined;
+        else if (a.compression === 'none') expected = { content: 'copy' };
+        else if (a.compression === 'zstd') expected = undefined;
+        else if (source.blob === 'gzip') expected = { content: 'tar' };
+        else if (source.blob === 'none') expected = a.compression === 'sniff' ? { content: 'copy' } : undefined;
+        else expected = undefined; // a truncated gzip blob
+        const r = await scope.perform(effect).then(
+          (made) => ({ ok: true as const, made }),
+          (error: unknown) => ({ ok: false as const, error }),
+        );
+        const what = `${a.kind} ${a.compression} of a ${source.blob} file`;
+        if (r.ok) {
+          const bytes = await fsp.readFile(r.made.file.path);
+          if (!expected) problems.push(`${what} succeeded`);
+          if (sha256(bytes) !== r.made.digest || bytes.length !== r.made.size) problems.push(`${what}: the reply's digest/size are not the new file's`);
+          if (a.kind === 'compress') {
+            if (sha256(gunzipSync(bytes)) !== sha256(source.tar)) problems.push(`${what}: the blob does not gunzip to the tar`);
+            live.push({ file: r.made.file, content: bytes, tar: source.tar, blob: 'gzip' });
+          } else {
+            const want = expected?.content === 'copy' ? source.content : source.tar;
+            if (r.made.digest !== sha256(want)) problems.push(`${what}: made ${r.made.digest}, expected ${sha256(want)}`);
+            live.push({ file: r.made.file, content: bytes, tar: bytes, blob: 'none' });
+          }
+          if (scope.ledger.entry(r.made.file.id)?.state._tag !== 'Live') problems.push(`${what}: the new file is not live`);
+        } else {
+          if (r.error instanceof OwnershipError) problems.push(`${what}: ${String(r.error)}`);
+          if (expected) problems.push(`${what} failed: ${String(r.error)}`);
+          // A failed transcode never made a file: nothing new in the ledger or the run dir.
+          if (scope.ledger.liveCount() !== before.live) problems.push(`${what} failed and left ${scope.ledger.liveCount() - before.live} live file(s)`);
+          if ((await runDirFiles()) !== before.files) problems.push(`${what} failed and left a file in the run dir`);
+        }
+        if (!(await exists(source.file.path))) problems.push(`${what}: the source is gone`);
+      }
+      const report = await scope.close();
+      if (report.released !== live.length) problems.push(`close released ${report.released}, ${live.length} were live`);
+      if (report.problems.length > 0) problems.push(`close problems: ${report.problems.join('; ')}`);
+      if (await exists(scope.runDir)) problems.push(`run dir ${scope.runDir} still exists`);
+      if (problems.length > 0) throw new Error(`real fs transcodes: ${problems.join('\n')}`);
     } finally {
       await fsp.rm(base, { recursive: true, force: true });
     }
