@@ -4,7 +4,8 @@
  * not from the code under test:
  *
  * - `wants` composes from the destination back to the input; the `asked` input makes
- *   exactly those forms (none = Skipped: present), the `random` input its own;
+ *   exactly those forms (none = Skipped: present), the `tars` input the tar of whatever
+ *   was asked, the `random` input its own;
  * - a stage that needs the tar and lacks it inflates once (`ensureTar`), keeping the blob
  *   only if it was told to; `keepForms` trims to what the stages after asked for;
  * - the copy loop gives the destination exactly the form it needs, inflating a tar or
@@ -88,7 +89,7 @@ export function predictLayer(
   let p: Payload;
   if (layer.repeatOf !== undefined) p = { kind: 'skipped', reason: 'duplicate' };
   else {
-    const forms = input.kind === 'asked' ? asked : formsOf(layer.randomForm);
+    const forms = input.kind === 'asked' ? asked : input.kind === 'tars' ? (wantsAny(asked) ? Forms.tar : Forms.none) : formsOf(layer.randomForm);
     p = wantsAny(forms) ? { kind: 'data', tar: forms.tar, blob: forms.blob ? 'source' : undefined } : { kind: 'skipped', reason: 'present' };
   }
   let rewritten = false;

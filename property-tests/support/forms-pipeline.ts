@@ -129,8 +129,12 @@ async function releaseAllQuietly(world: FormsWorld, ctx: StageContext, e: ImageE
 // ----- inputs ----------------------------------------------------------------------------
 
 export interface FormsInputSpec {
-  /** `asked`: the forms `wants` answers (Skipped: present for none); `random`: each layer's `randomForm`. */
-  readonly kind: 'asked' | 'random';
+  /**
+   * `asked`: the forms `wants` answers (Skipped: present for none); `tars`: only ever the
+   * tar, as a source without blobs (none asked: Skipped: present); `random`: each layer's
+   * `randomForm`, whatever was asked.
+   */
+  readonly kind: 'asked' | 'tars' | 'random';
   readonly layers: readonly FormsLayerSpec[];
   /** Throw after this layer's files were created and written (releasing them first). */
   readonly throwAtLayer: number | undefined;
@@ -152,7 +156,7 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
     const l = spec.layers[d.index] as FormsLayerSpec;
     if (l.repeatOf !== undefined) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'duplicate' } };
     const asked = await wants(d);
-    const forms = spec.kind === 'asked' ? asked : formsOf(l.randomForm);
+    const forms = spec.kind === 'asked' ? asked : spec.kind === 'tars' ? (wantsAny(asked) ? Forms.tar : Forms.none) : formsOf(l.randomForm);
     if (!wantsAny(forms)) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
     throwIfAborted(sig);
     let tar: TarFile | undefined;

@@ -121,7 +121,7 @@ const codecFaultArb = fc.record({
 /** Random forms pipelines: 0–5 layers (some repeated), 0–2 filters, a destination or an early stop. */
 export const formsRunSpecArb: fc.Arbitrary<FormsRunSpec> = fc.integer({ min: 0, max: 5 }).chain((n) =>
   fc.record({
-    input: fc.record({ kind: fc.constantFrom('asked' as const, 'random' as const), layers: layersArb(n), throwAtLayer: maybeIndex(n, 12) }),
+    input: fc.record({ kind: fc.constantFrom('asked' as const, 'tars' as const, 'random' as const), layers: layersArb(n), throwAtLayer: maybeIndex(n, 12) }),
     filters: fc.array(filterArb(n), { maxLength: 2 }),
     output: fc.oneof(
       { arbitrary: destArb(n), weight: 5 },
@@ -220,7 +220,14 @@ function dumpFs(fs: MemoryFs): string {
   return `fs log:\n${fs.log.map((e) => `  #${e.seq} ${e.op}(${e.args.join(', ')}) ${e.outcome}${e.injected ? ' [injected]' : ''}`).join('\n')}`;
 }
 
-export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory: ScopeFactory, mode: FormsMode = {}, stats?: FormsStats): Promise<void> {
+/** What a checked run did (after every check passed). */
+export interface FormsRunResult {
+  readonly ok: boolean;
+  readonly inflates: number;
+  readonly compresses: number;
+}
+
+export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory: ScopeFactory, mode: FormsMode = {}, stats?: FormsStats): Promise<FormsRunResult> {
   const fs = new MemoryFs({ dirs: ['/tmp', '/out'], scheduler: s });
   const codecs = new MemoryCodecs(fs);
   const world: FormsWorld = { fs, problems: [] };
@@ -318,6 +325,7 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
     if (codecs.calls.some((c) => /injected/.test(c.outcome))) stats.codecFaultsFired++;
   }
   assertNoViolations(violations, ctx);
+  return { ok: outcome.ok, inflates: okTranscodes.filter((t) => t.tag === 'Inflate').length, compresses: okTranscodes.filter((t) => t.tag === 'Compress').length };
 }
 
 /** The config rule, the records, the files and the transcode counts of a successful run. */
@@ -426,5 +434,39 @@ function checkSuccess(
 }
 
 export function formsOwnershipProperty(factory: ScopeFactory, mode: FormsMode = {}, stats?: FormsStats, specs: fc.Arbitrary<FormsRunSpec> = formsRunSpecArb) {
-  return fc.asyncProperty(specs, fc.scheduler(), (spec, s) => checkFormsRun(spec, s, factory, mode, stats));
+  return fc.asyncProperty(specs, fc.scheduler(), async (spec, s) => void (await checkFormsRun(spec, s, factory, mode, stats)));
+}
+
+/**
+ * The counts, stated plainly (not through the model): fault-free runs without filters into
+ * a blob destination. Fed blobs (the input makes what was asked), the run performs no
+ * Inflate and no Compress; fed tars only, exactly one Compress per distinct layer it
+ * stores (repeats and layers it holds are not compressed), and no Inflate.
+ */
+export function transcodeCountProperty(factory: ScopeFactory) {
+  const specs = formsRunSpecArb
+    .map((spec): FormsRunSpec => ({ ...spec, filters: [], fsFaults: [], codecFaults: [], abort: false, input: { ...spec.input, throwAtLayer: undefined } }))
+    .chain((spec) =>
+      fc.record({
+        spec: fc.constant(spec),
+        needs: fc.constantFrom('gzip' as const, 'zstd' as const),
+        fedTars: fc.boolean(),
+        present: fc.subarray(spec.input.layers.map((_, i) => i)),
+      }),
+    )
+    .map(({ spec, needs, fedTars, present }): FormsRunSpec => {
+      const output: FormsDestSpec = { kind: 'dest', needs, order: 'completion', concurrency: 2, present, store: 'move', failAt: undefined, ...(spec.output.kind === 'dest' ? { order: spec.output.order, concurrency: spec.output.concurrency, store: spec.output.store } : {}) };
+      return { ...spec, output, input: { kind: fedTars ? 'tars' : 'asked', layers: spec.input.layers, throwAtLayer: undefined } };
+    });
+  return fc.asyncProperty(specs, fc.scheduler(), async (spec, s) => {
+    const r = await checkFormsRun(spec, s, factory);
+    const layers = spec.input.layers;
+    const carrier = (i: number): number => layers[i]?.repeatOf ?? i;
+    const held = new Set((spec.output as FormsDestSpec).present.map(carrier));
+    const stored = layers.filter((l, i) => l.repeatOf === undefined && !held.has(i)).length;
+    const expected = spec.input.kind === 'tars' ? { inflates: 0, compresses: stored } : { inflates: 0, compresses: 0 };
+    if (!r.ok || r.inflates !== expected.inflates || r.compresses !== expected.compresses) {
+      throw new Error(`fed ${spec.input.kind === 'tars' ? 'tars' : 'blobs'}: ok=${r.ok}, ${r.inflates} inflate(s), ${r.compresses} compress(es); expected ${JSON.stringify(expected)}\nspec: ${JSON.stringify(spec)}`);
+    }
+  });
 }
