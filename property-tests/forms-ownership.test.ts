@@ -18,15 +18,17 @@ test('both forms: every temp file ends moved or released once; the destination g
   await fc.assert(formsOwnershipProperty(realScope, {}, stats), { numRuns: 300 });
   // Every scenario the property is about must actually have run.
   assert.ok(stats.ok > 50 && stats.failed > 30, `runs: ${JSON.stringify(stats)}`);
-  assert.ok(stats.inflates > 20 && stats.compresses > 20, `transcodes: ${JSON.stringify(stats)}`);
+  assert.ok(stats.inflates > 5 && stats.compresses > 20, `transcodes: ${JSON.stringify(stats)}`);
   assert.ok(stats.passthrough > 3, `blob passthrough runs: ${JSON.stringify(stats)}`);
   assert.ok(stats.rewritten > 3, `rewritten layers: ${JSON.stringify(stats)}`);
 });
 
-test('both forms, codec faults: an Inflate or Compress that fails before, during or after writing leaves no file behind', async () => {
+test('both forms, codec faults and bad blobs: an Inflate or Compress that fails (before, during or after writing, or EDIGEST) leaves no file behind', async () => {
   const stats = emptyFormsStats();
   await fc.assert(formsOwnershipProperty(realScope, {}, stats, transcodeFaultSpecArb), { numRuns: 200 });
   assert.ok(stats.codecFaultsFired > 30 && stats.ok > 20, `runs: ${JSON.stringify(stats)}`);
+  // A blob that does not uncompress to its diff_id, inflated: EDIGEST, and the new tar released.
+  assert.ok(stats.digestErrors > 0, `bad blobs inflated: ${JSON.stringify(stats)}`);
 });
 
 test('both forms, scope.close() racing the run (a signal handler), transcodes in flight: the invariant holds', async () => {

@@ -64,6 +64,11 @@ export interface FormsLayerSpec {
   readonly compression: Compression;
   /** The forms the random input yields, whatever was asked. */
   readonly randomForm: FormName;
+  /**
+   * The source's blob does not uncompress to the diff_id (its own digest is right): a
+   * stage that inflates it must fail with EDIGEST; passed through, it is stored as is.
+   */
+  readonly badBlob?: boolean;
 }
 
 const toText = (b: Uint8Array) => Buffer.from(b).toString('latin1');
@@ -86,8 +91,8 @@ export function tarContent(layers: readonly FormsLayerSpec[], i: number): string
 
 /** The source's blob of a layer. */
 export function sourceBlob(layers: readonly FormsLayerSpec[], i: number): string {
-  const compression = (layers[i] as FormsLayerSpec).compression;
-  const tar = tarContent(layers, i);
+  const { compression, badBlob } = layers[i] as FormsLayerSpec;
+  const tar = tarContent(layers, i) + (badBlob ? 'X' : '');
   return compression === 'none' ? tar : compressedContent(tar, compression);
 }
 

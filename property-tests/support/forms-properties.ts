@@ -69,6 +69,7 @@ const layersArb = (n: number): fc.Arbitrary<FormsLayerSpec[]> =>
         repeat: fc.oneof({ arbitrary: fc.constant(undefined), weight: 5 }, { arbitrary: fc.nat(), weight: 1 }),
         compression: fc.constantFrom<Compression>('gzip', 'gzip', 'zstd', 'none'),
         randomForm: formNameArb,
+        badBlob: fc.oneof({ arbitrary: fc.constant(false), weight: 5 }, { arbitrary: fc.constant(true), weight: 1 }),
       }),
       { minLength: n, maxLength: n },
     )
@@ -77,7 +78,7 @@ const layersArb = (n: number): fc.Arbitrary<FormsLayerSpec[]> =>
       ls.map((l, i, all): FormsLayerSpec => {
         const of = l.repeat === undefined || i === 0 ? undefined : l.repeat % i;
         const ok = of !== undefined && all[of]?.repeat === undefined;
-        return { files: l.files, repeatOf: ok ? of : undefined, compression: l.compression, randomForm: l.randomForm };
+        return { files: l.files, repeatOf: ok ? of : undefined, compression: l.compression, randomForm: l.randomForm, badBlob: l.badBlob };
       }),
     );
 
@@ -192,12 +193,14 @@ export interface FormsStats {
   rewritten: number;
   /** Runs where a codec fault fired. */
   codecFaultsFired: number;
+  /** Runs that failed because a bad blob was inflated (EDIGEST). */
+  digestErrors: number;
   /** Files a close during the run released. */
   releasedByClose: number;
 }
 
 export function emptyFormsStats(): FormsStats {
-  return { ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0 };
+  return { ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0, digestErrors: 0 };
 }
 
 /** BROKEN variants of the stages (test-of-tests). */
@@ -297,7 +300,12 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
   const codecDone = codecs.done('inflate').length + codecs.done('compress').length;
   if (codecDone < okTranscodes.length) violations.push(`${okTranscodes.length} transcodes succeeded but the codecs completed only ${codecDone}`);
 
+  // A bad blob that some stage inflates must fail the run with EDIGEST (any other way is wrong).
+  const badBlobInflated =
+    spec.output.kind === 'dest' ? spec.input.layers.some((l, i) => l.badBlob && predictLayer(spec.input, spec.filters, spec.output as FormsDestSpec, i, () => false).inflates > 0) : undefined;
+  const isDigestError = (e: unknown) => OccystrapError.is(e) && e.code === 'EDIGEST' && /uncompresses to .*but the config's diff_id is/.test(e.message);
   if (outcome.ok) {
+    if (badBlobInflated) violations.push('a blob that does not uncompress to its diff_id was inflated, and the run succeeded');
     // A run that won its race with close must still be exactly right.
     if (destination) violations.push(...checkSuccess(spec, spec.output as FormsDestSpec, destination, outcome.value, effects.transcodes, fs, stats));
   } else {
@@ -305,10 +313,11 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
     const acceptable =
       isInjected(e) ||
       (spec.abort && OccystrapError.is(e) && e.code === 'EABORT') ||
+      ((badBlobInflated ?? spec.input.layers.some((l) => l.badBlob)) && isDigestError(e)) ||
       // Closed under the run's feet: refused effects, or a stage touching a file close removed.
       (closedEarly && (e instanceof OwnershipError || (e as { code?: string }).code === 'ENOENT'));
     if (!acceptable) violations.push(`the run failed with an error nobody injected: ${(e as Error)?.stack ?? String(e)}`);
-    if (isFaultFree(spec) && !closedEarly) violations.push(`a fault-free run failed: ${String(e)}`);
+    if (isFaultFree(spec) && !closedEarly && !badBlobInflated && !isDigestError(e)) violations.push(`a fault-free run failed: ${String(e)}`);
     if (fs.filesUnder('/out').length > 0) violations.push(`partial output left after failure: ${fs.filesUnder('/out').join(', ')}`);
     if (fs.isDir(DEST)) violations.push(`partial output dir ${DEST} left after failure`);
     if (destination) {
@@ -323,6 +332,7 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
     stats.inflates += okTranscodes.filter((t) => t.tag === 'Inflate').length;
     stats.compresses += okTranscodes.filter((t) => t.tag === 'Compress').length;
     if (codecs.calls.some((c) => /injected/.test(c.outcome))) stats.codecFaultsFired++;
+    if (!outcome.ok && isDigestError(outcome.error)) stats.digestErrors++;
   }
   assertNoViolations(violations, ctx);
   return { ok: outcome.ok, inflates: okTranscodes.filter((t) => t.tag === 'Inflate').length, compresses: okTranscodes.filter((t) => t.tag === 'Compress').length };
