@@ -94,7 +94,8 @@ const brokenStages: Array<[string, FormsMode, RegExp]> = [
   ['a filter that drops a form without releasing it', { filterLeaksDropped: true }, /still owned after the run returned: #\d+ in-\d+-(tar|blob) \{"_tag":"Live","owner":"filter\[\d\]:keep-/],
   ['a destination that keeps the file of a layer it does not store', { destForgetsUnstored: true }, /still owned after the run returned: .*"owner":"output"/],
   ['a destination that releases a stored layer twice (copy-loop misuse)', { destReleasesTwice: true }, /OwnershipError: output cannot release temp file #\d+ .*already (moved|released)/],
-  ['a filter that inflates a layer that came with its tar (a needless Inflate)', { wastefulInflate: true }, /layer \d+: \d+ inflate\(s\) and \d+ compress\(es\), the model says/],
+  // A needless Inflate shows as a count the model did not predict, or as an EDIGEST from a bad blob nothing had to inflate.
+  ['a filter that inflates a layer that came with its tar (a needless Inflate)', { wastefulInflate: true }, /layer \d+: \d+ inflate\(s\) and \d+ compress\(es\), the model says|nobody injected: OccystrapError: layer \d+ .* uncompresses to/],
 ];
 for (const [what, mode, because] of brokenStages) {
   test(`test-of-tests: the forms property fails with ${what}`, async () => {
