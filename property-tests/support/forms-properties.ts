@@ -315,7 +315,8 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
       (spec.abort && OccystrapError.is(e) && e.code === 'EABORT') ||
       ((badBlobInflated ?? spec.input.layers.some((l) => l.badBlob)) && isDigestError(e)) ||
       // Closed under the run's feet: refused effects, or a stage touching a file close removed.
-      (closedEarly && (e instanceof OwnershipError || (e as { code?: string }).code === 'ENOENT'));
+      // (an Inflate/Compress under way is stopped by close with "the run is shutting down").
+      (closedEarly && (e instanceof OwnershipError || (e as { code?: string }).code === 'ENOENT' || /the run is shutting down/.test(String((e as Error)?.message))));
     if (!acceptable) violations.push(`the run failed with an error nobody injected: ${(e as Error)?.stack ?? String(e)}`);
     if (isFaultFree(spec) && !closedEarly && !badBlobInflated && !isDigestError(e)) violations.push(`a fault-free run failed: ${String(e)}`);
     if (fs.filesUnder('/out').length > 0) violations.push(`partial output left after failure: ${fs.filesUnder('/out').join(', ')}`);

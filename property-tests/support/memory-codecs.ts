@@ -10,6 +10,7 @@
  *   operations: schedulable and faultable like any other).
  * - Faults: {@link MemoryCodecs.failNext} makes the next matching call fail before
  *   writing, half-way (one piece written) or after writing everything.
+ * - The signal (the scope's: aborted when it closes) stops a call between its two pieces.
  * - {@link MemoryCodecs.calls} logs every call with its outcome.
  *
  * @module
@@ -81,12 +82,12 @@ export class MemoryCodecs implements LayerCodecs {
     return this.calls.filter((c) => c.op === op && c.outcome === 'ok');
   }
 
-  inflate(from: string, to: string, compression: Compression | 'sniff'): Promise<TranscodeResult> {
-    return this.run('inflate', from, to, compression, (s) => inflatedContent(s, compression));
+  inflate(from: string, to: string, compression: Compression | 'sniff', signal?: AbortSignal): Promise<TranscodeResult> {
+    return this.run('inflate', from, to, compression, (s) => inflatedContent(s, compression), signal);
   }
 
-  compress(from: string, to: string, compression: BlobCompression): Promise<TranscodeResult> {
-    return this.run('compress', from, to, compression, (s) => compressedContent(s, compression));
+  compress(from: string, to: string, compression: BlobCompression, signal?: AbortSignal): Promise<TranscodeResult> {
+    return this.run('compress', from, to, compression, (s) => compressedContent(s, compression), signal);
   }
 
   private takeFault(op: CodecOp): CodecFaultPoint | undefined {
@@ -101,7 +102,7 @@ export class MemoryCodecs implements LayerCodecs {
     return f.point;
   }
 
-  private async run(op: CodecOp, from: string, to: string, compression: string, transform: (s: string) => string): Promise<TranscodeResult> {
+  private async run(op: CodecOp, from: string, to: string, compression: string, transform: (s: string) => string, signal: AbortSignal | undefined): Promise<TranscodeResult> {
     const call: CodecCall = { op, from, to, compression, outcome: 'running' };
     this.calls.push(call);
     const fault = this.takeFault(op);
@@ -111,6 +112,8 @@ export class MemoryCodecs implements LayerCodecs {
       const half = Math.floor(out.length / 2);
       await this.fs.writeFile(to, out.slice(0, half), 'replace');
       if (fault === 'midway') throw new CodecFault(op, fault);
+      // Stopped between the two pieces, as a stream stops between chunks.
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
       await this.fs.writeFile(to, out.slice(half), 'append');
       if (fault === 'afterWrite') throw new CodecFault(op, fault);
       call.outcome = 'ok';

@@ -44,6 +44,8 @@ export class TempScope implements Effects {
   /** Distinguishes this scope's temp names beside outputs from another scope's in the same process. */
   private readonly token = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
   private closing: Promise<CloseReport> | undefined;
+  /** Aborted when close() starts: an Inflate/Compress under way stops instead of holding close up. */
+  private readonly stopping = new AbortController();
 
   private constructor(
     readonly runDir: string,
@@ -92,11 +94,13 @@ export class TempScope implements Effects {
     this.ledger.checkOwned(effect.source, effect.owner, action);
     const made = await this.create(effect.owner, effect.purpose, undefined);
     const codecs = this.options.codecs ?? nodeLayerCodecs;
+    // Stopped by the requester (its stage's signal) or by close() (the run is over).
+    const signal = effect.signal ? AbortSignal.any([effect.signal, this.stopping.signal]) : this.stopping.signal;
     try {
       const result =
         effect._tag === 'Inflate'
-          ? await codecs.inflate(effect.source.path, made.path, effect.compression, effect.signal)
-          : await codecs.compress(effect.source.path, made.path, effect.compression, effect.signal);
+          ? await codecs.inflate(effect.source.path, made.path, effect.compression, signal)
+          : await codecs.compress(effect.source.path, made.path, effect.compression, signal);
       if (effect._tag === 'Inflate') this.transcodes.inflated++;
       else this.transcodes.compressed++;
       return { file: made, digest: result.digest, size: result.size };
@@ -183,6 +187,7 @@ export class TempScope implements Effects {
 
   private async doClose(): Promise<CloseReport> {
     const problems: string[] = [];
+    this.stopping.abort(new Error('the run is shutting down'));
     // Let in-flight creates/moves land; new creates are refused once closeAll runs.
     while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
     const leftovers = this.ledger.closeAll('scope');
