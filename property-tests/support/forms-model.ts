@@ -146,3 +146,12 @@ export function storedCompression(input: FormsInputSpec, dest: FormsDestSpec, i:
   if (form === 'madeBlob') return dest.needs as Compression;
   return (input.layers[carrier(input, i)] ?? input.layers[i])!.compression;
 }
+
+/**
+ * Whether `exclude` (`*.pyc`) changes layer `i`: it has a `.pyc` entry (every third file).
+ * A layer it drops nothing from must come out byte for byte (keeping its digests).
+ */
+export function excludeChanges(input: FormsInputSpec, i: number): boolean {
+  const l = input.layers[carrier(input, i)];
+  return l !== undefined && l.files >= 3;
+}
