@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as fc from 'fast-check';
-import { emptyFormsStats, formsOwnershipProperty, transcodeCountProperty, transcodeFaultSpecArb } from './support/forms-properties.js';
+import { emptyFormsStats, formsAbandonedProperty, formsOwnershipProperty, transcodeCountProperty, transcodeFaultSpecArb } from './support/forms-properties.js';
 import { realScope } from './support/scopes.js';
 
 test('both forms: every temp file ends moved or released once; the destination gets exactly its form; transcodes only where a form is missing', async () => {
@@ -39,4 +39,10 @@ test('both forms, scope.close() racing the run (a signal handler), transcodes in
 
 test('a blob destination fed blobs performs no Inflate and no Compress; fed tars, one Compress per distinct stored layer', async () => {
   await fc.assert(transcodeCountProperty(realScope), { numRuns: 200 });
+});
+
+test('both forms, abandoned consumer (iterator dropped without return()): scope.close() releases both files of what the stages held', async () => {
+  const stats = { releasedByScope: [] as number[] };
+  await fc.assert(formsAbandonedProperty(realScope, stats), { numRuns: 150 });
+  assert.ok(stats.releasedByScope.some((n) => n > 1), 'no run left files for the scope: the scenario is not exercised');
 });

@@ -22,7 +22,7 @@ import { interleavedOwnershipProperty, ownershipModelProperty } from './support/
 import { abandonedConsumerProperty, pipelineOwnershipProperty } from './support/pipeline-properties.js';
 import { nodeLayerCodecs } from '../src/shell/fs/transcode.js';
 import { realFsProperty, realFsTranscodeProperty } from './support/real-fs-properties.js';
-import { emptyFormsStats, formsOwnershipProperty, type FormsMode, transcodeFaultSpecArb } from './support/forms-properties.js';
+import { emptyFormsStats, formsAbandonedProperty, formsOwnershipProperty, type FormsMode, transcodeFaultSpecArb } from './support/forms-properties.js';
 import { brokenScopes, brokenTranscodeScopes, realScope, type ScopeFactory } from './support/scopes.js';
 
 async function mustFail(name: string, property: fc.IAsyncProperty<unknown> | fc.IAsyncPropertyWithHooks<unknown>, numRuns: number, because?: RegExp): Promise<void> {
@@ -82,6 +82,12 @@ test('test-of-tests: the real-fs transcode property fails against a scope that l
 for (const name of ['doubleRelease', 'forgetRelease'] as const) {
   test(`test-of-tests: the forms property fails against ${name}`, async () => {
     await mustFail(`forms/${name}`, formsOwnershipProperty(brokenScopes[name]), 200);
+  });
+}
+
+for (const name of ['forgetRelease', 'leakyClose'] as const) {
+  test(`test-of-tests: the forms abandoned-consumer property fails against ${name}`, async () => {
+    await mustFail(`forms-abandoned/${name}`, formsAbandonedProperty(brokenScopes[name]), 200);
   });
 }
 

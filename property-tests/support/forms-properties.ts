@@ -8,12 +8,15 @@
  */
 import * as fc from 'fast-check';
 import type { Digest } from '../../src/core/digest.js';
-import type { ConfigElement } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, releaseElement } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
 import type { SearchReport } from '../../src/core/filters/search.js';
 import type { Compression } from '../../src/core/media-types.js';
 import { type Effects, OwnershipError, type OwnershipEffect, type ReplyOf } from '../../src/core/ownership.js';
-import { runPipeline } from '../../src/core/pipeline/compose.js';
+import { buffer } from '../../src/core/pipeline/buffer.js';
+import { composeWants, elementPositions, Owners, runPipeline } from '../../src/core/pipeline/compose.js';
+import { handOver } from '../../src/core/pipeline/hand-over.js';
+import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { CloseReport } from '../../src/shell/scope.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
 import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, withDeadline } from './invariants.js';
@@ -481,5 +484,67 @@ export function transcodeCountProperty(factory: ScopeFactory) {
     if (!r.ok || r.inflates !== expected.inflates || r.compresses !== expected.compresses) {
       throw new Error(`fed ${spec.input.kind === 'tars' ? 'tars' : 'blobs'}: ok=${r.ok}, ${r.inflates} inflate(s), ${r.compresses} compress(es); expected ${JSON.stringify(expected)}\nspec: ${JSON.stringify(spec)}`);
     }
+  });
+}
+
+// ----- the abandoned consumer ------------------------------------------------------------------
+
+/**
+ * The chain runPipeline builds from the forms stages, pulled by hand a few times (each
+ * element's files released, both forms) and then dropped without `return()`: the stages
+ * (and any Inflate under way) never release what they hold. Only the scope can; after
+ * close the invariant must hold all the same.
+ */
+export function formsAbandonedProperty(factory: ScopeFactory, stats?: { releasedByScope: number[] }) {
+  const specs = fc.record({
+    spec: transcodeFaultSpecArb.map((s): FormsRunSpec => ({ ...s, codecFaults: [] })),
+    pulls: fc.nat({ max: 6 }),
+    settleFirst: fc.boolean(),
+  });
+  return fc.asyncProperty(specs, fc.scheduler(), async ({ spec, pulls, settleFirst }, s) => {
+    const fs = new MemoryFs({ dirs: ['/tmp', '/out'], scheduler: s });
+    const codecs = new MemoryCodecs(fs);
+    const world: FormsWorld = { fs, problems: [] };
+    const ctx = () => `spec: ${JSON.stringify({ spec, pulls, settleFirst })}\n${dumpFs(fs)}`;
+    const scope = await withDeadline(s.waitFor(factory(fs, spec.sameDevice ? '/out/.work' : '/tmp', codecs)), 5000, 'open', ctx);
+    const filters = spec.filters.map((f) => makeFormsFilter(world, f, []));
+    const { output } = makeFormsOutput(world, spec.output, spec.input.layers);
+    const signal = new AbortController().signal;
+    let stream: AsyncIterable<ImageElement> = formsInput(world, spec.input).elements({
+      effects: scope,
+      signal,
+      owner: Owners.input,
+      wants: composeWants(filters, output.wants),
+      parallelism: spec.parallelism,
+    });
+    stream = handOver(scope, Owners.input, Owners.buffer)(stream);
+    stream = buffer<ImageElement>(spec.bufferDepth, { dispose: releaseElement(scope, Owners.buffer) })(stream);
+    let owner: string = Owners.buffer;
+    filters.forEach((filter, i) => {
+      const name = Owners.filter(i, filter.name);
+      stream = handOver(scope, owner, name)(stream);
+      stream = filter.apply(stream, { effects: scope, signal, owner: name });
+      owner = name;
+    });
+    stream = handOver(scope, owner, Owners.output)(stream);
+    if (output.order === 'manifest') stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(scope, Owners.output) })(stream);
+    const it = stream[Symbol.asyncIterator]();
+    const pulling = (async () => {
+      for (let n = 0; n < pulls; n++) {
+        const r = await it.next();
+        if (r.done) return;
+        await releaseElement(scope, Owners.output)(r.value);
+      }
+    })().catch(() => undefined); // a bad blob may end the stream early: irrelevant here
+    await withDeadline(s.waitFor(pulling), 5000, 'pulls', ctx);
+    // Dropped: no it.return(). What the stages hold now is only reachable by the scope.
+    if (settleFirst) await withDeadline(s.waitIdle(), 5000, 'settle', ctx);
+    const report = await withDeadline(s.waitFor(scope.close()), 5000, 'close', ctx);
+    await withDeadline(s.waitIdle(), 5000, 'idle after close', ctx);
+    const violations = [...releasedFilesAreGone(scope, fs), ...invariantAfterClose(scope, fs, report)];
+    if (fs.filesUnder('/tmp').length > 0) violations.push(`files left under /tmp: ${fs.filesUnder('/tmp').join(', ')}`);
+    if (fs.filesUnder('/out').length > 0) violations.push(`files left under /out: ${fs.filesUnder('/out').join(', ')}`);
+    assertNoViolations(violations, ctx);
+    stats?.releasedByScope.push(report.released);
   });
 }
