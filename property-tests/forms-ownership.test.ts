@@ -15,7 +15,7 @@ import { realScope } from './support/scopes.js';
 
 test('both forms: every temp file ends moved or released once; the destination gets exactly its form; transcodes only where a form is missing', async () => {
   const stats = emptyFormsStats();
-  await fc.assert(formsOwnershipProperty(realScope, {}, stats), { numRuns: 600 });
+  await fc.assert(formsOwnershipProperty(realScope, {}, stats), { numRuns: 1000 });
   // Every scenario the property is about must actually have run.
   assert.ok(stats.ok > 50 && stats.failed > 30, `runs: ${JSON.stringify(stats)}`);
   assert.ok(stats.inflates > 5 && stats.compresses > 20, `transcodes: ${JSON.stringify(stats)}`);
@@ -25,7 +25,7 @@ test('both forms: every temp file ends moved or released once; the destination g
 
 test('both forms, codec faults and bad blobs: an Inflate or Compress that fails (before, during or after writing, or EDIGEST) leaves no file behind', async () => {
   const stats = emptyFormsStats();
-  await fc.assert(formsOwnershipProperty(realScope, {}, stats, transcodeFaultSpecArb), { numRuns: 400 });
+  await fc.assert(formsOwnershipProperty(realScope, {}, stats, transcodeFaultSpecArb), { numRuns: 600 });
   assert.ok(stats.codecFaultsFired > 30 && stats.ok > 20, `runs: ${JSON.stringify(stats)}`);
   // A blob that does not uncompress to its diff_id, inflated: EDIGEST, and the new tar released.
   assert.ok(stats.digestErrors > 0, `bad blobs inflated: ${JSON.stringify(stats)}`);
@@ -33,7 +33,7 @@ test('both forms, codec faults and bad blobs: an Inflate or Compress that fails 
 
 test('both forms, scope.close() racing the run (a signal handler), transcodes in flight: the invariant holds', async () => {
   const stats = emptyFormsStats();
-  await fc.assert(formsOwnershipProperty(realScope, { closeDuringRun: true }, stats, transcodeFaultSpecArb.map((s) => ({ ...s, codecFaults: s.codecFaults.slice(0, 1) }))), { numRuns: 300 });
+  await fc.assert(formsOwnershipProperty(realScope, { closeDuringRun: true }, stats, transcodeFaultSpecArb.map((s) => ({ ...s, codecFaults: s.codecFaults.slice(0, 1) }))), { numRuns: 400 });
   assert.ok(stats.releasedByClose > 0, `close never caught a run holding files: ${JSON.stringify(stats)}`);
 });
 
