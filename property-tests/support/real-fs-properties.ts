@@ -14,6 +14,7 @@ import * as fc from 'fast-check';
 import { type BlobCompression, OwnershipError, type TempFile } from '../../src/core/ownership.js';
 import { TempScope } from '../../src/shell/scope.js';
 import { OWNERS, type Owner } from './ownership-properties.js';
+import { decompress as zstdDecompress } from 'fzstd';
 import type { ScopeUnderTest } from './scopes.js';
 
 /** Opens a handler on the real fs with its run dir under `parent`. */
@@ -142,8 +143,8 @@ const sha256 = (b: Uint8Array) => `sha256:${createHash('sha256').update(b).diges
 /**
  * `Inflate` and `Compress` through TempScope with the real node codecs (zlib, fzstd) on
  * the real fs: a compressed tar inflates back to its digest, `none` copies, `sniff`
- * recognises gzip; what cannot be done (zstd compression in this build, a tar or gzip
- * blob inflated as zstd, a tar inflated as gzip, a truncated blob) fails and leaves no
+ * recognises gzip and zstd; what cannot be done (a blob inflated as the other compression,
+ * a tar inflated as gzip or zstd, a truncated blob) fails and leaves no
  * new file, live or on disk; after close the run dir is gone.
  */
 export function realFsTranscodeProperty(factory: NodeScopeFactory) {
@@ -152,7 +153,7 @@ export function realFsTranscodeProperty(factory: NodeScopeFactory) {
     try {
       const scope = await factory(path.join(base, 'tmp'));
       // What each live file holds: the tar's bytes, or a blob of a tar (maybe corrupted).
-      const live: Array<{ file: TempFile; content: Uint8Array; tar: Uint8Array; blob: 'none' | 'gzip' | 'corrupt' }> = [];
+      const live: Array<{ file: TempFile; content: Uint8Array; tar: Uint8Array; blob: 'none' | 'gzip' | 'zstd' | 'corrupt' }> = [];
       const problems: string[] = [];
       const owner = 'filter[0]:squash';
       const runDirFiles = async () => (await fsp.readdir(scope.runDir).catch(() => [] as string[])).length;
@@ -172,7 +173,7 @@ export function realFsTranscodeProperty(factory: NodeScopeFactory) {
           continue;
         }
         if (a.kind === 'corrupt') {
-          if (source.blob === 'gzip') {
+          if (source.blob === 'gzip' || source.blob === 'zstd') {
             const bytes = await fsp.readFile(source.file.path);
             source.content = bytes.subarray(0, Math.floor(bytes.length / 2));
             await fsp.writeFile(source.file.path, source.content);
@@ -188,12 +189,11 @@ export function realFsTranscodeProperty(factory: NodeScopeFactory) {
             : ({ _tag: 'Inflate', source: source.file, owner, compression: a.compression, purpose: 'made-tar' } as const);
         // What must come out: undefined = the effect must fail.
         let expected: { content: 'tar' | 'copy' } | undefined;
-        if (a.kind === 'compress') expected = a.compression === 'gzip' ? { content: 'tar' } : undefined;
+        if (a.kind === 'compress') expected = { content: 'tar' };
         else if (a.compression === 'none') expected = { content: 'copy' };
-        else if (a.compression === 'zstd') expected = undefined;
-        else if (source.blob === 'gzip') expected = { content: 'tar' };
+        else if ((source.blob === 'gzip' || source.blob === 'zstd') && (a.compression === source.blob || a.compression === 'sniff')) expected = { content: 'tar' };
         else if (source.blob === 'none') expected = a.compression === 'sniff' ? { content: 'copy' } : undefined;
-        else expected = undefined; // a truncated gzip blob
+        else expected = undefined; // a blob inflated as the other compression, or a truncated blob
         const r = await scope.perform(effect).then(
           (made) => ({ ok: true as const, made }),
           (error: unknown) => ({ ok: false as const, error }),
@@ -204,8 +204,9 @@ export function realFsTranscodeProperty(factory: NodeScopeFactory) {
           if (!expected) problems.push(`${what} succeeded`);
           if (sha256(bytes) !== r.made.digest || bytes.length !== r.made.size) problems.push(`${what}: the reply's digest/size are not the new file's`);
           if (a.kind === 'compress') {
-            if (sha256(gunzipSync(bytes)) !== sha256(source.tar)) problems.push(`${what}: the blob does not gunzip to the tar`);
-            live.push({ file: r.made.file, content: bytes, tar: source.tar, blob: 'gzip' });
+            const back = a.compression === 'gzip' ? gunzipSync(bytes) : zstdDecompress(bytes);
+            if (sha256(back) !== sha256(source.tar)) problems.push(`${what}: the blob does not decompress to the tar`);
+            live.push({ file: r.made.file, content: bytes, tar: source.tar, blob: a.compression });
           } else {
             const want = expected?.content === 'copy' ? source.content : source.tar;
             if (r.made.digest !== sha256(want)) problems.push(`${what}: made ${r.made.digest}, expected ${sha256(want)}`);
