@@ -36,7 +36,8 @@ async function release(ctx: FormContext, file: TempFile): Promise<void> {
  * - Errors: a failed inflate, or a tar whose digest is not the diff_id, raises (a
  *   mismatch is an `EDIGEST` error); the new file is released, the payload's files stay
  *   the caller's.
- * - Cancellation: the effect handler stops with the run's signal; same as an error.
+ * - Cancellation: `ctx.signal` travels in the effect; the handler stops when it (or the
+ *   scope's close) aborts; same as an error.
  * - Ownership: the caller owns `payload`'s files before and the result's after. With
  *   `keepBlob` false the blob is released once the tar exists (so exactly the result's
  *   files remain the caller's).
