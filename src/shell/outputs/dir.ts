@@ -39,6 +39,7 @@ import {
   StoreEntryError,
 } from '../fs/store-fs.js';
 import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
+import { InFlight, StoreRoot } from '../fs/store-root.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 
 export interface DirOutputOptions {
@@ -61,7 +62,7 @@ interface DirRun {
   /** Files and directories this run created, in creation order. */
   readonly added: string[];
   /** Store operations under way; a forced rollback waits a moment for them. */
-  readonly inFlight: Set<Promise<void>>;
+  readonly inFlight: InFlight;
   lock: StoreLock | undefined;
   restoreManifest: (() => Promise<void>) | undefined;
   undoing: Promise<void> | undefined;
@@ -80,21 +81,20 @@ export class DirDestination implements ImageDestination<string> {
   readonly needs = { _tag: 'Tar' } as const;
   readonly concurrency: number;
   /** The store as given (absolute); its real path is resolved once it exists. */
-  private readonly requested: string;
-  private realRoot: string | undefined;
+  private readonly store: StoreRoot;
   /** Layers (by diff_id hex) whose stored file hashed to the diff_id, with that file's identity. */
   private readonly verified = new Map<string, FileIdentity>();
   private readonly verifying = new Map<string, Promise<boolean>>();
 
   constructor(private readonly options: DirOutputOptions) {
     this.description = options.label ?? `dir://${options.path}`;
-    this.requested = path.resolve(options.path);
+    this.store = new StoreRoot(options.path, this.description);
     this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
 
   /** A layer is present only if its file is a regular file whose sha256 is the diff_id. */
   async has(layer: LayerDescriptor): Promise<boolean> {
-    const root = await this.resolveRoot();
+    const root = await this.store.resolve();
     try {
       return root !== undefined && (await this.layerVerified(root, layer.diffId));
     } catch (e) {
@@ -105,17 +105,6 @@ export class DirDestination implements ImageDestination<string> {
     }
   }
 
-  /** The store's real path (the user may give a symlink); undefined while it does not exist. */
-  private async resolveRoot(): Promise<string | undefined> {
-    if (this.realRoot !== undefined) return this.realRoot;
-    try {
-      this.realRoot = await fs.realpath(this.requested);
-      return this.realRoot;
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return undefined;
-      throw e;
-    }
-  }
 
   /** One line about a store entry that is not what it must be. */
   private refuse(name: string, problem: string, todo: string): Error {
@@ -186,20 +175,8 @@ export class DirDestination implements ImageDestination<string> {
   /** Create the store if needed, register the forced-exit rollback, check the catalog. */
   async begin(config: ConfigElement): Promise<void> {
     if (this.run) throw outputError(`${this.description}: a second config arrived in one run`);
-    let createdRoot: string | undefined;
-    try {
-      const st = await fs.stat(this.requested);
-      if (!st.isDirectory()) throw outputError(`${this.description}: ${this.requested} exists and is not a directory`);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ENOENT') throw e;
-      try {
-        createdRoot = await fs.mkdir(this.requested, { recursive: true });
-      } catch (err) {
-        throw outputError(`${this.description}: cannot create ${this.requested} (${(err as Error).message}); check that its parent exists and is writable`);
-      }
-    }
-    const root = (await this.resolveRoot()) as string;
-    const run: DirRun = { root, createdRoot, added: [], inFlight: new Set(), lock: undefined, restoreManifest: undefined, undoing: undefined, untrack: () => undefined, storing: new Map() };
+    const { root, created: createdRoot } = await this.store.ensure();
+    const run: DirRun = { root, createdRoot, added: [], inFlight: new InFlight(), lock: undefined, restoreManifest: undefined, undoing: undefined, untrack: () => undefined, storing: new Map() };
     this.run = run;
     // Until the run has finished, a forced exit removes what it added (see partial-outputs.ts).
     run.untrack = trackPartialOutput(() => this.undo(run, true));
@@ -212,21 +189,12 @@ export class DirDestination implements ImageDestination<string> {
 
   async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
     const run = this.current();
-    await this.track(run, async () => {
+    await run.inFlight.track(async () => {
       const outcome = await this.storeConfig(run.root, config, ctx);
       if (outcome === 'added') run.added.push(path.join(run.root, savedConfigPath(config.digest)));
     });
   }
 
-  /** A store operation the forced rollback waits for. */
-  private async track(run: DirRun, op: () => Promise<void>): Promise<void> {
-    const done = op();
-    const tracked = done.catch(() => undefined).then(() => {
-      run.inFlight.delete(tracked);
-    });
-    run.inFlight.add(tracked);
-    await done;
-  }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
     const { effects, owner } = ctx;
@@ -285,7 +253,7 @@ export class DirDestination implements ImageDestination<string> {
       ),
     );
     let result: PutLayerResult<string> | undefined;
-    await this.track(run, async () => {
+    await run.inFlight.track(async () => {
       result = await task;
     });
     return result as PutLayerResult<string>;
@@ -338,7 +306,7 @@ export class DirDestination implements ImageDestination<string> {
     const run = this.run;
     if (!run) return;
     try {
-      await Promise.allSettled([...run.inFlight]);
+      await run.inFlight.settled();
       await this.undo(run, false);
     } finally {
       run.untrack();
@@ -349,7 +317,7 @@ export class DirDestination implements ImageDestination<string> {
   /** Remove what the run added (once); `forced` on a forced exit, when store operations may still be running. */
   private undo(run: DirRun, forced: boolean): Promise<void> {
     run.undoing ??= (async () => {
-      if (forced) await settledWithin([...run.inFlight], FORCED_UNDO_WAIT_MS);
+      if (forced) await run.inFlight.settledWithin();
       // Under the lock, so a concurrent run's manifest is either written before we look
       // (and its layers are spared) or checks its layers after we removed ours.
       if (!run.lock && run.added.length > 0) run.lock = await acquireStoreLock(run.root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
@@ -360,7 +328,7 @@ export class DirDestination implements ImageDestination<string> {
         await run.lock?.release();
       }
       // Only empty directories: another run may be writing into a store this run created.
-      if (run.createdRoot) await removeEmptyDirs(this.requested, run.createdRoot);
+      if (run.createdRoot) await this.store.removeCreated(run.createdRoot);
     })();
     return run.undoing;
   }
@@ -418,19 +386,7 @@ export class DirDestination implements ImageDestination<string> {
   }
 }
 
-/** How long a forced rollback waits for store operations already under way. */
-const FORCED_UNDO_WAIT_MS = 2_000;
 
-/** Wait until every promise has settled, or `ms` has passed. */
-async function settledWithin(pending: readonly Promise<unknown>[], ms: number): Promise<void> {
-  if (pending.length === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  await Promise.race([Promise.allSettled(pending), timeout]);
-  clearTimeout(timer);
-}
 
 /**
  * Remove what a failed run added, newest first; its manifest goes first, and a layer or
@@ -469,17 +425,6 @@ async function referencedByManifests(root: string): Promise<Set<string>> {
   return refs;
 }
 
-/** rmdir `dir` and its parents up to `top`, stopping at the first that is not empty. */
-async function removeEmptyDirs(dir: string, top: string): Promise<void> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    try {
-      await fs.rmdir(d);
-    } catch {
-      return;
-    }
-    if (d === top || path.dirname(d) === d) return;
-  }
-}
 
 /** `dir://` as an output: the copy loop into a {@link DirDestination}. */
 export class DirOutput extends CopyOutput<string> {

@@ -37,6 +37,7 @@ import { publishMode, writeFileAtomically } from '../fs/atomic.js';
 import { describeKind, type EntryKind, type FileIdentity, hashRegularFile, identityOf, lstatEntry, readRegularFile, sameIdentity, StoreEntryError } from '../fs/store-fs.js';
 import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
 import { trackPartialOutput } from '../partial-outputs.js';
+import { InFlight, StoreRoot } from '../fs/store-root.js';
 import type { Target, TransportSettings } from '../transports/types.js';
 
 export interface OciLayoutOutputOptions {
@@ -65,7 +66,7 @@ interface LayoutRun {
   /** Files and directories this run created, in creation order. */
   readonly added: string[];
   /** Layout operations under way; a forced rollback waits a moment for them. */
-  readonly inFlight: Set<Promise<void>>;
+  readonly inFlight: InFlight;
   lock: StoreLock | undefined;
   undoing: Promise<void> | undefined;
   untrack: () => void;
@@ -79,8 +80,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
   readonly order = 'completion' as const;
   readonly needs: { readonly _tag: 'Blob'; readonly compression: BlobCompression };
   readonly concurrency: number;
-  private readonly requested: string;
-  private realRoot: string | undefined;
+  private readonly store: StoreRoot;
   /** Blobs (by digest) whose file hashed to the digest, with that file's identity. */
   private readonly verified = new Map<string, FileIdentity>();
   private readonly verifying = new Map<string, Promise<boolean>>();
@@ -88,7 +88,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
 
   constructor(private readonly options: OciLayoutOutputOptions) {
     this.description = options.label ?? `ocidir://${options.path}${options.tag ? `:${options.tag}` : ''}`;
-    this.requested = path.resolve(options.path);
+    this.store = new StoreRoot(options.path, this.description);
     this.needs = { _tag: 'Blob', compression: options.compression ?? 'gzip' };
     this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
@@ -97,7 +97,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
   async has(layer: LayerDescriptor): Promise<boolean> {
     const blob = layer.blob;
     if (!blob || E.isLeft(parseDigest(blob.digest))) return false;
-    const root = await this.resolveRoot();
+    const root = await this.store.resolve();
     try {
       return root !== undefined && (await this.blobVerified(root, blob.digest, blob.size));
     } catch (e) {
@@ -107,16 +107,6 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
     }
   }
 
-  private async resolveRoot(): Promise<string | undefined> {
-    if (this.realRoot !== undefined) return this.realRoot;
-    try {
-      this.realRoot = await fs.realpath(this.requested);
-      return this.realRoot;
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return undefined;
-      throw e;
-    }
-  }
 
   private refuse(name: string, problem: string, todo: string): Error {
     return outputError(`${this.description}: ${name} ${problem}; ${todo}`);
@@ -193,41 +183,15 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
     return this.run;
   }
 
-  /** A layout operation the forced rollback waits for. */
-  private async track<T>(run: LayoutRun, op: () => Promise<T>): Promise<T> {
-    const done = op();
-    const tracked = done.then(
-      () => {
-        run.inFlight.delete(tracked);
-      },
-      () => {
-        run.inFlight.delete(tracked);
-      },
-    );
-    run.inFlight.add(tracked);
-    return done;
-  }
 
   /** Create the layout if needed (marker, blobs dirs); check `index.json` before any layer is fetched. */
   async begin(_config: ConfigElement, ctx: StageContext): Promise<void> {
     if (this.run) throw outputError(`${this.description}: a second config arrived in one run`);
-    let createdRoot: string | undefined;
-    try {
-      const st = await fs.stat(this.requested);
-      if (!st.isDirectory()) throw outputError(`${this.description}: ${this.requested} exists and is not a directory; give a directory for the layout`);
-    } catch (e) {
-      if ((e as { code?: string }).code !== 'ENOENT') throw e;
-      try {
-        createdRoot = await fs.mkdir(this.requested, { recursive: true });
-      } catch (err) {
-        throw outputError(`${this.description}: cannot create ${this.requested} (${(err as Error).message}); check that its parent exists and is writable`);
-      }
-    }
-    const root = (await this.resolveRoot()) as string;
-    const run: LayoutRun = { root, createdRoot, added: [], inFlight: new Set(), lock: undefined, undoing: undefined, untrack: () => undefined, storing: new Map() };
+    const { root, created: createdRoot } = await this.store.ensure('; give a directory for the layout');
+    const run: LayoutRun = { root, createdRoot, added: [], inFlight: new InFlight(), lock: undefined, undoing: undefined, untrack: () => undefined, storing: new Map() };
     this.run = run;
     run.untrack = trackPartialOutput(() => this.undo(run, true));
-    await this.track(run, async () => {
+    await run.inFlight.track(async () => {
       await this.readIndex(root);
       await this.ensureMarker(run, ctx);
       await this.ensureDir(run, 'blobs');
@@ -275,7 +239,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
 
   async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
     const run = this.current();
-    await this.track(run, () => this.storeDocument(run, this.validDigest(config.digest, 'the config'), config.raw, 'config', ctx.effects, ctx.owner));
+    await run.inFlight.track(() => this.storeDocument(run, this.validDigest(config.digest, 'the config'), config.raw, 'config', ctx.effects, ctx.owner));
   }
 
   private validDigest(digest: string, what: string): Digest {
@@ -345,7 +309,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
         () => undefined,
       ),
     );
-    return this.track(run, () => task);
+    return run.inFlight.track(() => task);
   }
 
   async commit(image: CommittedImage<BlobDescriptor>, ctx: StageContext): Promise<{ destination: string }> {
@@ -367,7 +331,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
     }
     const manifest = imageManifestBytes({ config: { digest: configDigest, size: config.raw.length }, layers: descriptors });
     const manifestDigest = `sha256:${createHash('sha256').update(manifest).digest('hex')}` as Digest;
-    await this.track(run, () => this.storeDocument(run, manifestDigest, manifest, 'manifest', effects, owner));
+    await run.inFlight.track(() => this.storeDocument(run, manifestDigest, manifest, 'manifest', effects, owner));
 
     // The read-merge-write of index.json is one critical section per layout.
     run.lock = await this.lock(root, ctx.signal);
@@ -400,7 +364,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
     const run = this.run;
     if (!run) return;
     try {
-      await Promise.allSettled([...run.inFlight]);
+      await run.inFlight.settled();
       await this.undo(run, false);
     } finally {
       run.untrack();
@@ -411,7 +375,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
   /** Remove what the run added (once); `forced` on a forced exit, when layout operations may still be running. */
   private undo(run: LayoutRun, forced: boolean): Promise<void> {
     run.undoing ??= (async () => {
-      if (forced) await settledWithin([...run.inFlight], FORCED_UNDO_WAIT_MS);
+      if (forced) await run.inFlight.settledWithin();
       // Under the lock, so a concurrent run's index entry is either written before we look
       // (and its blobs are spared) or checks its blobs after we removed ours.
       if (!run.lock && run.added.length > 0) run.lock = await acquireStoreLock(run.root, { timeoutMs: forced ? 1_000 : 10_000 }).catch(() => undefined);
@@ -428,7 +392,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
         await run.lock?.release();
       }
       // Only empty directories: another run may be writing into a layout this run created.
-      if (run.createdRoot) await removeEmptyDirs(this.requested, run.createdRoot);
+      if (run.createdRoot) await this.store.removeCreated(run.createdRoot);
     })();
     return run.undoing;
   }
@@ -443,18 +407,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
   }
 }
 
-/** How long a forced rollback waits for layout operations already under way. */
-const FORCED_UNDO_WAIT_MS = 2_000;
 
-async function settledWithin(pending: readonly Promise<unknown>[], ms: number): Promise<void> {
-  if (pending.length === 0) return;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((resolve) => {
-    timer = setTimeout(resolve, ms);
-  });
-  await Promise.race([Promise.allSettled(pending), timeout]);
-  clearTimeout(timer);
-}
 
 /**
  * Layout-relative paths (`blobs/<alg>/<hex>`) of every blob reachable from `index.json`:
@@ -486,17 +439,6 @@ async function blobsInUse(root: string): Promise<Set<string>> {
   return inUse;
 }
 
-/** rmdir `dir` and its parents up to `top`, stopping at the first that is not empty. */
-async function removeEmptyDirs(dir: string, top: string): Promise<void> {
-  for (let d = dir; ; d = path.dirname(d)) {
-    try {
-      await fs.rmdir(d);
-    } catch {
-      return;
-    }
-    if (d === top || path.dirname(d) === d) return;
-  }
-}
 
 /** `ocidir://` as an output: the copy loop into an {@link OciLayoutDestination}. */
 export class OciLayoutOutput extends CopyOutput<BlobDescriptor> {
