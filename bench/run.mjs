@@ -8,6 +8,7 @@
 //   registry-dir   occystrap registry:// → dir://   vs the same skopeo copy
 //   registry-ocidir occystrap registry:// → ocidir:// vs skopeo docker:// → oci: (both pass
 //                  the blobs through)
+//   floor          the largest layer inflated and hashed by a bare Node process (bench/floor.mjs)
 //   tar-dir        occystrap tar:// (docker-save of the big image) → dir://  (no peer)
 //   jobs           occystrap -j 1 vs -j 4, 8 layers, through a slow loopback proxy
 //   large          occystrap registry:// → dir:// with a 1 GiB layer vs skopeo (peak RSS;
@@ -414,6 +415,21 @@ async function main() {
             out: theirs,
             check: checkLayout(big, theirs),
           },
+        }),
+      );
+    }
+    if (wanted('floor')) {
+      // The largest layer of `big`: inflate + both hashes, in a bare Node process.
+      const largest = [...big.layers].sort((x, y) => y.size - x.size)[0];
+      const blob = path.join(big.layout, 'blobs', 'sha256', largest.digest.slice('sha256:'.length));
+      results.push(
+        await scenario({
+          name: 'floor',
+          title: `floor: inflate + sha256 of the largest layer (${(largest.size / (1 << 20)).toFixed(0)} MiB gzip), node:zlib, nothing else`,
+          ...facts(big),
+          pairs: PAIRS,
+          ratioLabel: undefined,
+          a: { label: 'node:zlib', cmd: process.execPath, args: [path.join(here, 'floor.mjs'), blob], display: 'node bench/floor.mjs LARGEST-BLOB', out: undefined, check: undefined },
         }),
       );
     }
