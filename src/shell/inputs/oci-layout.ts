@@ -21,10 +21,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, digestHex } from '../../core/digest.js';
-import { type ConfigElement, dataPayload, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
+import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
 import { digestError, inputError, OccystrapError, usageError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
-import type { TempFile } from '../../core/ownership.js';
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { DEFAULT_PLATFORM, type PlatformWanted } from '../../core/platform.js';
@@ -41,9 +40,9 @@ import {
 } from '../../core/plans/oci-layout-read.js';
 import { checkImageReference, isTag } from '../../core/reference.js';
 import { sha256Bytes } from '../fs/hash.js';
-import { BlobSink } from '../fs/spool.js';
 import { describeKind, kindOf, lstatEntry, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
 import type { Target, TransportSettings } from '../transports/types.js';
+import { fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
 import { stringOption } from '../transports/target-options.js';
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -239,62 +238,57 @@ export class OciLayoutInput implements ImageInput {
     const { resolved, config } = await this.describe(signal);
     yield config;
     const blobs = resolved.manifest.layers;
-    const firstIndexOf = new Map<string, number>();
-    blobs.forEach((b, i) => {
-      if (!firstIndexOf.has(b.digest)) firstIndexOf.set(b.digest, i);
-    });
+    const repeated = repeatsAnEarlierBlob(blobs);
 
     const readLayer = async (layer: LayerDescriptor, taskSignal: AbortSignal): Promise<LayerElement> => {
       const blob = blobs[layer.index] as ImageManifest['layers'][number];
-      if (firstIndexOf.get(blob.digest) !== layer.index) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      if (repeated(layer.index)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
       const forms = await ctx.wants(layer);
       if (!wantsAny(forms)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
       const declared = layerMediaTypeCompression(blob.mediaType);
       const compression: Compression = E.isRight(declared) ? declared.right : 'none';
       const what = `layer ${layer.index} blob`;
-      const hex = digestHex(blob.digest).slice(0, 16);
-      const made: TempFile[] = [];
       const handle = await this.openBlob(blob.digest, what);
       try {
-        const tarFile = forms.tar ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
-        if (tarFile) made.push(tarFile);
-        const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
-        if (blobFile) made.push(blobFile);
-        const sink = new BlobSink({ ...(tarFile ? { tar: tarFile.path } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, compression);
-        let result;
-        try {
-          // At most one byte past the declared size: enough to prove the file is longer.
-          // The handle is closed below; the stream only reads (no signal: an abort after
-          // the end would fail a stream nobody listens to any more).
-          const stream = handle.createReadStream({ start: 0, end: blob.size, highWaterMark: 1 << 20, autoClose: false });
-          for await (const chunk of stream as AsyncIterable<Buffer>) {
-            taskSignal.throwIfAborted();
-            await sink.write(chunk);
-          }
-          result = await sink.end();
-        } catch (e) {
-          await sink.abort(e instanceof Error ? e : new Error(String(e)));
-          if (OccystrapError.is(e) || taskSignal.aborted) throw e;
-          // Corrupt bytes usually break decompression first: say which it is.
-          const actual = await hashPrefix(handle, blob.size + 1);
-          if (actual.size !== blob.size) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${actual.size > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
-          if (actual.digest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${actual.digest}; the layout is corrupt`);
-          throw digestError(`${label}: ${what} ${blobPath(blob.digest)} cannot be decompressed as ${compression} (${(e as Error).message}); the layout is corrupt`);
-        }
-        if (result.rawSize !== blob.size) {
-          throw digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${result.rawSize > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
-        }
-        if (result.rawDigest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${result.rawDigest}; the layout is corrupt`);
-        if (result.content && result.content.digest !== layer.diffId) {
-          throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}; the layout is corrupt`);
-        }
-        if (result.content && result.compression !== 'none') this.inflated++;
-        const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
-        const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression } : undefined;
-        return { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) };
-      } catch (e) {
-        for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
-        throw e;
+        const { element, inflated } = await fetchLayerForms(
+          {
+            layer,
+            blob,
+            compression,
+            effects,
+            owner,
+            fill: async (sink) => {
+              // At most one byte past the declared size: enough to prove the file is longer.
+              // The handle is closed below; the stream only reads (no signal: an abort after
+              // the end would fail a stream nobody listens to any more).
+              const stream = handle.createReadStream({ start: 0, end: blob.size, highWaterMark: 1 << 20, autoClose: false });
+              for await (const chunk of stream as AsyncIterable<Buffer>) {
+                taskSignal.throwIfAborted();
+                await sink.write(chunk);
+              }
+            },
+            failed: async (e) => {
+              if (OccystrapError.is(e) || taskSignal.aborted) return e;
+              // Corrupt bytes usually break decompression first: say which it is.
+              const actual = await hashPrefix(handle, blob.size + 1);
+              if (actual.size !== blob.size) return digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${actual.size > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
+              if (actual.digest !== blob.digest) return digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${actual.digest}; the layout is corrupt`);
+              return digestError(`${label}: ${what} ${blobPath(blob.digest)} cannot be decompressed as ${compression} (${(e as Error).message}); the layout is corrupt`);
+            },
+            verify: (result) => {
+              if (result.rawSize !== blob.size) {
+                throw digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${result.rawSize > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);
+              }
+              if (result.rawDigest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${result.rawDigest}; the layout is corrupt`);
+              if (result.content && result.content.digest !== layer.diffId) {
+                throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}; the layout is corrupt`);
+              }
+            },
+          },
+          forms,
+        );
+        if (inflated) this.inflated++;
+        return element;
       } finally {
         await handle.close();
       }

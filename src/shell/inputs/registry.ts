@@ -11,17 +11,16 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type ConfigElement, dataPayload, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
-import type { TempFile } from '../../core/ownership.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../core/element.js';
 import { digestError, inputError, OccystrapError } from '../../core/errors.js';
 import { layerCompression } from '../../core/media-types.js';
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import type { PlatformWanted } from '../../core/platform.js';
 import type { RegistryReference } from '../../core/uri.js';
-import { BlobSink } from '../fs/spool.js';
 import { RegistryClient, type ResolvedImage } from '../registry/client.js';
 import type { Credentials } from '../registry/credentials.js';
+import { fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
 import type { HttpClient } from '../registry/http.js';
 
 export interface RegistryInputOptions {
@@ -102,48 +101,36 @@ export class RegistryInput implements ImageInput {
     const { resolved, config } = await this.describe(signal);
     yield config;
     const blobs = resolved.manifest.layers;
-    const firstIndexOf = new Map<string, number>();
-    blobs.forEach((b, i) => {
-      if (!firstIndexOf.has(b.digest)) firstIndexOf.set(b.digest, i);
-    });
+    const repeated = repeatsAnEarlierBlob(blobs);
+    const label = this.options.label;
 
     const fetchLayer = async (layer: LayerDescriptor, taskSignal: AbortSignal): Promise<LayerElement> => {
       const blob = blobs[layer.index] as (typeof blobs)[number];
-      if (firstIndexOf.get(blob.digest) !== layer.index) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-      const forms = await ctx.wants(layer);
-      if (!wantsAny(forms)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } };
-      const hex = digestHex(blob.digest).slice(0, 16);
-      const made: TempFile[] = [];
-      try {
-        // One pass over the download: the blob as sent and/or its decompressed tar.
-        const tarFile = forms.tar ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
-        if (tarFile) made.push(tarFile);
-        const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
-        if (blobFile) made.push(blobFile);
-        const sink = new BlobSink({ ...(tarFile ? { tar: tarFile.path } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, layerCompression(blob.mediaType) ?? 'sniff');
-        let result;
-        try {
-          await this.client.downloadBlob(blob, sink, this.options.retries, taskSignal);
-          result = await sink.end();
-        } catch (e) {
-          await sink.abort(e instanceof Error ? e : new Error(String(e)));
-          if (OccystrapError.is(e) || taskSignal.aborted) throw e;
-          throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} cannot be decompressed (${(e as Error).message}); the registry sent corrupt data`);
-        }
-        if (result.rawDigest !== blob.digest) {
-          throw digestError(`${this.options.label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
-        }
-        if (result.content && result.content.digest !== layer.diffId) {
-          throw digestError(`${this.options.label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}`);
-        }
-        if (result.content && result.compression !== 'none') this.inflated++;
-        const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
-        const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression: result.compression } : undefined;
-        return { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) };
-      } catch (e) {
-        for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
-        throw e;
-      }
+      if (repeated(layer.index)) return { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      const { element, inflated } = await fetchLayerForms(
+        {
+          layer,
+          blob,
+          compression: layerCompression(blob.mediaType) ?? 'sniff',
+          effects,
+          owner,
+          // One pass over the download: the blob as sent and/or its decompressed tar.
+          fill: (sink) => this.client.downloadBlob(blob, sink, this.options.retries, taskSignal),
+          failed: (e) => {
+            if (OccystrapError.is(e) || taskSignal.aborted) return e;
+            return digestError(`${label}: layer ${layer.index} blob ${blob.digest} cannot be decompressed (${(e as Error).message}); the registry sent corrupt data`);
+          },
+          verify: (result) => {
+            if (result.rawDigest !== blob.digest) throw digestError(`${label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
+            if (result.content && result.content.digest !== layer.diffId) {
+              throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}`);
+            }
+          },
+        },
+        await ctx.wants(layer),
+      );
+      if (inflated) this.inflated++;
+      return element;
     };
 
     async function* descriptors() {
