@@ -40,7 +40,22 @@ class Decompressor extends Transform {
   private head: Buffer[] = [];
   private headLength = 0;
   private inner: ((chunk: Buffer, final: boolean, cb: TransformCallback) => void) | undefined;
+  /** Lets a paused inner decompressor go on once the reader wants more. */
+  private resumeInner: (() => void) | undefined;
+  /** Bytes the inner decompressor holds (input not yet taken, output not yet pushed). */
+  innerBuffered: () => number = () => 0;
   chosen: Compression = 'none';
+
+  /** Set while the zstd feeder waits for the reader. */
+  private readWanted: (() => void) | undefined;
+
+  override _read(size: number): void {
+    this.resumeInner?.();
+    const wanted = this.readWanted;
+    this.readWanted = undefined;
+    wanted?.();
+    super._read(size);
+  }
 
   constructor(private readonly declared: Compression | 'sniff') {
     super();
@@ -51,7 +66,13 @@ class Decompressor extends Transform {
     if (this.chosen === 'gzip') {
       // 1 MiB output chunks: far fewer hand-offs to the write stream than zlib's 16 KiB default.
       const gunzip = createGunzip({ chunkSize: 1 << 20 });
-      gunzip.on('data', (d: Buffer) => this.push(d));
+      // Backpressure: gunzip waits while what it produced is not yet taken (see _read), so
+      // a slow disk cannot make inflated data pile up in memory.
+      gunzip.on('data', (d: Buffer) => {
+        if (!this.push(d)) gunzip.pause();
+      });
+      this.resumeInner = () => gunzip.resume();
+      this.innerBuffered = () => gunzip.readableLength + gunzip.writableLength;
       let failed: Error | undefined;
       // The callback waiting on gunzip (drain or end); an error must reach it, or the stream hangs.
       let waiting: TransformCallback | undefined;
@@ -78,13 +99,20 @@ class Decompressor extends Transform {
       };
     } else if (this.chosen === 'zstd') {
       const z = new ZstdDecompress((data) => this.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength)));
+      // fzstd inflates all it is given at once: feed it 64 KiB at a time, and wait while
+      // the output is not taken, so a highly compressed layer never sits in memory.
       this.inner = (chunk, final, cb) => {
-        try {
-          z.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength), final);
-          cb();
-        } catch (e) {
-          cb(new Error(`zstd: ${(e as Error).message}`));
-        }
+        (async () => {
+          for (let offset = 0; ; offset += ZSTD_SLICE) {
+            const last = offset + ZSTD_SLICE >= chunk.length;
+            z.push(new Uint8Array(chunk.buffer, chunk.byteOffset + offset, Math.max(0, Math.min(ZSTD_SLICE, chunk.length - offset))), final && last);
+            if (last) return;
+            if (this.readableLength >= this.readableHighWaterMark) await new Promise<void>((resolve) => (this.readWanted = resolve));
+          }
+        })().then(
+          () => cb(),
+          (e: unknown) => cb(new Error(`zstd: ${(e as Error).message}`)),
+        );
       };
     } else {
       this.inner = (chunk, _final, cb) => cb(null, chunk.length > 0 ? chunk : undefined);
@@ -122,6 +150,9 @@ function digestOf(h: Hash): Digest {
   return d.right;
 }
 
+/** Input fzstd is given at once (its output for one push is held whole). */
+const ZSTD_SLICE = 64 * 1024;
+
 /** Bytes given to the decompressor at once. */
 const GATHER_BYTES = 1 << 20;
 
@@ -157,6 +188,7 @@ export class BlobSink {
   private readonly decompress: Decompressor | undefined;
   private readonly content = new HashCount();
   private readonly blobOut: ReturnType<typeof createWriteStream> | undefined;
+  private readonly tarOut: ReturnType<typeof createWriteStream> | undefined;
   private readonly done: Promise<unknown>;
 
   constructor(
@@ -167,7 +199,9 @@ export class BlobSink {
     const pending: Promise<unknown>[] = [];
     if (t.tar !== undefined) {
       this.decompress = new Decompressor(compression);
-      pending.push(pipeline(this.decompress, this.content, createWriteStream(t.tar, { flags: 'r+', highWaterMark: 1 << 20 })));
+      const tarOut = createWriteStream(t.tar, { flags: 'r+', highWaterMark: 1 << 20 });
+      this.tarOut = tarOut;
+      pending.push(pipeline(this.decompress, this.content, tarOut));
     }
     if (t.blob !== undefined) {
       const out = createWriteStream(t.blob, { flags: 'r+', highWaterMark: 1 << 20 });
@@ -180,6 +214,16 @@ export class BlobSink {
     }
     this.done = Promise.all(pending);
     this.done.catch(() => undefined); // observed through write()/end()
+  }
+
+  /**
+   * Bytes held in memory between the decompressor and the tar file (queued in the streams,
+   * not yet written). Bounded by stream buffers whatever the layer or its compression ratio.
+   */
+  get bufferedBytes(): number {
+    const d = this.decompress;
+    if (!d) return 0;
+    return this.gatheredBytes + d.innerBuffered() + d.readableLength + d.writableLength + this.content.readableLength + this.content.writableLength + (this.tarOut?.writableLength ?? 0);
   }
 
   /** Bytes accepted so far (the offset a resumed download continues from). */
