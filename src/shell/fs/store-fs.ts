@@ -155,3 +155,45 @@ export async function hashRegularFile(p: string, signal?: AbortSignal): Promise<
     await handle.close();
   }
 }
+
+/**
+ * Store files known to hash to their expected digest, each remembered by its identity so
+ * a file is hashed once per run; one check per key runs at a time (concurrent asks share
+ * it). `locate` does the store's own checks (directories, kinds, sizes) and gives the file
+ * to hash, or undefined when there is no candidate.
+ */
+export class VerifiedFiles {
+  private readonly known = new Map<string, FileIdentity>();
+  private readonly running = new Map<string, Promise<boolean>>();
+
+  verify(key: string, digest: Digest, locate: () => Promise<{ readonly file: string; readonly stats: Stats } | undefined>): Promise<boolean> {
+    const running = this.running.get(key);
+    if (running) return running;
+    const check = (async () => {
+      const found = await locate();
+      if (!found) return false;
+      const known = this.known.get(key);
+      if (known && sameIdentity(known, identityOf(found.stats))) return true;
+      this.known.delete(key);
+      let hashed: Awaited<ReturnType<typeof hashRegularFile>>;
+      try {
+        hashed = await hashRegularFile(found.file);
+      } catch (e) {
+        if (e instanceof StoreEntryError) return false;
+        throw e;
+      }
+      if (hashed?.digest !== digest) return false;
+      this.known.set(key, hashed.identity);
+      return true;
+    })();
+    this.running.set(key, check);
+    const forget = () => this.running.delete(key);
+    check.then(forget, forget);
+    return check;
+  }
+
+  /** A file this run put in place itself (its bytes were verified before the move). */
+  remember(key: string, stats: Stats): void {
+    this.known.set(key, identityOf(stats));
+  }
+}

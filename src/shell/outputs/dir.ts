@@ -27,17 +27,7 @@ import type { StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { type Catalog, catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
 import { publishMode, writeFileAtomically } from '../fs/atomic.js';
-import {
-  describeKind,
-  type EntryKind,
-  type FileIdentity,
-  hashRegularFile,
-  identityOf,
-  lstatEntry,
-  readRegularFile,
-  sameIdentity,
-  StoreEntryError,
-} from '../fs/store-fs.js';
+import { describeKind, type EntryKind, lstatEntry, readRegularFile, StoreEntryError, VerifiedFiles } from '../fs/store-fs.js';
 import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
 import { InFlight, StoreRoot } from '../fs/store-root.js';
 import { trackPartialOutput } from '../partial-outputs.js';
@@ -83,8 +73,7 @@ export class DirDestination implements ImageDestination<string> {
   /** The store as given (absolute); its real path is resolved once it exists. */
   private readonly store: StoreRoot;
   /** Layers (by diff_id hex) whose stored file hashed to the diff_id, with that file's identity. */
-  private readonly verified = new Map<string, FileIdentity>();
-  private readonly verifying = new Map<string, Promise<boolean>>();
+  private readonly verified = new VerifiedFiles();
 
   constructor(private readonly options: DirOutputOptions) {
     this.description = options.label ?? `dir://${options.path}`;
@@ -135,32 +124,13 @@ export class DirDestination implements ImageDestination<string> {
    */
   private layerVerified(root: string, diffId: Digest): Promise<boolean> {
     const hex = digestHex(diffId);
-    const running = this.verifying.get(hex);
-    if (running) return running;
-    const check = (async () => {
-      if ((await this.layerDirState(root, hex)) === 'missing') return false;
+    return this.verified.verify(hex, diffId, async () => {
+      if ((await this.layerDirState(root, hex)) === 'missing') return undefined;
       const file = path.join(root, savedLayerPath(diffId));
       const entry = await lstatEntry(file);
       if (entry.kind === 'directory') throw this.refuse(savedLayerPath(diffId), 'is a directory', 'remove it and run again');
-      if (entry.kind !== 'file' || !entry.stats) return false;
-      const known = this.verified.get(hex);
-      if (known && sameIdentity(known, identityOf(entry.stats))) return true;
-      this.verified.delete(hex);
-      let hashed: Awaited<ReturnType<typeof hashRegularFile>>;
-      try {
-        hashed = await hashRegularFile(file);
-      } catch (e) {
-        if (e instanceof StoreEntryError) return false;
-        throw e;
-      }
-      if (hashed?.digest !== diffId) return false;
-      this.verified.set(hex, hashed.identity);
-      return true;
-    })();
-    this.verifying.set(hex, check);
-    const forget = () => this.verifying.delete(hex);
-    check.then(forget, forget);
-    return check;
+      return entry.kind === 'file' && entry.stats ? { file, stats: entry.stats } : undefined;
+    });
   }
 
   // ---- the run (one per destination object) ----------------------------------------
@@ -233,7 +203,7 @@ export class DirDestination implements ImageDestination<string> {
         const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: tar.file, owner, destination });
         if (before.kind === 'missing') run.added.push(destination);
         const now = await lstatEntry(destination);
-        if (now.stats && now.kind === 'file') this.verified.set(hex, identityOf(now.stats));
+        if (now.stats && now.kind === 'file') this.verified.remember(hex, now.stats);
         return { stored: relative, bytes: tar.size, copiedAcrossDevices: reply.copied };
       } catch (e) {
         // Still ours if the move did not happen.

@@ -34,7 +34,7 @@ import type { ImageOutput, StageContext } from '../../core/pipeline/types.js';
 import { blobPath, type OciLayoutReference, ociLayoutFileBytes } from '../../core/plans/oci-layout.js';
 import { blobsNamedByManifest, decodeLayoutIndex, defaultRefName, imageManifestBytes, type LayoutIndex, mergeLayoutIndex, ociLayerMediaType } from '../../core/plans/oci-layout-write.js';
 import { publishMode, writeFileAtomically } from '../fs/atomic.js';
-import { describeKind, type EntryKind, type FileIdentity, hashRegularFile, identityOf, lstatEntry, readRegularFile, sameIdentity, StoreEntryError } from '../fs/store-fs.js';
+import { describeKind, type EntryKind, lstatEntry, readRegularFile, StoreEntryError, VerifiedFiles } from '../fs/store-fs.js';
 import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 import { InFlight, StoreRoot } from '../fs/store-root.js';
@@ -82,8 +82,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
   readonly concurrency: number;
   private readonly store: StoreRoot;
   /** Blobs (by digest) whose file hashed to the digest, with that file's identity. */
-  private readonly verified = new Map<string, FileIdentity>();
-  private readonly verifying = new Map<string, Promise<boolean>>();
+  private readonly verified = new VerifiedFiles();
   private run: LayoutRun | undefined;
 
   constructor(private readonly options: OciLayoutOutputOptions) {
@@ -148,34 +147,16 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
    * `digest`. Hashed once per run; later asks compare the file's identity.
    */
   private blobVerified(root: string, digest: Digest, size: number | undefined): Promise<boolean> {
-    const running = this.verifying.get(digest);
-    if (running) return running;
-    const check = (async () => {
+    return this.verified.verify(digest, digest, async () => {
       // Only sha256 can be checked here; other blobs are fetched (and verified by the input).
-      if (digestAlgorithm(digest) !== 'sha256') return false;
-      if ((await this.blobDirsState(root, 'sha256')) === 'missing') return false;
+      if (digestAlgorithm(digest) !== 'sha256') return undefined;
+      if ((await this.blobDirsState(root, 'sha256')) === 'missing') return undefined;
       const file = path.join(root, blobPath(digest));
       const entry = await lstatEntry(file);
-      if (entry.kind !== 'file' || !entry.stats) return false;
-      if (size !== undefined && entry.stats.size !== size) return false;
-      const known = this.verified.get(digest);
-      if (known && sameIdentity(known, identityOf(entry.stats))) return true;
-      this.verified.delete(digest);
-      let hashed: Awaited<ReturnType<typeof hashRegularFile>>;
-      try {
-        hashed = await hashRegularFile(file);
-      } catch (e) {
-        if (e instanceof StoreEntryError) return false;
-        throw e;
-      }
-      if (hashed?.digest !== digest) return false;
-      this.verified.set(digest, hashed.identity);
-      return true;
-    })();
-    this.verifying.set(digest, check);
-    const forget = () => this.verifying.delete(digest);
-    check.then(forget, forget);
-    return check;
+      if (entry.kind !== 'file' || !entry.stats) return undefined;
+      if (size !== undefined && entry.stats.size !== size) return undefined;
+      return { file, stats: entry.stats };
+    });
   }
 
   private current(): LayoutRun {
@@ -293,7 +274,7 @@ export class OciLayoutDestination implements ImageDestination<BlobDescriptor> {
         const reply = await effects.perform({ _tag: 'MoveIntoPlace', file: blob.file, owner, destination });
         if (before.kind === 'missing') run.added.push(destination);
         const now = await lstatEntry(destination);
-        if (now.stats && now.kind === 'file' && digestAlgorithm(digest) === 'sha256') this.verified.set(digest, identityOf(now.stats));
+        if (now.stats && now.kind === 'file' && digestAlgorithm(digest) === 'sha256') this.verified.remember(digest, now.stats);
         return { stored, bytes: blob.size, copiedAcrossDevices: reply.copied };
       } catch (e) {
         await releaseBlob();
