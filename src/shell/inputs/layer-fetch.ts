@@ -6,7 +6,8 @@
  * @module
  */
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type BlobDescriptor, dataPayload, type LayerDescriptor, type LayerElement, type LayerForms, wantsAny } from '../../core/element.js';
+import { type BlobDescriptor, dataPayload, type LayerDescriptor, type LayerElement, type LayerForms, releaseElement, wantsAny } from '../../core/element.js';
+import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { Compression } from '../../core/media-types.js';
 import type { Effects, TempFile } from '../../core/ownership.js';
 import { BlobSink, type SinkResult } from '../fs/spool.js';
@@ -69,4 +70,19 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
     throw e;
   }
+}
+
+/**
+ * Every layer of the manifest through `fetch`, `concurrency` at once, yielded as each
+ * completes; results never delivered (an error, an early stop) are released as `owner`.
+ */
+export function fetchInParallel(
+  layers: readonly LayerDescriptor[],
+  fetch: (layer: LayerDescriptor, signal: AbortSignal) => Promise<LayerElement>,
+  options: { readonly effects: Effects; readonly owner: string; readonly signal: AbortSignal; readonly concurrency: number },
+): AsyncIterable<LayerElement> {
+  async function* positions() {
+    yield* layers;
+  }
+  return parallelMap(fetch, { concurrency: options.concurrency, order: 'completion', dispose: releaseElement(options.effects, options.owner), signal: options.signal })(positions());
 }

@@ -21,10 +21,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, digestHex } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, releaseElement, wantsAny } from '../../core/element.js';
+import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
 import { digestError, inputError, OccystrapError, usageError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
-import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { DEFAULT_PLATFORM, type PlatformWanted } from '../../core/platform.js';
 import { blobPath, type OciLayoutReference, REF_NAME_ANNOTATION } from '../../core/plans/oci-layout.js';
@@ -42,7 +41,7 @@ import { checkImageReference, isTag } from '../../core/reference.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { describeKind, kindOf, lstatEntry, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
 import type { Target, TransportSettings } from '../transports/types.js';
-import { fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
+import { fetchInParallel, fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
 import { stringOption } from '../transports/target-options.js';
 
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
@@ -294,15 +293,7 @@ export class OciLayoutInput implements ImageInput {
       }
     };
 
-    async function* descriptors() {
-      yield* config.layers;
-    }
-    yield* parallelMap(readLayer, {
-      concurrency: this.options.parallelism ?? ctx.parallelism,
-      order: 'completion',
-      dispose: releaseElement(effects, owner),
-      signal,
-    })(descriptors());
+    yield* fetchInParallel(config.layers, readLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism });
   }
 }
 

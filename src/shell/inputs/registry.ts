@@ -11,16 +11,15 @@ import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement } from '../../core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement } from '../../core/element.js';
 import { digestError, inputError, OccystrapError } from '../../core/errors.js';
 import { layerCompression } from '../../core/media-types.js';
-import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import type { PlatformWanted } from '../../core/platform.js';
 import type { RegistryReference } from '../../core/uri.js';
 import { RegistryClient, type ResolvedImage } from '../registry/client.js';
 import type { Credentials } from '../registry/credentials.js';
-import { fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
+import { fetchInParallel, fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
 import type { HttpClient } from '../registry/http.js';
 
 export interface RegistryInputOptions {
@@ -133,14 +132,6 @@ export class RegistryInput implements ImageInput {
       return element;
     };
 
-    async function* descriptors() {
-      yield* config.layers;
-    }
-    yield* parallelMap(fetchLayer, {
-      concurrency: this.options.parallelism ?? ctx.parallelism,
-      order: 'completion',
-      dispose: releaseElement(effects, owner),
-      signal,
-    })(descriptors());
+    yield* fetchInParallel(config.layers, fetchLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism });
   }
 }

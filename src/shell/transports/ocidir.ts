@@ -10,7 +10,7 @@ import { parseOciLayoutReference } from '../../core/plans/oci-layout.js';
 // Only a type here: the input module loads in open().
 import type { OciLayoutInput } from '../inputs/oci-layout.js';
 import { checkOptions, orUsage } from './target-options.js';
-import type { DestinationRole, SourceRole, Target, Transport } from './types.js';
+import { type DestinationRole, describedImage, type SourceRole, type Target, type Transport } from './types.js';
 
 function reference(target: Target) {
   return orUsage(target.uri, parseOciLayoutReference(target.body));
@@ -27,17 +27,7 @@ const source: SourceRole<OciLayoutInput> = {
   },
   async describe(input, signal) {
     const { resolved, config } = await input.describe(signal);
-    const m = resolved.manifest;
-    return {
-      config,
-      manifest: {
-        digest: resolved.digest,
-        schemaVersion: m.schemaVersion,
-        mediaType: resolved.mediaType,
-        config: { digest: m.config.digest, size: m.config.size },
-        layers: m.layers.map((l) => ({ mediaType: l.mediaType, size: l.size, digest: l.digest })),
-      },
-    };
+    return describedImage(config, resolved.manifest, resolved.digest, resolved.mediaType);
   },
 };
 

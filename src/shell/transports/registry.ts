@@ -13,7 +13,7 @@ import { booleanOption, parseRegistryReference, redactUri } from '../../core/uri
 import type { RegistryInput } from '../inputs/registry.js';
 import { VERSION } from '../version.js';
 import { checkOptions, orUsage, stringOption } from './target-options.js';
-import type { SourceRole, Transport } from './types.js';
+import { describedImage, type SourceRole, type Transport } from './types.js';
 
 const source: SourceRole<RegistryInput> = {
   usage: 'registry://HOST/NAME[:TAG|@DIGEST]',
@@ -53,17 +53,7 @@ const source: SourceRole<RegistryInput> = {
   },
   async describe(input, signal) {
     const { resolved, config } = await input.describe(signal);
-    const m = resolved.manifest;
-    return {
-      config,
-      manifest: {
-        digest: resolved.manifestDigest,
-        schemaVersion: m.schemaVersion,
-        mediaType: resolved.manifestMediaType,
-        config: { digest: m.config.digest, size: m.config.size },
-        layers: m.layers.map((l) => ({ mediaType: l.mediaType, size: l.size, digest: l.digest })),
-      },
-    };
+    return describedImage(config, resolved.manifest, resolved.manifestDigest, resolved.manifestMediaType);
   },
 };
 

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { ImageManifest } from '../../core/codecs/oci.js';
 import type { ConfigElement } from '../../core/element.js';
 import type { ImageInput, ImageOutput } from '../../core/pipeline/types.js';
 import type { ParsedUri } from '../../core/uri.js';
@@ -35,6 +36,20 @@ export interface ImageDescription {
     readonly mediaType: string;
     readonly config: { readonly digest: string; readonly size: number };
     readonly layers: readonly { readonly mediaType: string; readonly size: number; readonly digest: string }[];
+  };
+}
+
+/** The description of an image whose manifest was read and verified (registry, OCI layout). */
+export function describedImage(config: ConfigElement, manifest: ImageManifest, digest: string, mediaType: string): ImageDescription {
+  return {
+    config,
+    manifest: {
+      digest,
+      schemaVersion: manifest.schemaVersion,
+      mediaType,
+      config: { digest: manifest.config.digest, size: manifest.config.size },
+      layers: manifest.layers.map((l) => ({ mediaType: l.mediaType, size: l.size, digest: l.digest })),
+    },
   };
 }
 
