@@ -46,7 +46,7 @@ import { concatBytes } from '../../src/core/bytes.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
 import { compressedContent, shaOf } from './memory-codecs.js';
 import type { MemoryFs } from './memory-fs.js';
-import { InjectedError } from './model-pipeline.js';
+import { InjectedError, takeThenStop } from './model-pipeline.js';
 
 export interface FormsWorld {
   readonly fs: MemoryFs;
@@ -541,29 +541,7 @@ export function formsPeekOutput(spec: PeekSpec): ImageOutput {
     order: 'completion',
     wants: async () => formsOf(spec.wants),
     async consume(elements, ctx): Promise<OutputSummary> {
-      let n = 0;
-      const take = releaseElement(ctx.effects, ctx.owner);
-      if (spec.stopAfter <= 0) {
-        // Never pulls.
-      } else if (spec.via === 'break') {
-        for await (const e of elements) {
-          n++;
-          await take(e);
-          if (n >= spec.stopAfter) break;
-        }
-      } else {
-        const it = elements[Symbol.asyncIterator]();
-        try {
-          while (n < spec.stopAfter) {
-            const r = await it.next();
-            if (r.done) break;
-            n++;
-            await take(r.value);
-          }
-        } finally {
-          await it.return?.();
-        }
-      }
+      await takeThenStop(elements, spec, releaseElement(ctx.effects, ctx.owner));
       return { destination: 'peek', layers: 0, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 };
     },
   };

@@ -19,7 +19,7 @@ import { handOver } from '../../src/core/pipeline/hand-over.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { CloseReport } from '../../src/shell/scope.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
-import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, withDeadline } from './invariants.js';
+import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, settleScheduled, withDeadline } from './invariants.js';
 import { compressedContent, type CodecFaultPoint, type CodecOp, MemoryCodecs, shaOf } from './memory-codecs.js';
 import { type FsOpName, isInjected, MemoryFs } from './memory-fs.js';
 import { excludeChanges, predictLayer, storedCompression } from './forms-model.js';
@@ -276,16 +276,7 @@ export async function checkFormsRun(spec: FormsRunSpec, s: fc.Scheduler, factory
     parallelism: spec.parallelism,
     bufferDepth: spec.bufferDepth,
   });
-  const outcome = await withDeadline(
-    s.waitFor(run).then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ).finally(() => (runSettled = true)),
-    5000,
-    'runPipeline',
-    ctx,
-  );
-  await withDeadline(s.waitIdle(), 5000, 'idle after the run', ctx);
+  const outcome = await settleScheduled(s, run, () => (runSettled = true), ctx);
 
   // Once close has taken the files, stages meet refused releases: expected then.
   const violations = closedEarly ? [] : world.problems.map((p) => `stage problem: ${p}`);

@@ -90,3 +90,32 @@ export async function withDeadline<T>(p: Promise<T>, ms: number, what: string, c
     clearTimeout(timer);
   }
 }
+
+/** What a run under the scheduler ended with. */
+export type RunOutcome<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: unknown };
+
+/**
+ * Let the scheduler drive `run` to its end (5 s at most: a deadlock fails the property),
+ * calling `settled` as soon as it has, then wait until the scheduler is idle.
+ */
+export async function settleScheduled<T>(
+  s: { waitFor<U>(p: Promise<U>): Promise<U>; waitIdle(): Promise<void> },
+  run: Promise<T>,
+  settled: () => void,
+  context: () => string,
+): Promise<RunOutcome<T>> {
+  const outcome = await withDeadline(
+    s
+      .waitFor(run)
+      .then(
+        (value): RunOutcome<T> => ({ ok: true, value }),
+        (error: unknown): RunOutcome<T> => ({ ok: false, error }),
+      )
+      .finally(settled),
+    5000,
+    'runPipeline',
+    context,
+  );
+  await withDeadline(s.waitIdle(), 5000, 'idle after the run', context);
+  return outcome;
+}

@@ -358,6 +358,34 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
   };
 }
 
+/**
+ * Pull `stopAfter` elements through `take`, then stop early: by `break` out of `for await`,
+ * or by calling the iterator's `return()` by hand (both must release what is in flight).
+ */
+export async function takeThenStop<T>(elements: AsyncIterable<T>, spec: { readonly stopAfter: number; readonly via: 'break' | 'return' }, take: (e: T) => Promise<void>): Promise<void> {
+  if (spec.stopAfter <= 0) return;
+  let n = 0;
+  if (spec.via === 'break') {
+    for await (const e of elements) {
+      n++;
+      await take(e);
+      if (n >= spec.stopAfter) break;
+    }
+    return;
+  }
+  const it = elements[Symbol.asyncIterator]();
+  try {
+    while (n < spec.stopAfter) {
+      const r = await it.next();
+      if (r.done) break;
+      n++;
+      await take(r.value);
+    }
+  } finally {
+    await it.return?.();
+  }
+}
+
 /** Takes `stopAfter` elements (releasing what they carry), then stops early. Writes nothing. */
 export function peekOutput(world: World, spec: PeekOutputSpec): ImageOutput {
   return {
@@ -365,7 +393,6 @@ export function peekOutput(world: World, spec: PeekOutputSpec): ImageOutput {
     order: 'completion',
     wants: async () => Forms.tar,
     async consume(elements, ctx): Promise<OutputSummary> {
-      let n = 0;
       let layers = 0;
       const take = async (e: ImageElement) => {
         if (e._tag === 'Layer' && e.payload._tag === 'Tar') {
@@ -373,27 +400,8 @@ export function peekOutput(world: World, spec: PeekOutputSpec): ImageOutput {
           await ctx.effects.perform({ _tag: 'Release', file: tarOf(e.payload)!.file, owner: ctx.owner });
         }
       };
-      if (spec.stopAfter <= 0) {
-        // Never pulls: runPipeline's own clean-up has to release everything in flight.
-      } else if (spec.via === 'break') {
-        for await (const e of elements) {
-          n++;
-          await take(e);
-          if (n >= spec.stopAfter) break;
-        }
-      } else {
-        const it = elements[Symbol.asyncIterator]();
-        try {
-          while (n < spec.stopAfter) {
-            const r = await it.next();
-            if (r.done) break;
-            n++;
-            await take(r.value);
-          }
-        } finally {
-          await it.return?.();
-        }
-      }
+      // With stopAfter 0 it never pulls: runPipeline's own clean-up has to release everything in flight.
+      await takeThenStop(elements, spec, take);
       void world;
       return { destination: 'peek', layers, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 };
     },

@@ -15,7 +15,7 @@ import { handOver } from '../../src/core/pipeline/hand-over.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
 import type { CloseReport } from '../../src/shell/scope.js';
-import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, withDeadline } from './invariants.js';
+import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, settleScheduled, withDeadline } from './invariants.js';
 import { type FsOpName, isInjected, MemoryFs } from './memory-fs.js';
 import {
   expectedOutputFiles,
@@ -161,16 +161,7 @@ export async function checkPipelineRun(spec: PipelineSpec, s: fc.Scheduler, fact
     parallelism: spec.parallelism,
     bufferDepth: spec.bufferDepth,
   });
-  const outcome = await withDeadline(
-    s.waitFor(run).then(
-      (value) => ({ ok: true as const, value }),
-      (error: unknown) => ({ ok: false as const, error }),
-    ).finally(() => (runSettled = true)),
-    5000,
-    'runPipeline',
-    ctx,
-  );
-  await withDeadline(s.waitIdle(), 5000, 'idle after the run', ctx);
+  const outcome = await settleScheduled(s, run, () => (runSettled = true), ctx);
 
   const violations: string[] = [];
   // Once close has taken the files, stages meet refused releases: those are expected then.
