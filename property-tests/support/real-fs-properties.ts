@@ -210,7 +210,9 @@ export function realFsTranscodeProperty(factory: NodeScopeFactory) {
           } else {
             const want = expected?.content === 'copy' ? source.content : source.tar;
             if (r.made.digest !== sha256(want)) problems.push(`${what}: made ${r.made.digest}, expected ${sha256(want)}`);
-            live.push({ file: r.made.file, content: bytes, tar: bytes, blob: 'none' });
+            // A 'none' inflate copies the file: the copy is what the source was (a gzip blob copied stays one).
+            if (expected?.content === 'copy') live.push({ file: r.made.file, content: bytes, tar: source.tar, blob: source.blob });
+            else live.push({ file: r.made.file, content: bytes, tar: bytes, blob: 'none' });
           }
           if (scope.ledger.entry(r.made.file.id)?.state._tag !== 'Live') problems.push(`${what}: the new file is not live`);
         } else {
