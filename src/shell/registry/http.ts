@@ -150,11 +150,11 @@ export interface HttpRequest {
 }
 
 /**
- * How far a blob body is read ahead of its sink. undici 7 throws an uncatchable
- * assertion when a `Connection: close` response ends while its parser is paused by
- * backpressure (nodejs/undici#5360, fixed only in undici 8, which needs Node 22): the
- * reader in client.ts takes chunks off undici at once into its own queue, so the parser
- * pauses only when the sink is this far behind, and queued bytes survive a cut.
+ * How far a blob body is read ahead of its sink: the download keeps going while the sink
+ * inflates or writes (a 1 MiB read-ahead measured slower), and bytes queued before a cut
+ * still count for the resume. (It began as the way around undici 7's assertion on a paused
+ * `Connection: close` parser, nodejs/undici#5360; blob bodies now travel over node:http,
+ * see bulk-http.ts.)
  */
 export const BLOB_READ_AHEAD = 4 * 1024 * 1024;
 
