@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as fc from 'fast-check';
-import { emptyFormsStats, formsAbandonedProperty, formsOwnershipProperty, transcodeCountProperty, transcodeFaultSpecArb } from './support/forms-properties.js';
+import { emptyFormsStats, formsAbandonedProperty, formsRunSpecArb, formsOwnershipProperty, transcodeCountProperty, transcodeFaultSpecArb } from './support/forms-properties.js';
 import { realScope } from './support/scopes.js';
 
 test('both forms: every temp file ends moved or released once; the destination gets exactly its form; transcodes only where a form is missing', async () => {
@@ -21,6 +21,7 @@ test('both forms: every temp file ends moved or released once; the destination g
   assert.ok(stats.inflates > 5 && stats.compresses > 20, `transcodes: ${JSON.stringify(stats)}`);
   assert.ok(stats.passthrough > 3, `blob passthrough runs: ${JSON.stringify(stats)}`);
   assert.ok(stats.rewritten > 3, `rewritten layers: ${JSON.stringify(stats)}`);
+  assert.ok(stats.placed > 0, `layers written into a place the destination offered: ${JSON.stringify(stats)}`);
 });
 
 test('both forms, codec faults and bad blobs: an Inflate or Compress that fails (before, during or after writing, or EDIGEST) leaves no file behind', async () => {
@@ -35,6 +36,15 @@ test('both forms, scope.close() racing the run (a signal handler), transcodes in
   const stats = emptyFormsStats();
   await fc.assert(formsOwnershipProperty(realScope, { closeDuringRun: true }, stats, transcodeFaultSpecArb.map((s) => ({ ...s, codecFaults: s.codecFaults.slice(0, 1) }))), { numRuns: 400 });
   assert.ok(stats.releasedByClose > 0, `close never caught a run holding files: ${JSON.stringify(stats)}`);
+});
+
+test('places offered (as tar:// offers its archive): every layer written into the place, claims in manifest order, faults and aborts included: the invariant holds', async () => {
+  const stats = emptyFormsStats();
+  const placing = formsRunSpecArb.map((spec) =>
+    spec.output.kind === 'dest' ? { ...spec, filters: [], input: { ...spec.input, kind: 'asked' as const }, output: { ...spec.output, needs: 'tar' as const, offers: true } } : spec,
+  );
+  await fc.assert(formsOwnershipProperty(realScope, {}, stats, placing), { numRuns: 400 });
+  assert.ok(stats.placed > 100 && stats.ok > 50 && stats.failed > 30, `runs: ${JSON.stringify(stats)}`);
 });
 
 test('a blob destination fed blobs performs no Inflate and no Compress; fed tars, one Compress per distinct stored layer', async () => {

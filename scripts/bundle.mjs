@@ -12,7 +12,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = path.join(repo, 'dist', 'bin');
 rmSync(outdir, { recursive: true, force: true });
 const result = await build({
-  entryPoints: [path.join(repo, 'dist/src/shell/cli/bin.js'), path.join(repo, 'dist/src/shell/fs/zstd-worker.js')],
+  entryPoints: [path.join(repo, 'dist/src/shell/cli/bin.js'), path.join(repo, 'dist/src/shell/fs/zstd-worker.js'), path.join(repo, 'dist/src/shell/fs/sink-worker.js')],
   outdir,
   entryNames: '[name]',
   bundle: true,

@@ -25,6 +25,9 @@ import {
   type LayerElement,
   type LayerForms,
   ownedFiles,
+  type PlacedTar,
+  type PlacedTarget,
+  type TarPlacement,
   releaseElement,
   type TarFile,
   tarOf,
@@ -161,12 +164,27 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
     const l = spec.layers[d.index] as FormsLayerSpec;
     if (l.repeatOf !== undefined) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'duplicate' } };
     const asked = await wants(d);
-    const forms = spec.kind === 'asked' ? asked : spec.kind === 'tars' ? (wantsAny(asked) ? Forms.tar : Forms.none) : formsOf(l.randomForm);
+    const forms: LayerForms = spec.kind === 'asked' ? asked : spec.kind === 'tars' ? (wantsAny(asked) ? Forms.tar : Forms.none) : formsOf(l.randomForm);
     if (!wantsAny(forms)) return { _tag: 'Layer', layer: d, payload: { _tag: 'Skipped', reason: 'present' } };
     throwIfAborted(sig);
     let tar: TarFile | undefined;
     let blob: BlobFile | undefined;
     try {
+      // A place downstream offered: wait for the turn, then append the tar there (claims are serial).
+      const placed = forms.tar && forms.place ? await forms.place.claim(sig) : undefined;
+      if (placed) {
+        const content = tarContent(spec.layers, d.index);
+        await world.fs.writeFile(placed.file.path, content, 'append');
+        if (forms.blob) {
+          const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `in-${d.index}-blob` });
+          const bytes = sourceBlob(spec.layers, d.index);
+          blob = { file, digest: shaOf(bytes), size: 0, mediaType: d.mediaType, compression: l.compression };
+          await world.fs.writeFile(file.path, bytes);
+          blob = { ...blob, size: bytes.length };
+        }
+        if (spec.throwAtLayer === d.index) throw new InjectedError(`input failed in layer ${d.index}`);
+        return { _tag: 'Layer', layer: d, payload: { _tag: 'Placed', placed: { target: placed, size: content.length }, ...(blob ? { blob } : {}) } };
+      }
       // One pass makes both forms: the tar in two pieces, then the blob.
       if (forms.tar) {
         const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `in-${d.index}-tar` });
@@ -374,6 +392,13 @@ export interface FormsDestSpec {
   readonly forgetUnstored?: boolean;
   /** BROKEN on purpose: releases each stored layer's temp file a second time. */
   readonly releaseTwice?: boolean;
+  /**
+   * A tar destination that offers every layer a place at the end of a temp file of its
+   * own (as tar:// does its archive), one claim at a time in manifest order; a placed
+   * layer's bytes are then copied out to its layer file, and the temp file is released at
+   * commit or abort.
+   */
+  readonly offers?: boolean;
 }
 
 export interface PeekSpec {
@@ -415,6 +440,16 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
   private readonly added: string[] = [];
   private madeDir = false;
   private inFlight = 0;
+  /** The file places are offered in (offers), its length, and the claim filling it now. */
+  private area: TempFile | undefined;
+  private areaLength = 0;
+  private placing: { readonly claim: number; readonly index: number; readonly offset: number } | undefined;
+  private claims = 0;
+  private aborted = false;
+  private readonly storedIds = new Set<Digest>();
+  private readonly waiting = new Set<() => void>();
+  private layers: readonly LayerDescriptor[] = [];
+  readonly offer?: (layer: LayerDescriptor) => TarPlacement | undefined;
 
   constructor(
     private readonly world: FormsWorld,
@@ -425,6 +460,48 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.needs = spec.needs === 'tar' ? { _tag: 'Tar' } : { _tag: 'Blob', compression: spec.needs };
     this.concurrency = spec.concurrency;
     this.present = new Set(spec.present.map((i) => originalDiffIds[i]).filter((d): d is Digest => d !== undefined));
+    if (spec.offers && spec.needs === 'tar') this.offer = (layer) => ({ claim: (signal) => this.claim(layer.index, signal) });
+  }
+
+  /** As tar:// decides: the area exists, nothing fills it, every earlier new diff_id is stored. */
+  private turnOf(index: number): 'wait' | 'now' | 'never' | 'closed' {
+    if (this.aborted) return 'closed';
+    if (!this.area) return 'wait';
+    const layer = this.layers[index];
+    if (!layer || this.layers.slice(0, index).some((l) => l.diffId === layer.diffId) || this.storedIds.has(layer.diffId) || this.present.has(layer.diffId)) return 'never';
+    if (this.placing) return 'wait';
+    // A layer it holds already arrives Skipped (no putLayer): it is in place from the start.
+    return this.layers.slice(0, index).every((l) => this.storedIds.has(l.diffId) || this.present.has(l.diffId)) ? 'now' : 'wait';
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiting]) w();
+  }
+
+  private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
+    for (;;) {
+      throwIfAborted(signal);
+      const turn = this.turnOf(index);
+      if (turn === 'never') return undefined;
+      if (turn === 'closed') throw new InjectedError('the destination stopped');
+      if (turn === 'now') break;
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          this.waiting.delete(done);
+          signal.removeEventListener('abort', aborted);
+          resolve();
+        };
+        const aborted = () => {
+          this.waiting.delete(done);
+          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+        };
+        this.waiting.add(done);
+        signal.addEventListener('abort', aborted, { once: true });
+      });
+    }
+    const claim = ++this.claims;
+    this.placing = { claim, index, offset: this.areaLength };
+    return { file: this.area as TempFile, offset: this.areaLength, claim };
   }
 
   private failing(op: DestOp, layer = -1): boolean {
@@ -435,17 +512,23 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     return this.present.has(layer.diffId);
   }
 
-  async begin(config: ConfigElement): Promise<void> {
+  async begin(config: ConfigElement, ctx: StageContext): Promise<void> {
     this.events.push({ op: 'begin', config });
     if (this.failing('begin')) throw new InjectedError('destination failed in begin');
     await this.world.fs.mkdir(DEST);
     this.madeDir = true;
+    this.layers = config.layers;
+    if (this.offer) {
+      this.area = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: 'place-area' });
+      this.wake();
+    }
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<StoredLayer>> {
     const who = 'destination';
     const releaseAll = () => releaseAllQuietly(this.world, ctx, { _tag: 'Layer', layer, payload }, who);
     const wanted = this.needs._tag === 'Tar' ? 'Tar' : 'Blob';
+    if (payload._tag === 'Placed' && wanted === 'Tar') return this.putPlaced(layer, payload.placed, ctx);
     if (payload._tag !== wanted) {
       this.world.problems.push(`copy loop: layer ${layer.index} came as ${payload._tag}, the destination needs ${wanted}`);
       await releaseAll();
@@ -461,6 +544,34 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     }
   }
 
+  /** A layer written into the area: checked against its claim, copied out to its layer file. */
+  private async putPlaced(layer: LayerDescriptor, placed: PlacedTar, ctx: StageContext): Promise<PutLayerResult<StoredLayer>> {
+    const at = this.placing;
+    this.events.push({ op: 'putLayer', index: layer.index, form: 'Placed', kept: false });
+    if (!at || at.claim !== placed.target.claim || at.index !== layer.index || at.offset !== placed.target.offset || placed.target.file !== this.area) {
+      this.world.problems.push(`destination: layer ${layer.index} arrived placed under a claim it was not given`);
+      throw new InjectedError('bad placement');
+    }
+    this.placing = undefined;
+    const content = (await this.world.fs.readFile(placed.target.file.path)).slice(at.offset, at.offset + placed.size);
+    if (content.length !== placed.size) this.world.problems.push(`destination: layer ${layer.index} placed ${placed.size} bytes, the area holds ${content.length}`);
+    this.areaLength = at.offset + placed.size;
+    if (this.failing('putLayer', layer.index)) throw new InjectedError(`destination failed storing layer ${layer.index}`);
+    const target = layerPath(layer.index, 'tar');
+    this.added.push(target);
+    await this.world.fs.writeNew(target, content);
+    this.storedIds.add(layer.diffId);
+    this.wake();
+    void ctx;
+    return { stored: { path: target, form: 'tar' }, bytes: placed.size };
+  }
+
+  private async releaseArea(ctx: StageContext): Promise<void> {
+    const area = this.area;
+    this.area = undefined;
+    if (area) await releaseQuietly(this.world, ctx, area, 'destination');
+  }
+
   private async store(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext, kept: boolean): Promise<PutLayerResult<StoredLayer>> {
     const who = 'destination';
     const releaseAll = () => releaseAllQuietly(this.world, ctx, { _tag: 'Layer', layer, payload }, who);
@@ -470,6 +581,8 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     }
     if (kept) {
       if (!this.spec.forgetUnstored) await releaseAll();
+      this.storedIds.add(layer.diffId);
+      this.wake();
       return { stored: { path: undefined, form: 'tar' }, bytes: 0, kept: true };
     }
     const blob = blobOf(payload);
@@ -497,6 +610,8 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
       throw error;
     }
     if (this.spec.releaseTwice) await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
+    this.storedIds.add(layer.diffId);
+    this.wake();
     const size = payload._tag === 'Tar' ? payload.tar.size : (blob as BlobFile).size;
     return { stored: { path: target, form }, bytes: size, copiedAcrossDevices: copied };
   }
@@ -508,16 +623,22 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     await this.world.fs.writeNew(`${DEST}/config.json`, toText(config.raw));
   }
 
-  async commit(image: CommittedImage<StoredLayer>): Promise<{ readonly destination: string }> {
+  async commit(image: CommittedImage<StoredLayer>, ctx: StageContext): Promise<{ readonly destination: string }> {
     this.events.push({ op: 'commit', image });
     if (this.failing('commit')) throw new InjectedError('destination failed in commit');
+    if (this.placing) this.world.problems.push(`destination: commit while layer ${this.placing.index} still holds a place`);
     this.added.push(`${DEST}/manifest`);
     await this.world.fs.writeNew(`${DEST}/manifest`, manifestText(image));
+    await this.releaseArea(ctx);
     return { destination: DEST };
   }
 
-  async abort(): Promise<void> {
+  async abort(ctx: StageContext): Promise<void> {
     this.events.push({ op: 'abort' });
+    this.placing = undefined;
+    this.aborted = true;
+    this.wake();
+    await this.releaseArea(ctx);
     if (this.inFlight > 0) this.world.problems.push(`copy loop: abort() while ${this.inFlight} putLayer call(s) were under way`);
     for (const p of [...this.added].reverse()) {
       await this.world.fs.unlink(p).catch((e: unknown) => {

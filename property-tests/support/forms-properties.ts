@@ -102,6 +102,7 @@ const destArb = (n: number): fc.Arbitrary<FormsDestSpec> =>
     concurrency: fc.integer({ min: 1, max: 3 }),
     present: fc.subarray(Array.from({ length: n }, (_, i) => i)),
     store: fc.constantFrom('move' as const, 'copy' as const),
+    offers: fc.boolean(),
     failAt: fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 6 },
       { arbitrary: fc.record({ op: fc.constantFrom('begin' as const, 'putLayer' as const, 'putLayer' as const, 'putConfig' as const, 'commit' as const), layer: fc.nat({ max: Math.max(0, n - 1) }) }), weight: 1 },
@@ -186,6 +187,8 @@ class LoggingEffects implements Effects {
 }
 
 export interface FormsStats {
+  /** Layers a destination received `Placed` (written into the place it offered). */
+  placed: number;
   ok: number;
   failed: number;
   inflates: number;
@@ -203,7 +206,7 @@ export interface FormsStats {
 }
 
 export function emptyFormsStats(): FormsStats {
-  return { ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0, digestErrors: 0 };
+  return { placed: 0, ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0, digestErrors: 0 };
 }
 
 /** BROKEN variants of the stages (test-of-tests). */
@@ -436,6 +439,7 @@ function checkSuccess(
   if ((summary.inflated ?? 0) !== loopInflates || (summary.compressed ?? 0) !== loopCompresses) {
     out.push(`summary says ${summary.inflated} inflated / ${summary.compressed} compressed by the copy loop, the model ${loopInflates} / ${loopCompresses}`);
   }
+  if (stats) stats.placed += events.filter((e) => e.op === 'putLayer' && e.form === 'Placed').length;
   if (stats && dest.needs !== 'tar' && storedSourceBlobs > 0 && storedOther === 0 && transcodes.length === 0) stats.passthrough++;
   return out;
 }

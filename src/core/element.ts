@@ -95,6 +95,36 @@ export interface BlobFile {
   readonly compression: Compression;
 }
 
+/**
+ * A place a stage downstream offers for a layer's tar: the next bytes of a file that stage
+ * owns (`tar://` offers the next-due large layer the end of its archive, so the layer is
+ * written once instead of spooled and copied). Offered through {@link LayerForms.place}.
+ */
+export interface TarPlacement {
+  /**
+   * Wait for the layer's turn and take the place; `undefined` means there is none (make a
+   * temp file as usual). The taker must write the tar from `offset` on and deliver the
+   * layer as a `Placed` payload; a place taken and never delivered fails the run.
+   *
+   * - Errors: rejects with an AbortError when `signal` aborts while waiting.
+   */
+  claim(signal: AbortSignal): Promise<PlacedTarget | undefined>;
+}
+
+/** A place taken: the tar goes into `file` (the offerer's; never release it) from `offset` on. */
+export interface PlacedTarget {
+  readonly file: TempFile;
+  readonly offset: number;
+  /** The offerer's id of this claim, checked when the layer arrives. */
+  readonly claim: number;
+}
+
+/** A tar written into a {@link PlacedTarget}: `size` bytes from its offset; the sha256 is the diff_id (verified). */
+export interface PlacedTar {
+  readonly target: PlacedTarget;
+  readonly size: number;
+}
+
 export type LayerPayload =
   /** Only the uncompressed tar. */
   | { readonly _tag: 'Tar'; readonly tar: TarFile }
@@ -102,6 +132,8 @@ export type LayerPayload =
   | { readonly _tag: 'Blob'; readonly blob: BlobFile }
   /** Both forms, each its own file. */
   | { readonly _tag: 'Both'; readonly tar: TarFile; readonly blob: BlobFile }
+  /** The tar was written into the place downstream offered (no file of its own), and maybe the blob too. */
+  | { readonly _tag: 'Placed'; readonly placed: PlacedTar; readonly blob?: BlobFile }
   | { readonly _tag: 'Skipped'; readonly reason: SkipReason };
 
 /** A payload that carries data. */
@@ -122,13 +154,15 @@ export function tarOf(p: LayerPayload): TarFile | undefined {
 
 /** The blob form of a payload, if it has one. */
 export function blobOf(p: LayerPayload): BlobFile | undefined {
-  return p._tag === 'Blob' || p._tag === 'Both' ? p.blob : undefined;
+  return p._tag === 'Blob' || p._tag === 'Both' || p._tag === 'Placed' ? p.blob : undefined;
 }
 
 /** Which forms of a layer a stage asks for; neither means "skip it, I have it". */
 export interface LayerForms {
   readonly tar: boolean;
   readonly blob: boolean;
+  /** With `tar`: where the one stage that asked would like the tar written (see {@link TarPlacement}). */
+  readonly place?: TarPlacement;
 }
 
 export const Forms = {
@@ -140,6 +174,7 @@ export const Forms = {
 
 /** Every form either side asks for. */
 export function unionForms(a: LayerForms, b: LayerForms): LayerForms {
+  // No `place`: with two stages asking, the tar must be a file both can read.
   return { tar: a.tar || b.tar, blob: a.blob || b.blob };
 }
 
@@ -176,6 +211,7 @@ export function ownedFiles(e: ImageElement): TempFile[] {
 
 /** Bytes of layer data a payload carries (the tar's size when it has one, else the blob's). */
 export function payloadBytes(p: LayerPayload): number {
+  if (p._tag === 'Placed') return p.placed.size;
   return tarOf(p)?.size ?? blobOf(p)?.size ?? 0;
 }
 

@@ -8,7 +8,7 @@
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hexOf, strayTempFiles, summaryLines } from './cli-helpers.js';
 import {
   blobPath,
@@ -294,6 +294,38 @@ describe('corruption', () => {
     const line = assertFailsOneLine(r, ws);
     assert.ok(line.includes(configDigest), line);
     assert.ok(line.includes(actual) || line.includes(hexOf(actual)), `${actual}: ${line}`);
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(strayTempFiles(ws.base), []);
+  });
+});
+
+describe('layers written straight into tar:// (every layer placed: OCCYSTRAP_TAR_PLACE_MIN_BYTES=0)', () => {
+  const placeAll = { env: { OCCYSTRAP_TAR_PLACE_MIN_BYTES: '0' } };
+  const placeNone = { env: { OCCYSTRAP_TAR_PLACE_MIN_BYTES: 'off' } };
+
+  test('cut mid-blob: resumed into the archive; the archive is byte for byte the one spooled layers make', async () => {
+    const big = bigLayer();
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 700_000 } }]);
+    const ws = await workspace('place-cut');
+    const placed = ws.out('placed.tar');
+    const spooled = ws.out('spooled.tar');
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `tar://${placed}`], placeAll), ws);
+    const gets = suite.proxy.matching(blobPath(big.digest), 'GET');
+    assert.equal(gets[0]?.fault, 'cut');
+    assert.equal(gets.length, 2, 'resumed once');
+    suite.proxy.setRules([]);
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `tar://${spooled}`], placeNone), ws);
+    assert.equal(sha256(readFileSync(placed)), sha256(readFileSync(spooled)), 'placed and spooled archives differ');
+    assert.deepEqual(strayTempFiles(ws.base), []);
+  });
+
+  test('gzip fails mid-stream in a placed layer: exit 1 naming the blob, no archive, no temp file', async () => {
+    const big = bigLayer();
+    suite.proxy.setRules([{ method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'corrupt', offset: 100 } }]);
+    const ws = await workspace('place-corrupt');
+    const out = ws.out('image.tar');
+    const line = assertFailsOneLine(await cli(ws, ['--insecure', 'process', `registry://${REF()}`, `tar://${out}`], placeAll), ws);
+    assert.ok(line.includes(big.digest), `names the blob: ${line}`);
     assert.equal(existsSync(out), false);
     assert.deepEqual(strayTempFiles(ws.base), []);
   });

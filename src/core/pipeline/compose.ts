@@ -45,9 +45,20 @@ export function elementPositions(): (e: ImageElement) => number {
   };
 }
 
-/** The output's `wants`, wrapped by each filter from the output back to the input. */
+/**
+ * The output's `wants`, wrapped by each filter from the output back to the input. A filter
+ * without `wants` of its own passes the forms on but not a `place`: it may read the tar,
+ * which a placed layer does not have as a file of its own.
+ */
 export function composeWants(filters: readonly ImageFilter[], outputWants: WantsLayer): WantsLayer {
-  return filters.reduceRight<WantsLayer>((inner, f) => (f.wants ? f.wants(inner) : inner), outputWants);
+  return filters.reduceRight<WantsLayer>((inner, f) => (f.wants ? f.wants(inner) : withoutPlace(inner)), outputWants);
+}
+
+function withoutPlace(inner: WantsLayer): WantsLayer {
+  return async (layer) => {
+    const forms = await inner(layer);
+    return forms.place ? { tar: forms.tar, blob: forms.blob } : forms;
+  };
 }
 
 /**

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement } from '../element.js';
+import type { ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement, TarPlacement } from '../element.js';
 import { Forms, ownedFiles } from '../element.js';
 import { outputError } from '../errors.js';
 import type { BlobCompression } from '../ownership.js';
@@ -61,6 +61,12 @@ export interface ImageDestination<S = unknown> {
   readonly needs: DestinationNeeds;
   /** `putLayer` calls at once (default 1). */
   readonly concurrency?: number;
+  /**
+   * A place for this layer's tar in the destination itself (destinations that need `Tar`):
+   * the input may write the tar there and deliver it `Placed`, instead of a temp file that
+   * `putLayer` would copy. `putLayer` then receives the `Placed` payload.
+   */
+  offer?(layer: LayerDescriptor): TarPlacement | undefined;
   /** May the input skip this layer? True only when the destination holds it (verified). */
   has?(layer: LayerDescriptor): Promise<boolean>;
   /** The run starts (check the target, take locks). Its failure leads to `abort`. */
@@ -115,7 +121,9 @@ export class CopyOutput<S> implements ImageOutput {
 
   readonly wants: WantsLayer = async (layer) => {
     if (await this.destination.has?.(layer)) return Forms.none;
-    return this.destination.needs._tag === 'Tar' ? Forms.tar : Forms.blob;
+    if (this.destination.needs._tag !== 'Tar') return Forms.blob;
+    const place = this.destination.offer?.(layer);
+    return place ? { ...Forms.tar, place } : Forms.tar;
   };
 
   consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary> {
@@ -148,12 +156,19 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
     let ready: DataPayload;
     try {
       const needs = destination.needs;
-      const formed = needs._tag === 'Tar' ? await ensureTar(element.layer, payload, formCtx, false) : await ensureBlob(element.layer, payload, formCtx, needs.compression, false);
-      if (formed.transcoded) {
-        if (needs._tag === 'Tar') inflated++;
-        else compressed++;
+      if (payload._tag === 'Placed') {
+        // Written into the destination already: only the tar is wanted there.
+        if (needs._tag !== 'Tar') throw fail(`layer ${element.layer.index} arrived placed, but this destination stores blobs`);
+        ready = { _tag: 'Placed', placed: payload.placed };
+        if (payload.blob) await effects.perform({ _tag: 'Release', file: payload.blob.file, owner });
+      } else {
+        const formed = needs._tag === 'Tar' ? await ensureTar(element.layer, payload, formCtx, false) : await ensureBlob(element.layer, payload, formCtx, needs.compression, false);
+        if (formed.transcoded) {
+          if (needs._tag === 'Tar') inflated++;
+          else compressed++;
+        }
+        ready = formed.payload;
       }
-      ready = formed.payload;
     } catch (e) {
       await releaseAll({ _tag: 'Layer', layer: element.layer, payload });
       throw e;
@@ -165,8 +180,38 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
     if (result.copiedAcrossDevices) copied++;
   };
 
+  // Iterated by hand, not with for-await: on a failure the destination is aborted before
+  // the stream is closed, because closing waits for the input's fetches under way, and a
+  // fetch may be waiting for the destination (a place it offered, see `offer`).
+  const stream = elements[Symbol.asyncIterator]();
+  let signalPutFailed: () => void = () => undefined;
+  const putFailed = new Promise<'failed'>((resolve) => (signalPutFailed = () => resolve('failed')));
+  let closed = false;
+  /** A pull left waiting when a put failed: its element, when it comes, is ours to release. */
+  let unanswered: Promise<IteratorResult<ImageElement>> | undefined;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    if (unanswered) {
+      const late = await unanswered.catch(() => undefined);
+      if (late && !late.done) await releaseAll(late.value);
+    }
+    await stream.return?.();
+  };
   try {
-    for await (const element of elements) {
+    for (;;) {
+      // A put that fails ends the wait for the next element (which may wait for that put).
+      const pulled = stream.next();
+      const next = await Promise.race([pulled, putFailed]);
+      if (next === 'failed') {
+        unanswered = pulled;
+        throw (failure as { error: unknown } | undefined)?.error;
+      }
+      if (next.done) {
+        closed = true;
+        break;
+      }
+      const element = next.value;
       if (element._tag === 'Config') {
         if (!first) {
           first = element;
@@ -211,6 +256,7 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
         (error: unknown) => {
           inFlight.delete(task);
           failure ??= { error };
+          signalPutFailed();
         },
       );
       inFlight.add(task);
@@ -238,7 +284,10 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
   } catch (error) {
     await Promise.allSettled([...inFlight]);
     if (begun) await destination.abort(ctx).catch(() => undefined);
+    await close().catch(() => undefined);
     throw error;
+  } finally {
+    await close().catch(() => undefined);
   }
 }
 

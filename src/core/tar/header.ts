@@ -229,6 +229,33 @@ export function encodeHeader(h: TarHeader): Uint8Array {
 }
 
 /**
+ * One 512-byte header block for an entry whose size is not known until its data is
+ * written (a header patched in place): sizes beyond 11 octal digits (8 GiB) use GNU
+ * base-256 in the size field instead of a PAX record, so the header never grows. Every
+ * other field must fit USTAR; otherwise this throws.
+ */
+export function encodeOneBlockHeader(h: TarHeader): Uint8Array {
+  const records = paxRecordsFor({ ...h, size: 0 });
+  const split = splitUstarPath(h.name);
+  if (records.length > 0 || !split || !isAscii(h.name)) throw new Error(`tar header for ${JSON.stringify(h.name)} needs PAX records; it cannot be one block`);
+  const block = ustarBlock(h, split.name, split.prefix, TYPEFLAG[h.type], h.size);
+  if (h.size <= MAX_OCTAL_11) return block;
+  const F = USTAR_FIELDS;
+  block[F.size.offset] = 0x80;
+  let rest = h.size;
+  for (let i = F.size.offset + F.size.length - 1; i > F.size.offset; i--) {
+    block[i] = rest % 256;
+    rest = Math.floor(rest / 256);
+  }
+  block.fill(0x20, F.chksum.offset, F.chksum.offset + F.chksum.length);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += block[i] as number;
+  writeOctal(block, F.chksum.offset, F.chksum.length - 1, sum);
+  block[F.chksum.offset + F.chksum.length - 1] = 0x20;
+  return block;
+}
+
+/**
  * A global PAX header (`g`: header block, records in the order given, padding). Its own
  * header is fixed (name `pax_global_header`, mode 0644, owner 0, mtime 0), so it is the
  * same bytes wherever and whenever it is written.

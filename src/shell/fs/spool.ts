@@ -10,7 +10,7 @@ import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { type Compression, sniffCompression } from '../../core/media-types.js';
 import { type Digest, digestFromHex } from '../../core/digest.js';
@@ -25,13 +25,21 @@ export interface SpoolResult {
   readonly compression: Compression;
 }
 
+/**
+ * Hashes and counts what passes. The hash runs on the next turn of the event loop: gunzip
+ * hands its output over synchronously and submits its next inflate job only when that
+ * returns, so hashing in place would keep zlib's thread idle for the hash's length
+ * (measured: 0.91 → 0.80 s to inflate and hash the bench's big layer).
+ */
 class HashCount extends Transform {
   readonly hash: Hash = createHash('sha256');
   size = 0;
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    cb(null, chunk);
+    setImmediate(() => {
+      this.hash.update(chunk);
+      this.size += chunk.length;
+      cb(null, chunk);
+    });
   }
 }
 
@@ -58,14 +66,15 @@ class Decompressor extends Transform {
   }
 
   constructor(private readonly declared: Compression | 'sniff') {
-    super();
+    super({ readableHighWaterMark: STAGE_BYTES });
   }
 
   private choose(first: Buffer): void {
     this.chosen = this.declared === 'sniff' ? sniffCompression(first) : this.declared;
     if (this.chosen === 'gzip') {
       // 1 MiB output chunks: far fewer hand-offs to the write stream than zlib's 16 KiB default.
-      const gunzip = createGunzip({ chunkSize: 1 << 20 });
+      // zlib streams pass stream options on to Transform (not in @types/node's ZlibOptions).
+      const gunzip = createGunzip({ chunkSize: 1 << 20, ...({ readableHighWaterMark: STAGE_BYTES, writableHighWaterMark: STAGE_BYTES } as ZlibOptions) });
       // Backpressure: gunzip waits while what it produced is not yet taken (see _read), so
       // a slow disk cannot make inflated data pile up in memory.
       gunzip.on('data', (d: Buffer) => {
@@ -150,6 +159,9 @@ function digestOf(h: Hash): Digest {
   return d.right;
 }
 
+/** Bytes each stage (inflate, hash, write) may hold queued, so none waits on the next hand-off. */
+const STAGE_BYTES = 1 << 20;
+
 /** Input fzstd is given at once (its output for one push is held whole). */
 const ZSTD_SLICE = 64 * 1024;
 
@@ -168,10 +180,24 @@ export interface SinkResult {
 
 /** Where a {@link BlobSink} writes: the uncompressed tar, the bytes as given, or both. */
 export interface SinkTargets {
-  /** Existing empty file for the decompressed bytes. */
-  readonly tar?: string;
+  /** Existing empty file for the decompressed bytes, or an existing file to write them into from byte `start` on. */
+  readonly tar?: string | { readonly path: string; readonly start: number };
   /** Existing empty file for the bytes as given (the blob itself). */
   readonly blob?: string;
+}
+
+/** What an input writes a blob into (in this thread, or another: `offthread-sink.ts`). */
+export interface LayerSink {
+  /** Bytes accepted so far (the offset a resumed download continues from). */
+  readonly received: number;
+  /** Bytes held in memory, accepted and not yet written. */
+  readonly bufferedBytes: number;
+  /** Take the next bytes; waits while too much is held. Rejects once the sink failed. */
+  write(chunk: Uint8Array): Promise<void>;
+  /** All bytes given: finish the files and say what was measured. */
+  end(): Promise<SinkResult>;
+  /** Stop (on failure); resolves once the files are closed, left for their owner to release. */
+  abort(reason: Error): Promise<void>;
 }
 
 /**
@@ -181,12 +207,12 @@ export interface SinkTargets {
  * recreated. Writes may continue across several source streams, which is how an
  * interrupted download resumes with `Range`.
  */
-export class BlobSink {
+export class BlobSink implements LayerSink {
   private readonly raw = createHash('sha256');
   private rawSize = 0;
   private head: Buffer | undefined = Buffer.alloc(0);
   private readonly decompress: Decompressor | undefined;
-  private readonly content = new HashCount();
+  private readonly content = new HashCount({ highWaterMark: STAGE_BYTES });
   private readonly blobOut: ReturnType<typeof createWriteStream> | undefined;
   private readonly tarOut: ReturnType<typeof createWriteStream> | undefined;
   private readonly done: Promise<unknown>;
@@ -199,7 +225,11 @@ export class BlobSink {
     const pending: Promise<unknown>[] = [];
     if (t.tar !== undefined) {
       this.decompress = new Decompressor(compression);
-      const tarOut = createWriteStream(t.tar, { flags: 'r+', highWaterMark: 1 << 20 });
+      // `start` only for a place in a file: positional writes would fail on a pipe.
+      const tarOut =
+        typeof t.tar === 'string'
+          ? createWriteStream(t.tar, { flags: 'r+', highWaterMark: STAGE_BYTES })
+          : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
       this.tarOut = tarOut;
       pending.push(pipeline(this.decompress, this.content, tarOut));
     }

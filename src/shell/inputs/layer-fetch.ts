@@ -10,7 +10,8 @@ import { type BlobDescriptor, dataPayload, type LayerDescriptor, type LayerEleme
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { Compression } from '../../core/media-types.js';
 import type { Effects, TempFile } from '../../core/ownership.js';
-import { BlobSink, type SinkResult } from '../fs/spool.js';
+import { openLayerSink } from '../fs/offthread-sink.js';
+import type { LayerSink, SinkResult } from '../fs/spool.js';
 
 /** True for a manifest position whose blob digest an earlier position has. */
 export function repeatsAnEarlierBlob(blobs: readonly { readonly digest: Digest }[]): (index: number) => boolean {
@@ -28,8 +29,10 @@ export interface LayerFetch {
   readonly compression: Compression | 'sniff';
   readonly effects: Effects;
   readonly owner: string;
+  /** The fetch's signal (also stops waiting for a place downstream offered). */
+  readonly signal: AbortSignal;
   /** Write the blob's bytes into the sink (downloading, or reading a file). */
-  readonly fill: (sink: BlobSink) => Promise<void>;
+  readonly fill: (sink: LayerSink) => Promise<void>;
   /** The error for a fill that failed (a network error, bytes that do not decompress). */
   readonly failed: (error: unknown) => Promise<unknown> | unknown;
   /** Checks of the result (size, digest, diff_id) that throw the input's own errors. */
@@ -49,11 +52,14 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
   const hex = digestHex(blob.digest).slice(0, 16);
   const made: TempFile[] = [];
   try {
-    const tarFile = forms.tar ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
+    // A place downstream offered: wait for this layer's turn there, else a temp file.
+    const placed = forms.tar && forms.place ? await forms.place.claim(f.signal) : undefined;
+    const tarFile = forms.tar && !placed ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `layer-${hex}` }) : undefined;
     if (tarFile) made.push(tarFile);
     const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
     if (blobFile) made.push(blobFile);
-    const sink = new BlobSink({ ...(tarFile ? { tar: tarFile.path } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression);
+    const tarTarget = placed ? { path: placed.file.path, start: placed.offset } : tarFile?.path;
+    const sink = openLayerSink({ ...(tarTarget !== undefined ? { tar: tarTarget } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression, blob.size);
     let result: SinkResult;
     try {
       await f.fill(sink);
@@ -65,7 +71,12 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     f.verify(result);
     const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
     const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression: result.compression } : undefined;
-    return { element: { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) }, inflated: result.content !== undefined && result.compression !== 'none' };
+    const inflated = result.content !== undefined && result.compression !== 'none';
+    if (placed && result.content) {
+      const payload = { _tag: 'Placed' as const, placed: { target: placed, size: result.content.size }, ...(blobForm ? { blob: blobForm } : {}) };
+      return { element: { _tag: 'Layer', layer, payload }, inflated };
+    }
+    return { element: { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) }, inflated };
   } catch (e) {
     for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
     throw e;

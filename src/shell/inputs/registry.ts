@@ -113,6 +113,7 @@ export class RegistryInput implements ImageInput {
           compression: layerCompression(blob.mediaType) ?? 'sniff',
           effects,
           owner,
+          signal: taskSignal,
           // One pass over the download: the blob as sent and/or its decompressed tar.
           fill: (sink) => this.client.downloadBlob(blob, sink, this.options.retries, taskSignal),
           failed: (e) => {

@@ -13,15 +13,15 @@ import { constants, createReadStream, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { type ConfigElement, type DataPayload, type LayerDescriptor, releaseElement, repoTag, tarOf } from '../../core/element.js';
-import { outputError } from '../../core/errors.js';
+import { type ConfigElement, type DataPayload, type LayerDescriptor, type PlacedTar, type PlacedTarget, releaseElement, repoTag, type TarPlacement, tarOf } from '../../core/element.js';
+import { AbortError, outputError } from '../../core/errors.js';
 import type { TempFile } from '../../core/ownership.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
 import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { publishMode } from '../fs/atomic.js';
 import { describeKind, kindOf } from '../fs/store-fs.js';
-import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
+import { encodeHeader, encodeOneBlockHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
 
 export interface TarOutputOptions {
   readonly path: string;
@@ -29,6 +29,18 @@ export interface TarOutputOptions {
 }
 
 const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
+
+/** Layers whose blob is at least this large are written straight into the archive (see `offer`). */
+export const PLACE_MIN_BYTES = 4 << 20;
+
+/** The threshold: OCCYSTRAP_TAR_PLACE_MIN_BYTES (bytes, or `off`), else {@link PLACE_MIN_BYTES}. */
+function placeMinBytes(): number | undefined {
+  const v = process.env.OCCYSTRAP_TAR_PLACE_MIN_BYTES;
+  if (v === undefined || v === '') return PLACE_MIN_BYTES;
+  if (v === 'off') return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 ? n : PLACE_MIN_BYTES;
+}
 
 /** Writes (headers, padding, layer chunks) are gathered into one writev of about this many bytes. */
 const GATHER_BYTES = 1 << 20;
@@ -38,35 +50,41 @@ const GATHER_BYTES = 1 << 20;
  * rejected promise, never a stream 'error' event that could fire after the run failed.
  */
 class TarWriter {
+  /** The archive's length so far, including what is gathered and not yet written. */
   bytes = 0;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
+  /** Set while another writer fills the archive's end (a placed layer): nothing else may be appended. */
+  held = false;
   constructor(
     private readonly out: FileHandle,
     private readonly path: string,
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
+    if (this.held) throw new Error(`${this.path}: write while a placed layer fills the archive`);
     this.bytes += chunk.length;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     if (this.pendingBytes >= GATHER_BYTES) await this.flush();
   }
 
-  private async flush(): Promise<void> {
+  /** Write out what is gathered, at its place in the archive (positional: placed layers write beside us). */
+  async flush(): Promise<void> {
     if (this.pendingBytes === 0) return;
     const buffers = this.pending;
     const total = this.pendingBytes;
+    const at = this.bytes - total;
     this.pending = [];
     this.pendingBytes = 0;
     try {
       // One writev for the gathered pieces (no copy); a short write finishes piecewise.
-      const written = (await this.out.writev(buffers)).bytesWritten;
+      const written = (await this.out.writev(buffers, at)).bytesWritten;
       if (written < total) {
         const rest = Buffer.concat(buffers).subarray(written);
         let offset = 0;
         while (offset < rest.length) {
-          const { bytesWritten } = await this.out.write(rest, offset, rest.length - offset);
+          const { bytesWritten } = await this.out.write(rest, offset, rest.length - offset, at + written + offset);
           offset += bytesWritten;
         }
       }
@@ -97,6 +115,25 @@ class TarWriter {
     await this.write(new Uint8Array(paddingFor(size)));
   }
 
+  /** Overwrite bytes already written (a placed layer's header, once its size is known). */
+  async patch(at: number, data: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < data.length) offset += (await this.out.write(data, offset, data.length - offset, at + offset)).bytesWritten;
+  }
+
+  /** Hand the archive's end to another writer: flushed, and held until {@link release}. */
+  async hold(): Promise<number> {
+    await this.flush();
+    this.held = true;
+    return this.bytes;
+  }
+
+  /** The other writer wrote `size` bytes at the end: append after them again. */
+  release(size: number): void {
+    this.held = false;
+    this.bytes += size;
+  }
+
   async finish(): Promise<void> {
     await this.write(END_OF_ARCHIVE);
     await this.flush();
@@ -123,6 +160,14 @@ export class TarDestination implements ImageDestination<string> {
   readonly order = 'manifest' as const;
   readonly needs = { _tag: 'Tar' } as const;
   private archive: OpenArchive | undefined;
+  /** The layers of the image (from `begin`): the order entries go into the archive. */
+  private layers: readonly LayerDescriptor[] = [];
+  /** The claim whose layer is filling the archive's end now. */
+  private placing: { readonly claim: number; readonly index: number; readonly name: string; readonly headerAt: number; readonly dataAt: number } | undefined;
+  private claims = 0;
+  private aborted = false;
+  /** Claims waiting for their turn, woken after every change. */
+  private readonly waiting = new Set<() => void>();
 
   constructor(private readonly options: TarOutputOptions) {
     this.description = options.label ?? `tar://${options.path}`;
@@ -166,7 +211,76 @@ export class TarDestination implements ImageDestination<string> {
     return this.archive;
   }
 
-  async begin(_config: ConfigElement, ctx: StageContext): Promise<void> {
+  /**
+   * Large layers (a blob of {@link PLACE_MIN_BYTES} or more) are offered the archive's end:
+   * the input waits for the layer's turn and writes its tar there, once, instead of into a
+   * temp file copied here afterwards. Smaller ones are spooled, so they download in parallel.
+   */
+  offer(layer: LayerDescriptor): TarPlacement | undefined {
+    const size = layer.blob?.size ?? layer.size;
+    const min = placeMinBytes();
+    if (size === undefined || min === undefined || size < min) return undefined;
+    return { claim: (signal) => this.claim(layer.index, signal) };
+  }
+
+  /** The layer's turn: the archive is open, nothing is filling it, every earlier layer's entry is in. */
+  private turnOf(index: number): 'wait' | 'now' | 'never' | 'closed' {
+    if (this.aborted) return 'closed';
+    const archive = this.archive;
+    if (!archive) return 'wait';
+    const layer = this.layers[index];
+    if (!layer) return 'never';
+    const name = savedLayerPath(layer.diffId);
+    // The same diff_id earlier in the image: that position carries the entry.
+    if (this.layers.slice(0, index).some((l) => l.diffId === layer.diffId)) return 'never';
+    if (archive.written.has(name)) return 'never';
+    if (this.placing) return 'wait';
+    for (const earlier of this.layers.slice(0, index)) if (!archive.written.has(savedLayerPath(earlier.diffId))) return 'wait';
+    return 'now';
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiting]) w();
+  }
+
+  private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
+    for (;;) {
+      signal.throwIfAborted();
+      const turn = this.turnOf(index);
+      if (turn === 'never') return undefined;
+      if (turn === 'closed') throw new AbortError(new Error(`${this.description} stopped`));
+      if (turn === 'now') break;
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          this.waiting.delete(done);
+          signal.removeEventListener('abort', aborted);
+          resolve();
+        };
+        const aborted = () => {
+          this.waiting.delete(done);
+          reject(new AbortError(signal.reason));
+        };
+        this.waiting.add(done);
+        signal.addEventListener('abort', aborted, { once: true });
+      });
+    }
+    const archive = this.open();
+    const layer = this.layers[index] as LayerDescriptor;
+    const name = savedLayerPath(layer.diffId);
+    // Taken before any await, so no other claim or entry can start in between.
+    const headerAt = archive.writer.bytes + 512;
+    const claim = ++this.claims;
+    this.placing = { claim, index, name, headerAt, dataAt: headerAt + 512 };
+    await archive.writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+    // A placeholder header, rewritten with the size when the layer arrives.
+    await archive.writer.write(encodeOneBlockHeader({ ...FIXED, name, type: 'file', size: 0 }));
+    const dataAt = await archive.writer.hold();
+    if (dataAt !== headerAt + 512) throw new Error(`${this.description}: the archive moved while layer ${index} was placed`);
+    return { file: archive.file, offset: dataAt, claim };
+  }
+
+  async begin(config: ConfigElement, ctx: StageContext): Promise<void> {
+    this.layers = config.layers;
     if (this.archive) throw outputError(`${this.description}: one image per archive`);
     const target = path.resolve(this.options.path);
     await this.checkParent(target);
@@ -181,6 +295,7 @@ export class TarDestination implements ImageDestination<string> {
       throw e;
     }
     this.archive = { file, target, handle, writer: new TarWriter(handle, file.path), written: new Set() };
+    this.wake();
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
@@ -188,6 +303,7 @@ export class TarDestination implements ImageDestination<string> {
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
+    if (payload._tag === 'Placed') return this.putPlaced(layer, payload.placed);
     const tar = tarOf(payload);
     try {
       if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
@@ -197,10 +313,27 @@ export class TarDestination implements ImageDestination<string> {
       await archive.writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
       await archive.writer.fileEntry(name, tar.file.path, tar.size);
       archive.written.add(name);
+      this.wake();
       return { stored: name, bytes: tar.size };
     } finally {
       await releaseElement(ctx.effects, ctx.owner)({ _tag: 'Layer', layer, payload });
     }
+  }
+
+  /** A layer the input wrote into the archive's end: its header gets the size, appending resumes. */
+  private async putPlaced(layer: LayerDescriptor, placed: PlacedTar): Promise<PutLayerResult<string>> {
+    const archive = this.open();
+    const at = this.placing;
+    if (!at || at.claim !== placed.target.claim || at.index !== layer.index || placed.target.offset !== at.dataAt) {
+      throw outputError(`${this.description}: layer ${layer.index} arrived placed at a place it did not claim`);
+    }
+    this.placing = undefined;
+    archive.writer.release(placed.size);
+    await archive.writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name: at.name, type: 'file', size: placed.size }));
+    await archive.writer.write(new Uint8Array(paddingFor(placed.size)));
+    archive.written.add(at.name);
+    this.wake();
+    return { stored: at.name, bytes: placed.size };
   }
 
   async commit(image: CommittedImage<string>, ctx: StageContext): Promise<{ destination: string }> {
@@ -226,6 +359,10 @@ export class TarDestination implements ImageDestination<string> {
   }
 
   async abort(ctx: StageContext): Promise<void> {
+    this.placing = undefined;
+    // A fetch waiting for its turn gives up: the run is failing.
+    this.aborted = true;
+    this.wake();
     const archive = this.archive;
     if (!archive) return;
     await this.closeHandle().catch(() => undefined);

@@ -14,7 +14,7 @@ import { AbortError, digestError, inputError, OccystrapError } from '../../core/
 import { MediaTypes } from '../../core/media-types.js';
 import { availablePlatforms, choosePlatform, describePlatform, type PlatformWanted } from '../../core/platform.js';
 import { pullScope } from '../../core/registry-naming.js';
-import type { BlobSink } from '../fs/spool.js';
+import type { LayerSink } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { RegistryAuth } from './auth.js';
 import type { Credentials } from './credentials.js';
@@ -210,7 +210,7 @@ export class RegistryClient {
    * times; a body that ends properly short of the declared size is a short blob (not
    * retried). The caller checks the digests from `sink.end()`.
    */
-  async downloadBlob(descriptor: Descriptor, sink: BlobSink, retries: number, signal?: AbortSignal): Promise<void> {
+  async downloadBlob(descriptor: Descriptor, sink: LayerSink, retries: number, signal?: AbortSignal): Promise<void> {
     const digest = descriptor.digest;
     const shorter = (size: number) =>
       digestError(`${this.options.label}: blob ${digest} is ${size} bytes, shorter than the ${descriptor.size} bytes the manifest declares; the registry sent an incomplete blob`);
