@@ -44,6 +44,7 @@ import type { TempFile } from '../../src/core/ownership.js';
 import { type CommittedImage, copyInto, type ImageDestination, type PutLayerResult } from '../../src/core/pipeline/copy-image.js';
 import { DownstreamForms, ensureTar, keepForms } from '../../src/core/pipeline/layer-forms.js';
 import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
+import { Turns } from '../../src/core/pipeline/turns.js';
 import type { ImageFilter, ImageInput, ImageOutput, InputContext, LayerOrder, OutputSummary, StageContext, WantsLayer } from '../../src/core/pipeline/types.js';
 import { concatBytes } from '../../src/core/bytes.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
@@ -447,7 +448,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
   private claims = 0;
   private aborted = false;
   private readonly storedIds = new Set<Digest>();
-  private readonly waiting = new Set<() => void>();
+  private readonly turns = new Turns();
   private layers: readonly LayerDescriptor[] = [];
   readonly offer?: (layer: LayerDescriptor) => TarPlacement | undefined;
 
@@ -475,30 +476,16 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
   }
 
   private wake(): void {
-    for (const w of [...this.waiting]) w();
+    this.turns.wake();
   }
 
   private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
-    for (;;) {
-      throwIfAborted(signal);
-      const turn = this.turnOf(index);
-      if (turn === 'never') return undefined;
-      if (turn === 'closed') throw new InjectedError('the destination stopped');
-      if (turn === 'now') break;
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          this.waiting.delete(done);
-          signal.removeEventListener('abort', aborted);
-          resolve();
-        };
-        const aborted = () => {
-          this.waiting.delete(done);
-          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-        };
-        this.waiting.add(done);
-        signal.addEventListener('abort', aborted, { once: true });
-      });
-    }
+    const turn = await this.turns.until(() => {
+      const t = this.turnOf(index);
+      return t === 'wait' ? undefined : t;
+    }, signal);
+    if (turn === 'never') return undefined;
+    if (turn === 'closed') throw new InjectedError('the destination stopped');
     const claim = ++this.claims;
     this.placing = { claim, index, offset: this.areaLength };
     return { file: this.area as TempFile, offset: this.areaLength, claim };

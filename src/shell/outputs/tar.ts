@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
 import { type ConfigElement, type DataPayload, type LayerDescriptor, type PlacedTar, type PlacedTarget, releaseElement, repoTag, type TarPlacement, tarOf } from '../../core/element.js';
 import { AbortError, outputError } from '../../core/errors.js';
+import { Turns } from '../../core/pipeline/turns.js';
 import type { TempFile } from '../../core/ownership.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
@@ -166,8 +167,9 @@ export class TarDestination implements ImageDestination<string> {
   private placing: { readonly claim: number; readonly index: number; readonly name: string; readonly headerAt: number; readonly dataAt: number } | undefined;
   private claims = 0;
   private aborted = false;
+  private layersMayStart = false;
   /** Claims waiting for their turn, woken after every change. */
-  private readonly waiting = new Set<() => void>();
+  private readonly turns = new Turns();
 
   constructor(private readonly options: TarOutputOptions) {
     this.description = options.label ?? `tar://${options.path}`;
@@ -227,7 +229,8 @@ export class TarDestination implements ImageDestination<string> {
   private turnOf(index: number): 'wait' | 'now' | 'never' | 'closed' {
     if (this.aborted) return 'closed';
     const archive = this.archive;
-    if (!archive) return 'wait';
+    // Layers follow the config entry when the first config is final (it is written right after begin).
+    if (!archive || !this.layersMayStart) return 'wait';
     const layer = this.layers[index];
     if (!layer) return 'never';
     const name = savedLayerPath(layer.diffId);
@@ -240,30 +243,16 @@ export class TarDestination implements ImageDestination<string> {
   }
 
   private wake(): void {
-    for (const w of [...this.waiting]) w();
+    this.turns.wake();
   }
 
   private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
-    for (;;) {
-      signal.throwIfAborted();
-      const turn = this.turnOf(index);
-      if (turn === 'never') return undefined;
-      if (turn === 'closed') throw new AbortError(new Error(`${this.description} stopped`));
-      if (turn === 'now') break;
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          this.waiting.delete(done);
-          signal.removeEventListener('abort', aborted);
-          resolve();
-        };
-        const aborted = () => {
-          this.waiting.delete(done);
-          reject(new AbortError(signal.reason));
-        };
-        this.waiting.add(done);
-        signal.addEventListener('abort', aborted, { once: true });
-      });
-    }
+    const turn = await this.turns.until(() => {
+      const t = this.turnOf(index);
+      return t === 'wait' ? undefined : t;
+    }, signal);
+    if (turn === 'never') return undefined;
+    if (turn === 'closed') throw new AbortError(new Error(`${this.description} stopped`));
     const archive = this.open();
     const layer = this.layers[index] as LayerDescriptor;
     const name = savedLayerPath(layer.diffId);
@@ -281,6 +270,7 @@ export class TarDestination implements ImageDestination<string> {
 
   async begin(config: ConfigElement, ctx: StageContext): Promise<void> {
     this.layers = config.layers;
+    this.layersMayStart = config.provisional === true;
     if (this.archive) throw outputError(`${this.description}: one image per archive`);
     const target = path.resolve(this.options.path);
     await this.checkParent(target);
@@ -300,6 +290,8 @@ export class TarDestination implements ImageDestination<string> {
 
   async putConfig(config: ConfigElement): Promise<void> {
     await this.open().writer.entry({ name: savedConfigPath(config.digest), type: 'file', size: config.raw.length }, config.raw);
+    this.layersMayStart = true;
+    this.wake();
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
