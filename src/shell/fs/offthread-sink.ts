@@ -53,11 +53,14 @@ function asError(e: WorkerError): Error {
 }
 
 /**
- * The sink for one blob: in-thread ({@link BlobSink}) for a small or unknown size, off
- * the main thread at {@link OFF_THREAD_MIN_BYTES} and above. Same contract either way.
+ * The sink for one blob: off the main thread when it makes a tar from a blob of
+ * {@link OFF_THREAD_MIN_BYTES} or more, else in-thread ({@link BlobSink}). Same contract
+ * either way.
  */
 export function openLayerSink(targets: SinkTargets, compression: Compression | 'sniff', expectedSize: number | undefined): LayerSink {
-  if (expectedSize !== undefined && expectedSize >= OFF_THREAD_MIN_BYTES && process.env.OCCYSTRAP_SINK_THREADS !== '0') return new OffThreadSink(targets, compression);
+  // A blob only passed through (no tar made) is a hash and a write: not worth a worker's memory.
+  const inflates = targets.tar !== undefined;
+  if (inflates && expectedSize !== undefined && expectedSize >= OFF_THREAD_MIN_BYTES && process.env.OCCYSTRAP_SINK_THREADS !== '0') return new OffThreadSink(targets, compression);
   return new BlobSink(targets, compression);
 }
 
