@@ -465,25 +465,19 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
   }
 
   /** As tar:// decides: the area exists, nothing fills it, every earlier new diff_id is stored. */
-  private turnOf(index: number): 'wait' | 'now' | 'never' | 'closed' {
+  private turnOf(index: number): 'now' | 'never' | 'closed' | undefined {
     if (this.aborted) return 'closed';
-    if (!this.area) return 'wait';
+    if (!this.area) return undefined;
     const layer = this.layers[index];
     if (!layer || this.layers.slice(0, index).some((l) => l.diffId === layer.diffId) || this.storedIds.has(layer.diffId) || this.present.has(layer.diffId)) return 'never';
-    if (this.placing) return 'wait';
+    if (this.placing) return undefined;
     // A layer it holds already arrives Skipped (no putLayer): it is in place from the start.
-    return this.layers.slice(0, index).every((l) => this.storedIds.has(l.diffId) || this.present.has(l.diffId)) ? 'now' : 'wait';
+    return this.layers.slice(0, index).every((l) => this.storedIds.has(l.diffId) || this.present.has(l.diffId)) ? 'now' : undefined;
   }
 
-  private wake(): void {
-    this.turns.wake();
-  }
 
   private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
-    const turn = await this.turns.until(() => {
-      const t = this.turnOf(index);
-      return t === 'wait' ? undefined : t;
-    }, signal);
+    const turn = await this.turns.until(() => this.turnOf(index), signal);
     if (turn === 'never') return undefined;
     if (turn === 'closed') throw new InjectedError('the destination stopped');
     const claim = ++this.claims;
@@ -507,7 +501,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.layers = config.layers;
     if (this.offer) {
       this.area = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: 'place-area' });
-      this.wake();
+      this.turns.wake();
     }
   }
 
@@ -548,7 +542,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.added.push(target);
     await this.world.fs.writeNew(target, content);
     this.storedIds.add(layer.diffId);
-    this.wake();
+    this.turns.wake();
     void ctx;
     return { stored: { path: target, form: 'tar' }, bytes: placed.size };
   }
@@ -569,7 +563,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     if (kept) {
       if (!this.spec.forgetUnstored) await releaseAll();
       this.storedIds.add(layer.diffId);
-      this.wake();
+      this.turns.wake();
       return { stored: { path: undefined, form: 'tar' }, bytes: 0, kept: true };
     }
     const blob = blobOf(payload);
@@ -598,7 +592,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     }
     if (this.spec.releaseTwice) await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner });
     this.storedIds.add(layer.diffId);
-    this.wake();
+    this.turns.wake();
     const size = payload._tag === 'Tar' ? payload.tar.size : (blob as BlobFile).size;
     return { stored: { path: target, form }, bytes: size, copiedAcrossDevices: copied };
   }
@@ -624,7 +618,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.events.push({ op: 'abort' });
     this.placing = undefined;
     this.aborted = true;
-    this.wake();
+    this.turns.wake();
     await this.releaseArea(ctx);
     if (this.inFlight > 0) this.world.problems.push(`copy loop: abort() while ${this.inFlight} putLayer call(s) were under way`);
     for (const p of [...this.added].reverse()) {

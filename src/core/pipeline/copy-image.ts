@@ -284,9 +284,9 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
   } catch (error) {
     await Promise.allSettled([...inFlight]);
     if (begun) await destination.abort(ctx).catch(() => undefined);
-    await close().catch(() => undefined);
     throw error;
   } finally {
+    // After `abort` on a failure (see above), so fetches waiting for the destination end.
     await close().catch(() => undefined);
   }
 }

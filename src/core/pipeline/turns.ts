@@ -11,8 +11,8 @@ export class Turns {
   private readonly waiting = new Set<() => void>();
 
   /**
-   * `decide()` until it answers something other than `undefined` (re-asked after every
-   * `wake`).
+   * `decide()` until it answers something other than `undefined` ("wait"), re-asked after
+   * every `wake`.
    *
    * - Errors: rejects with an {@link AbortError} when `signal` aborts while waiting;
    *   whatever `decide` throws.

@@ -194,12 +194,19 @@ function ustarBlock(h: TarHeader, name: string, prefix: string, typeflag: string
     writeOctal(block, F.devminor.offset, F.devminor.length, h.devminor ?? 0);
   }
   writeString(block, F.prefix.offset, F.prefix.length, prefix);
+  writeChecksum(block);
+  return block;
+}
+
+/** The header checksum over the block with its checksum field read as spaces. */
+function writeChecksum(block: Uint8Array): void {
+  const F = USTAR_FIELDS;
+  block.fill(0x20, F.chksum.offset, F.chksum.offset + F.chksum.length);
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += block[i] as number;
   // Six octal digits, NUL, space: the form GNU tar and Python's tarfile write.
   writeOctal(block, F.chksum.offset, F.chksum.length - 1, sum);
   block[F.chksum.offset + F.chksum.length - 1] = 0x20;
-  return block;
 }
 
 /** Bytes of zero padding after `size` bytes of entry data. */
@@ -247,11 +254,7 @@ export function encodeOneBlockHeader(h: TarHeader): Uint8Array {
     block[i] = rest % 256;
     rest = Math.floor(rest / 256);
   }
-  block.fill(0x20, F.chksum.offset, F.chksum.offset + F.chksum.length);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += block[i] as number;
-  writeOctal(block, F.chksum.offset, F.chksum.length - 1, sum);
-  block[F.chksum.offset + F.chksum.length - 1] = 0x20;
+  writeChecksum(block);
   return block;
 }
 

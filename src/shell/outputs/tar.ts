@@ -104,6 +104,11 @@ class TarWriter {
     }
   }
 
+  /** The `<diff_id hex>/` directory entry in front of the layer file `name`. */
+  async layerDirectory(name: string): Promise<void> {
+    await this.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+  }
+
   async fileEntry(name: string, source: string, size: number): Promise<void> {
     await this.entry({ name, type: 'file', size });
     let copied = 0;
@@ -225,32 +230,28 @@ export class TarDestination implements ImageDestination<string> {
     return { claim: (signal) => this.claim(layer.index, signal) };
   }
 
-  /** The layer's turn: the archive is open, nothing is filling it, every earlier layer's entry is in. */
-  private turnOf(index: number): 'wait' | 'now' | 'never' | 'closed' {
+  /**
+   * The layer's turn (`undefined`: not yet): the archive is open, nothing is filling it,
+   * every earlier layer's entry is in.
+   */
+  private turnOf(index: number): 'now' | 'never' | 'closed' | undefined {
     if (this.aborted) return 'closed';
     const archive = this.archive;
     // Layers follow the config entry when the first config is final (it is written right after begin).
-    if (!archive || !this.layersMayStart) return 'wait';
+    if (!archive || !this.layersMayStart) return undefined;
     const layer = this.layers[index];
-    if (!layer) return 'never';
-    const name = savedLayerPath(layer.diffId);
-    // The same diff_id earlier in the image: that position carries the entry.
-    if (this.layers.slice(0, index).some((l) => l.diffId === layer.diffId)) return 'never';
-    if (archive.written.has(name)) return 'never';
-    if (this.placing) return 'wait';
-    for (const earlier of this.layers.slice(0, index)) if (!archive.written.has(savedLayerPath(earlier.diffId))) return 'wait';
-    return 'now';
-  }
-
-  private wake(): void {
-    this.turns.wake();
+    if (!layer || archive.written.has(savedLayerPath(layer.diffId))) return 'never';
+    let earlierMissing = false;
+    for (const earlier of this.layers.slice(0, index)) {
+      // The same diff_id earlier in the image: that position carries the entry.
+      if (earlier.diffId === layer.diffId) return 'never';
+      if (!archive.written.has(savedLayerPath(earlier.diffId))) earlierMissing = true;
+    }
+    return this.placing || earlierMissing ? undefined : 'now';
   }
 
   private async claim(index: number, signal: AbortSignal): Promise<PlacedTarget | undefined> {
-    const turn = await this.turns.until(() => {
-      const t = this.turnOf(index);
-      return t === 'wait' ? undefined : t;
-    }, signal);
+    const turn = await this.turns.until(() => this.turnOf(index), signal);
     if (turn === 'never') return undefined;
     if (turn === 'closed') throw new AbortError(new Error(`${this.description} stopped`));
     const archive = this.open();
@@ -260,7 +261,7 @@ export class TarDestination implements ImageDestination<string> {
     const headerAt = archive.writer.bytes + 512;
     const claim = ++this.claims;
     this.placing = { claim, index, name, headerAt, dataAt: headerAt + 512 };
-    await archive.writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+    await archive.writer.layerDirectory(name);
     // A placeholder header, rewritten with the size when the layer arrives.
     await archive.writer.write(encodeOneBlockHeader({ ...FIXED, name, type: 'file', size: 0 }));
     const dataAt = await archive.writer.hold();
@@ -285,13 +286,13 @@ export class TarDestination implements ImageDestination<string> {
       throw e;
     }
     this.archive = { file, target, handle, writer: new TarWriter(handle, file.path), written: new Set() };
-    this.wake();
+    this.turns.wake();
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
     await this.open().writer.entry({ name: savedConfigPath(config.digest), type: 'file', size: config.raw.length }, config.raw);
     this.layersMayStart = true;
-    this.wake();
+    this.turns.wake();
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
@@ -302,10 +303,10 @@ export class TarDestination implements ImageDestination<string> {
       const archive = this.open();
       const name = savedLayerPath(layer.diffId);
       if (archive.written.has(name)) return { stored: name, bytes: 0, kept: true };
-      await archive.writer.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
+      await archive.writer.layerDirectory(name);
       await archive.writer.fileEntry(name, tar.file.path, tar.size);
       archive.written.add(name);
-      this.wake();
+      this.turns.wake();
       return { stored: name, bytes: tar.size };
     } finally {
       await releaseElement(ctx.effects, ctx.owner)({ _tag: 'Layer', layer, payload });
@@ -324,7 +325,7 @@ export class TarDestination implements ImageDestination<string> {
     await archive.writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name: at.name, type: 'file', size: placed.size }));
     await archive.writer.write(new Uint8Array(paddingFor(placed.size)));
     archive.written.add(at.name);
-    this.wake();
+    this.turns.wake();
     return { stored: at.name, bytes: placed.size };
   }
 
@@ -354,7 +355,7 @@ export class TarDestination implements ImageDestination<string> {
     this.placing = undefined;
     // A fetch waiting for its turn gives up: the run is failing.
     this.aborted = true;
-    this.wake();
+    this.turns.wake();
     const archive = this.archive;
     if (!archive) return;
     await this.closeHandle().catch(() => undefined);
