@@ -153,7 +153,7 @@ class Decompressor extends Transform {
   }
 }
 
-function digestOf(h: Hash): Digest {
+export function digestOf(h: Hash): Digest {
   const d = digestFromHex('sha256', h.digest('hex'));
   if (d._tag === 'Left') throw new Error('unreachable: sha256 produced an invalid digest');
   return d.right;
