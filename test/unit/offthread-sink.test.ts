@@ -30,6 +30,16 @@ function sampleTar(bytes: number): Buffer {
   return Buffer.concat(parts);
 }
 
+/** Run `body` in a new temp directory, removed afterwards. */
+async function inTempDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'occystrap-offthread-'));
+  try {
+    await body(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function feed(sink: { write(c: Uint8Array): Promise<void> }, data: Uint8Array, step = 64 * 1024): Promise<void> {
   for (let i = 0; i < data.length; i += step) await sink.write(data.subarray(i, i + step));
 }
@@ -89,9 +99,8 @@ test('SyncGunzip waits while its output is not taken: memory is bounded by what 
   assert.equal(peak, MiB);
 });
 
-test('OffThreadSink in inflate mode writes the tar at its place in a file, leaving the bytes before it, and reports zlib\'s digests', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'occystrap-offthread-'));
-  try {
+test('OffThreadSink in inflate mode writes the tar at its place in a file, leaving the bytes before it, and reports zlib\'s digests', () =>
+  inTempDir(async (dir) => {
     const tar = sampleTar(9 * MiB + 7);
     const blob = gzipSync(tar);
     const file = path.join(dir, 'archive');
@@ -109,14 +118,10 @@ test('OffThreadSink in inflate mode writes the tar at its place in a file, leavi
       assert.deepEqual(written.subarray(0, prefix.length), prefix);
       assert.deepEqual(written.subarray(prefix.length), tar);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('OffThreadSink: corrupt gzip rejects, abort settles, and the next job (on the pooled worker) is sound', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'occystrap-offthread-'));
-  try {
+test('OffThreadSink: corrupt gzip rejects, abort settles, and the next job (on the pooled worker) is sound', () =>
+  inTempDir(async (dir) => {
     const tar = sampleTar(4 * MiB);
     const blob = gzipSync(tar);
     const corrupt = Buffer.from(blob);
@@ -139,14 +144,10 @@ test('OffThreadSink: corrupt gzip rejects, abort settles, and the next job (on t
     const result = await next.end();
     assert.deepEqual(result.content, { digest: sha(tar), size: tar.length });
     assert.deepEqual(readFileSync(file), tar);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('OffThreadSink in inflate mode keeps what it buffers bounded while 64 MiB of zeros inflate from 64 KiB', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'occystrap-offthread-'));
-  try {
+test('OffThreadSink in inflate mode keeps what it buffers bounded while 64 MiB of zeros inflate from 64 KiB', () =>
+  inTempDir(async (dir) => {
     const file = path.join(dir, 'layer.tar');
     writeFileSync(file, '');
     const sink = new OffThreadSink({ tar: file }, 'gzip');
@@ -159,14 +160,10 @@ test('OffThreadSink in inflate mode keeps what it buffers bounded while 64 MiB o
     assert.ok(peak > 0, 'the sampler saw data in flight');
     // The worker holds at most 4 MiB unwritten; this thread sees those pieces as they land.
     assert.ok(peak <= 6 * MiB, `${(peak / MiB).toFixed(1)} MiB were buffered at the peak`);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
 
-test('OffThreadSink with a blob file as well, or a blob that is not gzip, runs the whole sink in the worker (same results)', async () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'occystrap-offthread-'));
-  try {
+test('OffThreadSink with a blob file as well, or a blob that is not gzip, runs the whole sink in the worker (same results)', () =>
+  inTempDir(async (dir) => {
     const tar = sampleTar(2 * MiB);
     const blob = gzipSync(tar);
     const tarFile = path.join(dir, 'layer.tar');
@@ -187,7 +184,4 @@ test('OffThreadSink with a blob file as well, or a blob that is not gzip, runs t
     assert.equal(p.compression, 'none');
     assert.deepEqual(p.content, { digest: sha(tar), size: tar.length });
     assert.deepEqual(readFileSync(tarFile), tar);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  }));
