@@ -26,6 +26,8 @@ const result = await build({
   logLevel: 'warning',
   metafile: true,
   legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
 });
 
 if (process.env.BUNDLE_META) (await import('node:fs')).writeFileSync(process.env.BUNDLE_META, JSON.stringify(result.metafile));
