@@ -27,6 +27,17 @@ export interface ImageName {
   readonly tag: string;
   /** Set when the image was addressed by manifest digest. */
   readonly digest?: Digest;
+  /** The registry host `name` starts with (`127.0.0.1:5000`), for registry sources. */
+  readonly registry?: string;
+}
+
+/**
+ * The repository path without the registry host (`team/app` for
+ * `127.0.0.1:5000/team/app`): the image name occystrap prints in `info` and search reports.
+ */
+export function repositoryPath(image: ImageName): string {
+  const prefix = image.registry === undefined ? undefined : `${image.registry}/`;
+  return prefix !== undefined && image.name.startsWith(prefix) ? image.name.slice(prefix.length) : image.name;
 }
 
 /** A blob as a source or destination stores it: content digest, byte size, media type. */

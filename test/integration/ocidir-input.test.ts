@@ -118,7 +118,7 @@ describe('layouts written by real tools', () => {
     // The only image needs no tag.
     const only = await occystrap(['-O', 'json', 'info', `ocidir://${layout}`]);
     assert.equal(only.code, 0, only.stderr);
-    assert.equal((JSON.parse(only.stdout) as { manifestDigest: string }).manifestDigest, digest);
+    assert.equal((JSON.parse(only.stdout) as { manifest_digest: string }).manifest_digest, digest);
   });
 
   test('skopeo with zstd layers (tar+zstd) into dir://, and a manifest picked by a sha512 digest', async () => {
@@ -144,7 +144,7 @@ describe('layouts written by real tools', () => {
     await writeFile(blobFile(layout, sha512), bytes);
     const info = await occystrap(['-O', 'json', 'info', `ocidir://${layout}@${sha512}`]);
     assert.equal(info.code, 0, info.stderr);
-    assert.equal((JSON.parse(info.stdout) as { configDigest: string }).configDigest, fixtureIndex().sample.configDigest);
+    assert.equal((JSON.parse(info.stdout) as { config_digest: string }).config_digest, fixtureIndex().sample.configDigest);
     await writeFile(blobFile(layout, sha512), Buffer.concat([bytes, Buffer.from(' ')]));
     await expectFailure(`ocidir://${layout}@${sha512}`, 1, /manifest blobs\/sha512\/[0-9a-f]{128} has digest sha512:[0-9a-f]{128}; the layout is corrupt/);
   });
@@ -177,8 +177,8 @@ describe('layouts written by real tools', () => {
     const other = fixtureIndex().other;
     const r = await occystrap(['-O', 'json', 'info', `ocidir://${fixturePath('oci')}:other`]);
     assert.equal(r.code, 0, r.stderr);
-    const info = JSON.parse(r.stdout) as { configDigest: string; tag: string; layers: unknown[] };
-    assert.equal(info.configDigest, other.configDigest);
+    const info = JSON.parse(r.stdout) as { config_digest: string; tag: string; layers: unknown[] };
+    assert.equal(info.config_digest, other.configDigest);
     assert.equal(info.tag, 'other');
     assert.equal(info.layers.length, other.layerCount);
     const none = await expectFailure(`ocidir://${fixturePath('oci')}`, 1, /index\.json lists 2 images \(tags: "sample", "other"\); name one with ocidir:\/\/DIR:TAG/);
@@ -216,10 +216,10 @@ describe('layouts written by real tools', () => {
     const uri = `ocidir://${fixturePath('oci')}:sample`;
     const info = await occystrap(['-O', 'json', 'info', uri]);
     assert.equal(info.code, 0, info.stderr);
-    const parsed = JSON.parse(info.stdout) as { configDigest: string; manifestDigest: string; mediaType: string; layers: { diffId?: string }[] };
-    assert.equal(parsed.configDigest, sample.configDigest);
-    assert.equal(parsed.manifestDigest, entryByTag(fixturePath('oci'), 'sample').digest);
-    assert.equal(parsed.mediaType, MANIFEST);
+    const parsed = JSON.parse(info.stdout) as { config_digest: string; manifest_digest: string; media_type: string; layers: { diff_id?: string }[] };
+    assert.equal(parsed.config_digest, sample.configDigest);
+    assert.equal(parsed.manifest_digest, entryByTag(fixturePath('oci'), 'sample').digest);
+    assert.equal(parsed.media_type, MANIFEST);
     for (const mode of [['--fast'], []]) {
       const check = await occystrap(['check', ...mode, uri]);
       assert.equal(check.code, 0, check.stdout + check.stderr);
@@ -255,7 +255,7 @@ describe('a multi-platform index', () => {
     const configOf = async (args: string[], uri: string) => {
       const r = await occystrap(['-O', 'json', 'info', ...args, uri]);
       assert.equal(r.code, 0, r.stderr);
-      return (JSON.parse(r.stdout) as { configDigest: string }).configDigest;
+      return (JSON.parse(r.stdout) as { config_digest: string }).config_digest;
     };
     assert.equal(await configOf([], `ocidir://${dir}:multi`), sample.configDigest);
     assert.equal(await configOf(['--architecture', 'arm64'], `ocidir://${dir}:multi`), other.configDigest, 'arm64 matches arm64/v8');

@@ -36,20 +36,24 @@ function sample(): ImageFacts {
 }
 
 interface InfoLayer {
-  digest: string;
-  size: number | null;
-  mediaType: string | null;
-  diffId: string;
-  createdBy: string | null;
+  index: number;
+  digest?: string;
+  size?: number;
+  media_type: string;
+  compression?: string;
+  diff_id: string;
+  created_by?: string;
 }
 
 interface Info {
   image: string;
-  tag: string | null;
-  mediaType: string | null;
-  manifestDigest?: string | null;
+  tag: string;
+  media_type?: string;
+  schema_version?: number;
+  manifest_digest?: string;
+  registry?: string;
   platform: string;
-  configDigest: string;
+  config_digest: string;
   labels: Record<string, string>;
   env: string[];
   entrypoint: string[] | null;
@@ -58,6 +62,15 @@ interface Info {
   [k: string]: unknown;
 }
 
+/** Every key the Python occystrap's `info -O json` prints for a registry image (its _build_info). */
+const OCCYSTRAP_REGISTRY_KEYS = [
+  'image', 'tag', 'schema_version', 'media_type', 'config_digest', 'config_size', 'layer_count', 'total_compressed_size', 'layers',
+  'architecture', 'os', 'variant', 'created', 'diff_ids', 'history_count', 'empty_layer_count',
+  'labels', 'env', 'entrypoint', 'cmd', 'working_dir', 'exposed_ports', 'volumes',
+];
+/** occystrap's per-layer keys with a manifest. */
+const OCCYSTRAP_LAYER_KEYS = ['index', 'digest', 'size', 'media_type', 'compression', 'diff_id', 'created_by'];
+
 const OCI_LAYER = 'application/vnd.oci.image.layer.v1.tar+gzip';
 const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 
@@ -65,17 +78,17 @@ const DOCKER_LAYER = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
 function assertConfigFacts(info: Info): void {
   const config = fixtureIndex().sample.config as { config: { Env: string[]; Entrypoint: string[]; Cmd: string[]; Labels: Record<string, string> } };
   assert.equal(info.platform, 'linux/amd64');
-  assert.equal(info.configDigest, sample().configDigest);
+  assert.equal(info.config_digest, sample().configDigest);
   assert.deepEqual(info.labels, config.config.Labels);
   assert.deepEqual(info.env, config.config.Env);
   assert.deepEqual(info.entrypoint, config.config.Entrypoint);
   assert.deepEqual(info.cmd, config.config.Cmd);
   assert.deepEqual(
-    info.layers.map((l) => l.diffId),
+    info.layers.map((l) => l.diff_id),
     sample().diffIds,
   );
   assert.deepEqual(
-    info.layers.map((l) => l.createdBy),
+    info.layers.map((l) => l.created_by),
     ['fixture: base', 'fixture: app', 'fixture: empty', 'fixture: update', 'fixture: empty'],
   );
 }
@@ -97,26 +110,57 @@ describe('info registry://', () => {
     const ref = `${proxy.host}/sample:v1`;
     const r = assertOk(await cli(ws, ['-O', 'json', 'info', `registry://${ref}?insecure=true`]), ws);
     const info = stdoutJson<Info>(r);
-    assert.equal(info.image, `${proxy.host}/sample`);
+    // occystrap's image field is the repository path; the host is an extra field.
+    assert.equal(info.image, 'sample');
+    assert.equal(info.registry, proxy.host);
     assert.equal(info.tag, 'v1');
-    assert.equal(info.mediaType, 'application/vnd.oci.image.manifest.v1+json');
-    assert.equal(info.manifestDigest, oci.manifestDigest);
+    assert.equal(info.media_type, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(info.manifest_digest, oci.manifestDigest);
     assertConfigFacts(info);
     assert.deepEqual(
-      info.layers.map((l) => [l.digest, l.size, l.mediaType]),
-      (sample().layers ?? []).map((l) => [l.digest, l.size, OCI_LAYER]),
+      info.layers.map((l) => [l.digest, l.size, l.media_type, l.compression]),
+      (sample().layers ?? []).map((l) => [l.digest, l.size, OCI_LAYER, 'gzip']),
     );
     assertNoLayerDownloaded();
+  });
+
+  test("-O json has occystrap's fields, with occystrap's values", async () => {
+    const ws = await workspace('info-occystrap-json');
+    const info = stdoutJson<Info>(assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${proxy.host}/sample:v1`]), ws));
+    for (const key of OCCYSTRAP_REGISTRY_KEYS) assert.ok(key in info, `info has ${key}`);
+    for (const layer of info.layers) for (const key of OCCYSTRAP_LAYER_KEYS) assert.ok(key in layer, `layer ${layer.index} has ${key}`);
+    const config = fixtureIndex().sample.config as { architecture: string; os: string; history: { empty_layer?: boolean }[] };
+    const layers = sample().layers ?? [];
+    assert.deepEqual(
+      [info['schema_version'], info['layer_count'], info['total_compressed_size'], info['architecture'], info['os'], info['diff_ids'], info['history_count'], info['empty_layer_count']],
+      [2, layers.length, layers.reduce((n, l) => n + l.size, 0), config.architecture, config.os, sample().diffIds, config.history.length, config.history.filter((h) => h.empty_layer === true).length],
+    );
+    assert.deepEqual(info.layers.map((l) => l.index), layers.map((_, i) => i), 'counted from 0, as occystrap counts');
+    assert.ok(Array.isArray(info['exposed_ports']) && Array.isArray(info['volumes']));
+  });
+
+  test("text has occystrap's sections: Layers: N with a table, Total compressed size, History, Container Config", async () => {
+    const ws = await workspace('info-occystrap-text');
+    const text = assertOk(await cli(ws, ['--insecure', 'info', `registry://${proxy.host}/sample:v1`]), ws).stdout;
+    const layers = sample().layers ?? [];
+    assert.match(text, /^Image: +sample:v1$/m);
+    assert.match(text, new RegExp(`^Layers: ${layers.length}$`, 'm'));
+    assert.match(text, /^Total compressed size: \d+(\.\d)? (B|KB|MB)$/m);
+    assert.match(text, /^\| # +\| Compressed Digest +\| DiffID +\| Size +\| Compression +\| Created By +\|$/m);
+    assert.equal(text.match(/^\| \d+ +\| sha256:[0-9a-f]{18}\.\.\. \|/gm)?.length, layers.length, 'one table row per layer, digests cut as occystrap cuts them');
+    assert.match(text, /^History: \d+ entries \(\d+ empty\)$/m);
+    assert.match(text, /^Container Config:$/m);
+    assert.match(text, /^ {2}Entrypoint: /m);
   });
 
   test('-O json for the Docker media type push', async () => {
     const ws = await workspace('info-docker');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${docker.reference}`]), ws);
     const info = stdoutJson<Info>(r);
-    assert.equal(info.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
-    assert.equal(info.manifestDigest, docker.manifestDigest);
+    assert.equal(info.media_type, 'application/vnd.docker.distribution.manifest.v2+json');
+    assert.equal(info.manifest_digest, docker.manifestDigest);
     assertConfigFacts(info);
-    assert.ok(info.layers.every((l) => l.mediaType === DOCKER_LAYER));
+    assert.ok(info.layers.every((l) => l.media_type === DOCKER_LAYER && l.compression === 'gzip'));
   });
 
   test('text: names the image, tag, platform, config, every layer digest and diff_id, labels, env', async () => {
@@ -124,8 +168,8 @@ describe('info registry://', () => {
     const r = assertOk(await cli(ws, ['--insecure', 'info', `registry://${proxy.host}/sample:v1`]), ws);
     const text = r.stdout;
     for (const needle of [
-      `${proxy.host}/sample`,
-      'v1',
+      'sample:v1',
+      proxy.host,
       'linux/amd64',
       sample().configDigest as string,
       oci.manifestDigest,
@@ -146,7 +190,7 @@ describe('info registry://', () => {
     const ws = await workspace('info-digest');
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${registry.host}/sample@${oci.manifestDigest}`]), ws);
     const info = stdoutJson<Info>(r);
-    assert.equal(info.manifestDigest, oci.manifestDigest);
+    assert.equal(info.manifest_digest, oci.manifestDigest);
     assertConfigFacts(info);
   });
 
@@ -174,6 +218,10 @@ describe('info tar://', () => {
     assert.equal(info.image, 'docker.io/library/sample');
     assert.equal(info.tag, 'v1');
     assertConfigFacts(info);
+    // Without a manifest occystrap has no manifest fields and no blob digests or sizes.
+    for (const key of ['schema_version', 'media_type', 'total_compressed_size', 'config_size', 'manifest_digest']) assert.ok(!(key in info), `no ${key}`);
+    assert.ok(info.layers.every((l) => !('digest' in l) && !('size' in l)));
+    assert.equal(info['layer_count'], sample().diffIds.length);
     const text = assertOk(await cli(ws, ['info', `tar://${file}`]), ws).stdout;
     for (const needle of ['docker.io/library/sample', 'v1', sample().configDigest as string, ...sample().diffIds, 'org.opencontainers.image.title=sample']) {
       assert.ok(text.includes(needle), `text has ${needle}:\n${text}`);

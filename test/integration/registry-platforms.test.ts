@@ -90,11 +90,11 @@ describe('platform choice (errors and info)', () => {
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', '--architecture', 'arm64', 'info', `registry://${multi.reference}`]), ws);
     const info = stdoutJson(r);
     assert.equal(info['platform'], 'linux/arm64');
-    assert.equal(info['configDigest'], platform('linux/arm64').configDigest);
+    assert.equal(info['config_digest'], platform('linux/arm64').configDigest);
     assert.equal((info['labels'] as Record<string, string>)['org.example.platform'], 'linux/arm64');
     const byDigest = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${registry.host}/multi@${multi.indexDigest}?variant=v7&arch=arm`]), ws);
     const info2 = stdoutJson(byDigest);
     assert.equal(info2['platform'], 'linux/arm/v7');
-    assert.equal(info2['configDigest'], platform('linux/arm/v7').configDigest);
+    assert.equal(info2['config_digest'], platform('linux/arm/v7').configDigest);
   });
 });

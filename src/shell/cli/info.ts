@@ -27,7 +27,7 @@ export class InfoCommand extends GlobalCommand {
     details: [
       `For ${BY_DESCRIBE.described.join(', ')} sources: the manifest (choosing a platform from an index) and the config.`,
       `For ${BY_DESCRIBE.readThrough.join(', ')} sources: the source is read until its config and manifest are known; layers are read past, not stored.`,
-      'Text by default; -O json prints one JSON object.',
+      'Text by default (the sections of occystrap\'s info); -O json prints one JSON object with occystrap\'s field names.',
       '',
       roleHelp(TRANSPORTS, 'source'),
     ].join('\n'),
@@ -47,7 +47,7 @@ export class InfoCommand extends GlobalCommand {
     try {
       if (describe) {
         const { config, manifest } = await describe();
-        info = imageInfo(config, { mediaType: manifest.mediaType, manifestDigest: manifest.digest, blobDigests: manifest.layers.map((l) => l.digest) });
+        info = imageInfo(config, manifest);
       } else {
         info = await withSignals(
           () => TempScope.open({ parent: settings.tempDir }).catch((e: unknown) => Promise.reject(runDirError(settings.tempDir, e))),

@@ -72,7 +72,7 @@ export class RegistryInput implements ImageInput {
       size: l.size,
       blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
     }));
-    const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, ...(ref.digest ? { digest: ref.digest } : {}) };
+    const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, registry: ref.host, ...(ref.digest ? { digest: ref.digest } : {}) };
     return {
       resolved,
       config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers },
