@@ -49,6 +49,36 @@ export class Reporter {
   }
 }
 
+/** `1 layer`, `2 layers`: a count with its noun, singular for exactly one. */
+export function plural(count: number, noun: string, nouns = `${noun}s`): string {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
+/** What the `Summary:` line says about a run. */
+export interface RunSummaryFacts {
+  /** Images done and images in the run (occystrap's `N/M images`). */
+  readonly images: { readonly done: number; readonly total: number };
+  readonly layers: number;
+  readonly layersSkipped: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly copiedAcrossDevices: number;
+  readonly retries: number;
+  readonly rateLimited: number;
+}
+
+/**
+ * The `Summary:` line, in occystrap's form (`Summary: 47/47 images, 312 layers, 4.2 GB,
+ * 38.1s, 2 retries`) with this version's additions (skipped layers, cross-filesystem copies,
+ * rate limits).
+ */
+export function formatSummary(f: RunSummaryFacts): string {
+  const skipped = f.layersSkipped > 0 ? ` (${f.layersSkipped} skipped)` : '';
+  const copied = f.copiedAcrossDevices > 0 ? `, ${f.copiedAcrossDevices} copied across filesystems` : '';
+  const retried = f.retries > 0 ? `, ${plural(f.retries, 'retry', 'retries')}${f.rateLimited > 0 ? ` (${f.rateLimited} rate-limited)` : ''}` : '';
+  return `Summary: ${f.images.done}/${f.images.total} images, ${plural(f.layers, 'layer')}${skipped}, ${formatBytes(f.bytes)}, ${f.seconds.toFixed(1)}s${copied}${retried}`;
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KB', 'MB', 'GB', 'TB'];
   let v = n;
@@ -79,7 +109,7 @@ export function reportProgress(elements: AsyncIterable<ImageElement>, reporter: 
           const final = configSeen;
           configSeen = true;
           total = previous.layers.length;
-          reporter.progress(`${final ? 'final config' : 'config'} ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${total} layers`);
+          reporter.progress(`${final ? 'final config' : 'config'} ${previous.digest.slice(0, 19)} ${previous.image.name}:${previous.image.tag}, ${plural(total, 'layer')}`);
         } else {
           done++;
           const p = previous.payload;

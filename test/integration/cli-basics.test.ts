@@ -65,7 +65,7 @@ describe('summary output', () => {
     assert.equal(r.stdout, '');
     const summaries = summaryLines(r.stderr);
     assert.equal(summaries.length, 1);
-    assert.match(summaries[0] as string, /^Summary: 1 image, 5 layers \(1 skipped\), [\d.]+ MB, [\d.]+s$/);
+    assert.match(summaries[0] as string, /^Summary: 1\/1 images, 5 layers \(1 skipped\), [\d.]+ MB, [\d.]+s$/);
     assert.deepEqual(errorLines(r.stderr), []);
   });
 

@@ -213,7 +213,7 @@ describe('global options before and after the command, and from the environment'
     const ws = { temp: path.join(base, 'tmp'), out: path.join(base, 'store') };
     const r = await occystrap(args(ws), { env: cleanEnv(env) });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1 image, ${image().layerCount} layers`));
+    assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1/1 images, ${image().layerCount} layers`));
     if (expectJson) assert.equal(jsonSummary(r.stdout).layers, image().layerCount);
     else assert.equal(r.stdout, '');
     for (const d of new Set(image().diffIds)) assert.equal(await sha256File(path.join(ws.out, hexOf(d), 'layer.tar')), d);

@@ -99,7 +99,7 @@ describe('tar:// -> dir:// for every valid fixture', () => {
       assert.deepEqual(errorLines(r.stderr), []);
       const summaries = summaryLines(r.stderr);
       assert.equal(summaries.length, 1, r.stderr);
-      assert.match(summaries[0] as string, new RegExp(`^Summary: 1 image, ${image.layerCount} layers`));
+      assert.match(summaries[0] as string, new RegExp(`^Summary: 1/1 images, ${image.layerCount} layers`));
 
       const uniqueDiffIds = unique(image.diffIds);
       const configName = `${hexOf(image.configDigest as string)}.json`;
@@ -140,7 +140,7 @@ describe('multi-image archive (podman-multi.tar)', () => {
       const ws = await workspace('multi-select');
       const r = await occystrap(['--temp-dir', ws.temp, 'process', `tar://${src()}${query}`, `dir://${ws.out}`]);
       assert.equal(r.code, 0, r.stderr);
-      assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1 image, ${image.layerCount} layers`));
+      assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1/1 images, ${image.layerCount} layers`));
       const configName = `${hexOf(image.configDigest as string)}.json`;
       assert.deepEqual(listDir(ws.out), ['catalog.json', 'manifest.json', configName, ...unique(image.diffIds).map(hexOf)].sort());
       await assertImageInStore(ws.out, 'manifest.json', image, repoTag);
@@ -251,7 +251,7 @@ describe('the same image twice into one store', () => {
       assert.equal(s2.layers, image.layerCount);
       assert.equal(s2.layersSkipped, image.layerCount, 'the output told the input it already has every layer');
       assert.equal(s2.bytes, 0, 'no layer bytes stored the second time');
-      assert.match(summaryLines(second.stderr)[0] ?? '', new RegExp(`^Summary: 1 image, ${image.layerCount} layers \\(${image.layerCount} skipped\\), 0 B`));
+      assert.match(summaryLines(second.stderr)[0] ?? '', new RegExp(`^Summary: 1/1 images, ${image.layerCount} layers \\(${image.layerCount} skipped\\), 0 B`));
 
       assert.deepEqual(layerFiles.map(identity), before, 'layer files keep their inodes and mtimes');
       assert.deepEqual(identity(configFile), configBefore, 'the config file is not rewritten');

@@ -81,7 +81,7 @@ for (const name of ['skopeo-legacy.tar', 'docker25-zstd.tar']) {
         const r = await occystrap(['--temp-dir', temp, '-O', 'json', 'process', `tar://${fixturePath(name)}`, `tar://${out}`]);
         assert.equal(r.code, 0, r.stderr);
         assert.deepEqual(errorLines(r.stderr), []);
-        assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1 image, ${img.layerCount} layers`));
+        assert.match(summaryLines(r.stderr)[0] ?? '', new RegExp(`^Summary: 1/1 images, ${img.layerCount} layers`));
         const s = jsonSummary(r.stdout);
         assert.equal(s.layers, img.layerCount);
         assert.equal(path.resolve(s.destination), out);

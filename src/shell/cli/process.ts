@@ -11,7 +11,7 @@ import { roleHelp } from '../transports/derive.js';
 import { TRANSPORTS } from '../transports/index.js';
 import { ErrorAttribution } from './attribution.js';
 import { buildFilters } from '../filters.js';
-import { formatBytes, Reporter, reportProgress } from '../log.js';
+import { formatSummary, Reporter, reportProgress } from '../log.js';
 import { GlobalCommand } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
@@ -91,10 +91,18 @@ export class ProcessCommand extends GlobalCommand {
         })}\n`,
       );
     }
-    const skipped = summary.layersSkipped > 0 ? ` (${summary.layersSkipped} skipped)` : '';
-    const copied = summary.copiedAcrossDevices > 0 ? `, ${summary.copiedAcrossDevices} copied across filesystems` : '';
-    const retried = net && net.retries > 0 ? `, ${net.retries} ${net.retries === 1 ? 'retry' : 'retries'}${net.rateLimited > 0 ? ` (${net.rateLimited} rate-limited)` : ''}` : '';
-    reporter.line(`Summary: 1 image, ${summary.layers} layers${skipped}, ${formatBytes(summary.bytes)}, ${seconds.toFixed(1)}s${copied}${retried}`);
+    reporter.line(
+      formatSummary({
+        images: { done: 1, total: 1 },
+        layers: summary.layers,
+        layersSkipped: summary.layersSkipped,
+        bytes: summary.bytes,
+        seconds,
+        copiedAcrossDevices: summary.copiedAcrossDevices,
+        retries: net?.retries ?? 0,
+        rateLimited: net?.rateLimited ?? 0,
+      }),
+    );
     return 0;
   }
 }
