@@ -27,6 +27,8 @@ import { encodeHeader, encodeOneBlockHeader, END_OF_ARCHIVE, paddingFor, type Ta
 export interface TarOutputOptions {
   readonly path: string;
   readonly label?: string;
+  /** The RepoTag written to manifest.json instead of the source's name (`?name=`). */
+  readonly repoTag?: string;
 }
 
 const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
@@ -336,7 +338,7 @@ export class TarDestination implements ImageDestination<string> {
       if (r._tag === 'Present') throw outputError(`${this.description}: layer ${r.layer.index} arrived without data`);
       return savedLayerPath(r.layer.diffId);
     });
-    const tag = repoTag(config.image);
+    const tag = this.options.repoTag ?? repoTag(config.image);
     const plan = { configPath: savedConfigPath(config.digest), layerPaths, repoTags: tag ? [tag] : [] };
     const manifest = dockerSaveManifestBytes([plan]);
     await archive.writer.entry({ name: 'manifest.json', type: 'file', size: manifest.length }, manifest);

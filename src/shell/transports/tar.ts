@@ -7,12 +7,13 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { usageError } from '../../core/errors.js';
-import type { ImageSelector } from '../../core/plans/docker-save.js';
+import { type ImageSelector, parseRepoTag } from '../../core/plans/docker-save.js';
+import { checkImageReference } from '../../core/reference.js';
 import type { UriOptions } from '../../core/uri.js';
 import { DockerSaveInput } from '../inputs/docker-save.js';
 import { TarOutput } from '../outputs/tar.js';
-import { checkOptions, filePath } from './target-options.js';
-import type { DestinationRole, SourceRole, Transport } from './types.js';
+import { checkOptions, filePath, orUsage, stringOption } from './target-options.js';
+import type { DestinationRole, SourceRole, Target, Transport } from './types.js';
 
 function selectorFrom(uri: string, options: UriOptions): ImageSelector {
   const index = options['index'];
@@ -48,13 +49,28 @@ const source: SourceRole<DockerSaveInput> = {
   },
 };
 
+/**
+ * `?name=NAME[:TAG]`: the RepoTag the archive gets (docker load tags the image with it);
+ * a name without a tag gets `latest`, as docker would give it.
+ */
+function repoTagOption(target: Target): string | undefined {
+  const name = stringOption(target, target.uri, 'name');
+  if (name === undefined) return undefined;
+  if (name.includes('@')) throw usageError(`${target.uri}: ?name= takes NAME[:TAG]; a RepoTag cannot name a digest`);
+  const { name: repository, tag } = parseRepoTag(name);
+  const full = `${repository}:${tag}`;
+  orUsage(`${target.uri}: ?name=`, checkImageReference(full));
+  return full;
+}
+
 const destination: DestinationRole = {
-  usage: 'tar://FILE',
+  usage: 'tar://FILE[?name=NAME:TAG]',
   summary: 'a docker-loadable archive',
-  options: [],
+  options: ['name'],
   open(target) {
     checkOptions(target, destination);
-    return new TarOutput({ path: filePath(target, 'destination'), label: target.uri });
+    const repoTag = repoTagOption(target);
+    return new TarOutput({ path: filePath(target, 'destination'), label: target.uri, ...(repoTag !== undefined ? { repoTag } : {}) });
   },
   area: (target) => (target.body === '' ? undefined : path.dirname(path.resolve(target.body))),
 };
