@@ -9,7 +9,8 @@
 import { Builtins, Cli, UsageError } from 'clipanion';
 import { OccystrapError } from '../../core/errors.js';
 import { printable } from '../../core/printable.js';
-import { GlobalCommand, hoistGlobalOptions } from './options.js';
+import { GlobalCommand, globalOptionArity, hoistGlobalOptions } from './options.js';
+import { refusePlannedOptions, rewriteLegacy } from './legacy.js';
 import { ProcessCommand } from './process.js';
 import { InfoCommand } from './info.js';
 import { SearchCommand } from './search.js';
@@ -51,7 +52,14 @@ async function runCli(argv: readonly string[], io: { stdout: NodeJS.WriteStream;
   const context = { ...Cli.defaultContext, stdout: io.stdout, stderr: io.stderr, stdin: io.stdin };
   let command;
   try {
-    command = cli.process(hoistGlobalOptions(argv), context);
+    let args = hoistGlobalOptions(argv);
+    refusePlannedOptions(args);
+    const legacy = rewriteLegacy(args, globalOptionArity);
+    if (legacy) {
+      io.stderr.write(`${legacy.deprecation}\n`);
+      args = legacy.argv;
+    }
+    command = cli.process(args, context);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     io.stderr.write(`occystrap: usage error: ${oneLine(message.replace(/^Usage Error: /, ''))}; see "occystrap --help"\n`);

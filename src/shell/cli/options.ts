@@ -31,6 +31,14 @@ const VALUE_OPTIONS = new Set([
 ]);
 const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure']);
 
+/** How many arguments the global option at `arg` takes up (the option and its value); 0 when it is not one. */
+export function globalOptionArity(arg: string): number {
+  const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
+  if (FLAG_OPTIONS.has(arg) || /^-j\d+$/.test(arg)) return 1;
+  if (VALUE_OPTIONS.has(name)) return arg.includes('=') ? 1 : 2;
+  return 0;
+}
+
 /**
  * Move global options written before the command name to after it, so clipanion (which
  * parses options per command) sees them. `--help`/`--version` stay where they are.
