@@ -31,6 +31,11 @@ const VALUE_OPTIONS = new Set([
 ]);
 const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure']);
 
+/** True for a global option's spelling (`-j`, `--parallel`, `--insecure`, …). */
+export function isGlobalOptionName(name: string): boolean {
+  return VALUE_OPTIONS.has(name) || FLAG_OPTIONS.has(name);
+}
+
 /** How many arguments the global option at `arg` takes up (the option and its value); 0 when it is not one. */
 export function globalOptionArity(arg: string): number {
   const name = arg.includes('=') ? arg.slice(0, arg.indexOf('=')) : arg;
