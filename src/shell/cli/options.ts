@@ -114,6 +114,8 @@ export interface GlobalSettings {
   readonly outputFormat: 'text' | 'json';
   /** How outputs that store blobs compress layers that arrive uncompressed (default gzip). */
   readonly compression: BlobCompression;
+  /** Who reads the messages: the CLI's name options (`--insecure`), a library's settings (`insecure: true`). */
+  readonly audience: 'cli' | 'api';
 }
 
 function envFlag(env: NodeJS.ProcessEnv, key: string): boolean {
@@ -186,6 +188,7 @@ export abstract class GlobalCommand extends Command {
       logLevel: debug ? 'debug' : verbose ? 'verbose' : 'normal',
       outputFormat: format,
       compression,
+      audience: 'cli',
     };
   }
 }

@@ -34,6 +34,8 @@ export interface RegistryInputOptions {
   /** Layers downloaded at once (`?max_workers=`); defaults to the pipeline's parallelism (-j). */
   readonly parallelism?: number;
   readonly label: string;
+  /** How the caller turns plain HTTP on, for messages (see RegistryClientOptions). */
+  readonly insecureHint?: string;
 }
 
 export class RegistryInput implements ImageInput {
@@ -49,6 +51,7 @@ export class RegistryInput implements ImageInput {
       http: options.http,
       credentials: options.credentials,
       label: options.label,
+      ...(options.insecureHint !== undefined ? { insecureHint: options.insecureHint } : {}),
     });
   }
 

@@ -52,6 +52,20 @@ export interface RegistryClientOptions {
   readonly credentials: Credentials | undefined;
   /** How the registry is named in messages. */
   readonly label: string;
+  /** How the caller turns plain HTTP on, in its own words (CLI options or API settings). */
+  readonly insecureHint?: string;
+}
+
+/** The CLI's words for plain HTTP; library callers get {@link API_INSECURE_HINT}. */
+export const CLI_INSECURE_HINT = 'add --insecure or ?insecure=true';
+export const API_INSECURE_HINT = 'pass insecure: true in the settings, or ?insecure=true in the URI';
+
+/** A TLS handshake answered in plain HTTP: OpenSSL reads the HTTP status line as a bad record. */
+function answeredPlainHttp(e: unknown): boolean {
+  const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = err?.code ?? err?.cause?.code;
+  const message = `${err?.message ?? ''} ${err?.cause?.message ?? ''}`;
+  return code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' || /wrong version number|packet length too long|http request/i.test(message);
 }
 
 export class RegistryClient {
@@ -117,7 +131,9 @@ export class RegistryClient {
     if (e instanceof TransferError) {
       return this.fail(`${what}: ${e.message} after ${this.options.http.options.retries + 1} attempt(s); the registry is too slow or stalled: try again later, or raise OCCYSTRAP_HTTP_TIMEOUT`);
     }
-    return this.fail(`cannot reach ${this.base} (${describeNetworkError(e)})${this.options.insecure ? '' : '; for a plain-HTTP registry add --insecure or ?insecure=true'}`);
+    const hint = this.options.insecureHint ?? API_INSECURE_HINT;
+    if (!this.options.insecure && answeredPlainHttp(e)) return this.fail(`${this.options.apiHost} answered plain HTTP to a TLS request: it is a plain-HTTP registry; to use it, ${hint}`);
+    return this.fail(`cannot reach ${this.base} (${describeNetworkError(e)})${this.options.insecure ? '' : `; for a plain-HTTP registry, ${hint}`}`);
   }
 
   /** GET a blob's body as a stream (retried up to the headers; the caller resumes bodies). */

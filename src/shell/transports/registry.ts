@@ -35,10 +35,11 @@ const source: SourceRole<RegistryInput> = {
     const parallel = typeof workers === 'number' ? workers : (settings.parallel ?? 4);
     const username = stringOption(target, label, 'username');
     const password = stringOption(target, label, 'password');
-    const [{ RegistryInput }, { resolveCredentials }, { HttpClient, timeoutFromEnv }] = await Promise.all([
+    const [{ RegistryInput }, { resolveCredentials }, { HttpClient, timeoutFromEnv }, { API_INSECURE_HINT, CLI_INSECURE_HINT }] = await Promise.all([
       import('../inputs/registry.js'),
       import('../registry/credentials.js'),
       import('../registry/http.js'),
+      import('../registry/client.js'),
     ]);
     const env = settings.env ?? process.env;
     const credentials = await resolveCredentials(ref.apiHost, {
@@ -49,7 +50,8 @@ const source: SourceRole<RegistryInput> = {
     const retries = settings.retries ?? 3;
     const http = new HttpClient({ connections: parallel, retries, rateLimit: settings.rateLimit, userAgent: `occystrap/${VERSION}`, timeoutMs: timeoutFromEnv(env) });
     const name = `registry://${ref.host}/${ref.name}${ref.digest ? `@${ref.digest}` : `:${ref.tag}`}`;
-    return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries, parallelism: parallel, label: name });
+    const insecureHint = settings.audience === 'cli' ? CLI_INSECURE_HINT : API_INSECURE_HINT;
+    return new RegistryInput({ reference: ref, apiHost: ref.apiHost, insecure, platform, http, credentials, retries, parallelism: parallel, label: name, insecureHint });
   },
   async describe(input, signal) {
     const { resolved, config } = await input.describe(signal);
