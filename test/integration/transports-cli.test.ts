@@ -45,10 +45,12 @@ describe('planned schemes: one line per role', () => {
     assert.match(line, /oci:\/\/ output is not available in this version yet \(it is planned\); use dir:\/\//);
   });
 
-  test('dir:// as a source names the sources', async () => {
+  test('dir:// is a source: a directory that is not a store is refused in one line', async () => {
     const tmp = await tmpDir('transports-');
-    const line = await oneUsageLine(['info', `dir://${tmp}`]);
-    assert.match(line, new RegExp(`dir:// \\(a layer store\\) is only a destination, not a source; sources: ${SOURCES}$`));
+    const r = await occystrap(['info', `dir://${tmp}`]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.deepEqual(errorLines(r.stderr), [`occystrap: error: dir://${tmp}: no catalog.json in the directory; it is not a dir:// store (occystrap process SOURCE dir://DIR makes one)`]);
   });
 });
 

@@ -1,14 +1,32 @@
 /**
- * `dir://DIR`: a layer store shared by many images (destination only).
+ * `dir://DIR`: a layer store shared by many images, as a destination and as a source
+ * (one image of the store, chosen with `?image=` and `?tag=`; Python occystrap's
+ * `recreate-image`).
  *
  * @module
  */
 import * as path from 'node:path';
 import { usageError } from '../../core/errors.js';
 import { booleanOption } from '../../core/uri.js';
+// Only a type here: the input module loads in open().
+import type { DirStoreInput } from '../inputs/dir-store.js';
 import { DirOutput } from '../outputs/dir.js';
-import { checkOptions, filePath, orUsage } from './target-options.js';
-import type { DestinationRole, Transport } from './types.js';
+import { checkOptions, filePath, orUsage, stringOption } from './target-options.js';
+import type { DestinationRole, SourceRole, Transport } from './types.js';
+
+const source: SourceRole<DirStoreInput> = {
+  usage: 'dir://DIR[?image=NAME&tag=TAG]',
+  summary: 'one image of a layer store (this tool\'s or Python occystrap\'s); choose it when the catalog holds several',
+  options: ['image', 'tag'],
+  async open(target, settings) {
+    checkOptions(target, source);
+    if (target.body === '') throw usageError('dir:// source needs a path, e.g. dir://store');
+    const image = stringOption(target, target.uri, 'image');
+    const tag = stringOption(target, target.uri, 'tag');
+    const { openDirStoreInput } = await import('../inputs/dir-store.js');
+    return openDirStoreInput(target.uri, target.body, { ...(image !== undefined ? { image } : {}), ...(tag !== undefined ? { tag } : {}) }, settings.parallel);
+  },
+};
 
 const destination: DestinationRole = {
   usage: 'dir://DIR[?unique_names=true]',
@@ -24,4 +42,4 @@ const destination: DestinationRole = {
   area: (target) => (target.body === '' ? undefined : path.resolve(target.body)),
 };
 
-export const dirTransport: Transport = { name: 'dir', what: 'a layer store', aliases: ['directory'], destination };
+export const dirTransport: Transport = { name: 'dir', what: 'a layer store', aliases: ['directory'], source, destination };
