@@ -16,7 +16,7 @@ import type { DestinationRole, SourceRole, Transport } from './types.js';
 
 const source: SourceRole<DirStoreInput> = {
   usage: 'dir://DIR[?image=NAME&tag=TAG]',
-  summary: 'one image of a layer store (this tool\'s or Python occystrap\'s); choose it when the catalog holds several',
+  summary: "one image of a layer store (this tool's or Python occystrap's), chosen by ?image= and ?tag= when it holds several",
   options: ['image', 'tag'],
   async open(target, settings) {
     checkOptions(target, source);
