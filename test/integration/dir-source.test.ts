@@ -367,6 +367,26 @@ describe('faults: exit 1, one line, nothing left behind', () => {
     await refused(store, temp, dir, new RegExp(`: layer 0 ${hex}/layer\\.tar: ${hex} is a symbolic link, not a directory; refusing to read through it$`));
   });
 
+  test('an image whose manifest.json a later image replaced (written without unique names)', async () => {
+    const dir = await tmpDir('dir-source-replaced');
+    const temp = path.join(dir, 'tmp');
+    const store = path.join(dir, 'store');
+    for (const index of [0, 1]) {
+      const r = await occystrap(['--temp-dir', temp, 'process', `tar://${fixturePath('podman-multi.tar')}?index=${index}`, `dir://${store}`]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await refused(
+      store,
+      temp,
+      dir,
+      /: catalog\.json names manifest\.json for docker\.io\/library\/sample:v1, but manifest\.json holds docker\.io\/library\/other:v2 \(a later image written without \?unique_names=true replaced it\)/,
+      `dir://${store}?image=docker.io/library/sample&tag=v1`,
+    );
+    // The image manifest.json does hold is read as usual.
+    const r = await occystrap(['--temp-dir', temp, 'process', `dir://${store}?tag=v2`, `tar://${path.join(dir, 'v2.tar')}`]);
+    assert.equal(r.code, 0, r.stderr);
+  });
+
   test('a store with several images and no choice', async () => {
     const dir = await tmpDir('dir-source-several');
     await refused(multiStore, path.join(dir, 'tmp'), dir, /the store holds 2 images \(.*\); choose one with \?image=NAME&tag=TAG$/);

@@ -22,7 +22,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { normalizeArchivePath } from '../archive-path.js';
-import type { DockerSaveEntry, DockerSaveManifest } from '../codecs/docker-save.js';
+import type { DockerSaveEntry } from '../codecs/docker-save.js';
 import type { ImageName } from '../element.js';
 import { printable } from '../printable.js';
 import { checkImageReference } from '../reference.js';
@@ -104,12 +104,12 @@ function entryIs(entry: DockerSaveEntry & { readonly ImageName?: unknown }, imag
  * image unless the entry names another one (a store written without unique names keeps
  * one `manifest.json`, which the last image written replaced).
  */
-export function selectManifestEntry(manifest: DockerSaveManifest, image: ImageName, manifestFile: string): E.Either<string, DockerSaveEntry> {
+export function selectManifestEntry(manifest: readonly (DockerSaveEntry & { readonly ImageName?: unknown })[], image: ImageName, manifestFile: string): E.Either<string, DockerSaveEntry> {
   const named = `${image.name}:${image.tag}`;
   const matching = manifest.filter((e) => entryIs(e, image) === true);
   if (matching.length >= 1) return E.right(matching[0] as DockerSaveEntry);
   if (manifest.length === 1 && entryIs(manifest[0] as DockerSaveEntry, image) === undefined) return E.right(manifest[0] as DockerSaveEntry);
-  const holds = printable(manifest.map((e) => (e as { ImageName?: unknown }).ImageName ?? (e.RepoTags ?? []).join(', ')).join('; '));
+  const holds = printable(manifest.map((e) => (typeof e.ImageName === 'string' ? e.ImageName : (e.RepoTags ?? []).join(', '))).join('; '));
   return E.left(
     `catalog.json names ${manifestFile} for ${printable(named)}, but ${manifestFile} holds ${holds || 'untagged images'} (a later image written without ?unique_names=true replaced it); write ${printable(named)} into the store again, with ?unique_names=true`,
   );
