@@ -6,6 +6,7 @@
 // unchosen image. Every failed run exits 1 with one line and leaves nothing behind.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { appendFileSync, cpSync, createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -385,6 +386,19 @@ describe('faults: exit 1, one line, nothing left behind', () => {
     // The image manifest.json does hold is read as usual.
     const r = await occystrap(['--temp-dir', temp, 'process', `dir://${store}?tag=v2`, `tar://${path.join(dir, 'v2.tar')}`]);
     assert.equal(r.code, 0, r.stderr);
+  });
+
+  test('a catalog.json or layer.tar that is a FIFO is refused without blocking', async () => {
+    const { store, temp, dir } = await copyOf(stores.get('docker-classic.tar') as string, 'fifo');
+    rmSync(path.join(store, 'catalog.json'));
+    execFileSync('mkfifo', [path.join(store, 'catalog.json')]);
+    await refused(store, temp, dir, /: catalog\.json is a FIFO, not a regular file; refusing it$/);
+    rmSync(path.join(store, 'catalog.json'));
+    cpSync(path.join(stores.get('docker-classic.tar') as string, 'catalog.json'), path.join(store, 'catalog.json'));
+    const hex = hexOf(classic().diffIds[3] as string);
+    rmSync(path.join(store, hex, 'layer.tar'));
+    execFileSync('mkfifo', [path.join(store, hex, 'layer.tar')]);
+    await refused(store, temp, dir, new RegExp(`: layer 3 ${hex}/layer\\.tar is a FIFO, not a regular file; refusing it$`));
   });
 
   test('a store with several images and no choice', async () => {

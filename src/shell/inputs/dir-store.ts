@@ -83,13 +83,14 @@ export class DirStoreInput implements ImageInput {
   /** A metadata file of the store, capped, not through a link; `missing` is the message when absent. */
   private async readMetadata(relative: string, what: string, missing: string): Promise<Uint8Array> {
     await this.checkDirsOnTheWay(relative, what);
+    const named = `${what === '' ? '' : `${what} `}${printable(relative)}`;
     let bytes: Uint8Array | undefined;
     try {
       bytes = await readRegularFile(path.join(this.options.root, relative), MAX_JSON_BYTES);
     } catch (e) {
       if (!(e instanceof StoreEntryError)) throw e;
-      if (e.kind === 'too big') throw this.fail(`${what} ${printable(relative)} is over the ${MAX_JSON_BYTES}-byte limit for JSON documents; refusing it`);
-      throw this.fail(`${what} ${printable(relative)} ${e.message}; refusing it`);
+      if (e.kind === 'too big') throw this.fail(`${named} is over the ${MAX_JSON_BYTES}-byte limit for JSON documents; refusing it`);
+      throw this.fail(`${named} ${e.message}; refusing it`);
     }
     if (bytes === undefined) throw this.fail(missing);
     return bytes;
@@ -98,7 +99,7 @@ export class DirStoreInput implements ImageInput {
   /** The chosen image's config (parsed; its name is not taken as its digest) and its layer paths. */
   async describe(_signal?: AbortSignal): Promise<DirStoreImage> {
     const { label } = this.options;
-    const catalogBytes = await this.readMetadata(CATALOG, 'the catalog', `no ${CATALOG} in the directory; it is not a dir:// store (occystrap process SOURCE dir://DIR makes one)`);
+    const catalogBytes = await this.readMetadata(CATALOG, '', `no ${CATALOG} in the directory; it is not a dir:// store (occystrap process SOURCE dir://DIR makes one)`);
     const catalog = decodeCatalog(catalogBytes);
     if (E.isLeft(catalog)) throw this.fail(`${describeDecodeError(catalog.left)}; fix ${CATALOG}`);
     const chosen = selectStoreImage(catalog.right, this.options.wanted);
