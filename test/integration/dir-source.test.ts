@@ -180,7 +180,7 @@ describe('dir:// to the other destinations and commands', () => {
     const info = await occystrap(['-O', 'json', 'info', uri]);
     assert.equal(info.code, 0, info.stderr);
     const described = JSON.parse(info.stdout) as Record<string, unknown>;
-    assert.equal(described['configDigest'], facts.configDigest, info.stdout);
+    assert.equal(described['config_digest'], facts.configDigest, info.stdout);
     const check = await occystrap(['check', uri]);
     assert.equal(check.code, 0, check.stdout + check.stderr);
     assert.match(check.stdout, /Check complete \(full\): 0 error\(s\)/);

@@ -93,6 +93,24 @@ describe('legacy commands', () => {
     for (const diffId of fixture('docker-classic.tar').images[0]?.diffIds ?? []) assert.ok(names.includes(hexOf(diffId)));
   });
 
+  test('recreate-image DIR IMAGE TAG FILE rebuilds a loadable archive from a dir:// store, named IMAGE:TAG', async () => {
+    const dir = await tmpDir('compat-recreate');
+    const store = `${dir}/store`;
+    assert.equal((await occystrap(['process', `tar://${fixturePath('docker-classic.tar')}`, `dir://${store}?unique_names=true`])).code, 0);
+    const [repoTag] = fixture('docker-classic.tar').images[0]?.repoTags ?? [];
+    const colon = (repoTag as string).lastIndexOf(':');
+    const [image, tag] = [(repoTag as string).slice(0, colon), (repoTag as string).slice(colon + 1)];
+    const out = path.join(dir, 'again.tar');
+    const r = await occystrap(['recreate-image', store, image, tag, out]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(warnings(r.stderr).length, 1);
+    const [entry] = await manifestOf(out);
+    assert.deepEqual(entry?.RepoTags, [`${image}:${tag}`]);
+    const inspected = await skopeo(['inspect', '--config', `docker-archive:${out}`]);
+    assert.equal(inspected.code, 0, inspected.stderr);
+    assert.deepEqual((JSON.parse(inspected.stdout) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids, fixture('docker-classic.tar').images[0]?.diffIds);
+  });
+
   test('search-layers-tarfile FILE PATTERN --script-friendly prints what search prints', async () => {
     const legacy = await occystrap(['search-layers-tarfile', fixturePath('docker-classic.tar'), '*run*', '--script-friendly']);
     const modern = await occystrap(['search', '--script-friendly', `tar://${fixturePath('docker-classic.tar')}`, '*run*']);
