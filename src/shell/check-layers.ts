@@ -11,7 +11,8 @@ import { CheckRun, type CheckMode, LayerScanBuilder, type LayerScan } from '../c
 import type { Digest } from '../core/digest.js';
 import { type LayerDescriptor, releaseElement, tarOf } from '../core/element.js';
 import { AbortError } from '../core/errors.js';
-import { type ReadLayer, TarFormatError, tarEntries } from '../core/filters/search.js';
+import { type ReadLayer, tarEntries } from '../core/filters/search.js';
+import { TarReadError } from '../core/tar/reader.js';
 import type { TempFile } from '../core/ownership.js';
 import { copyInto, type ImageDestination, type PutLayerResult } from '../core/pipeline/copy-image.js';
 import type { ImageOutput } from '../core/pipeline/types.js';
@@ -62,7 +63,7 @@ export async function scanLayer(file: TempFile, layer: LayerDescriptor, signal: 
     try {
       for await (const entry of tarEntries(view)) builder.entry(entry);
     } catch (e) {
-      if (!(e instanceof TarFormatError) || signal.aborted) throw e;
+      if (!(e instanceof TarReadError) || signal.aborted) throw e;
       tarError = e.message;
     }
     for (;;) {

@@ -20,10 +20,11 @@ import {
   type SearchReport,
   searchMatcher,
   searchReportJson,
-  TarFormatError,
   tarEntries,
   type TarEntryInfo,
 } from '../../src/core/filters/search.js';
+import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
+import { TarReadError } from '../../src/core/tar/reader.js';
 import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile } from '../../src/core/ownership.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import type { ImageFilter, ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
@@ -322,12 +323,62 @@ describe('tarEntries', () => {
     const [e] = await collect(tarEntries(chunked(bytes)));
     assert.equal(e?.mtime, -86400.5);
   });
-  test('an empty stream, garbage and a truncated tar are TarFormatErrors', async () => {
-    await assert.rejects(collect(tarEntries(chunked(new Uint8Array()))), (e: unknown) => e instanceof TarFormatError && /empty/.test(e.message));
+  test('an empty stream, garbage and a truncated tar are TarReadErrors (the tar reader\'s error)', async () => {
+    await assert.rejects(collect(tarEntries(chunked(new Uint8Array()))), (e: unknown) => e instanceof TarReadError && /empty/.test(e.message));
     const garbage = new Uint8Array(2048).map((_, i) => (i * 7 + 3) % 251);
-    await assert.rejects(collect(tarEntries(chunked(garbage))), TarFormatError);
+    await assert.rejects(collect(tarEntries(chunked(garbage))), TarReadError);
     const good = await tarOf([{ name: 'a', data: 'z'.repeat(5000) }]);
-    await assert.rejects(collect(tarEntries(chunked(good.subarray(0, 1500)))), TarFormatError);
+    await assert.rejects(collect(tarEntries(chunked(good.subarray(0, 1500)))), TarReadError);
+  });
+  test('listed as Python\'s tarfile lists them: no end marker, a vendor entry type (unknown), a block device, a GNU sparse file', async () => {
+    const text = new TextEncoder();
+    const block = (name: string, typeflag: string, size = 0, patch: (b: Uint8Array) => void = () => undefined) => {
+      const b = encodeHeader({ name, type: 'file', size, mode: 0o644, uid: 0, gid: 0, mtime: 0 }).slice(0, 512);
+      b[156] = typeflag.charCodeAt(0);
+      patch(b);
+      b.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const v of b) sum += v;
+      b.set(text.encode(`${sum.toString(8).padStart(6, '0')}\0 `), 148);
+      return b;
+    };
+    const data = (n: number) => new Uint8Array(n + paddingFor(n));
+    // Old GNU sparse: GNU magic, real size at 483 (here 10 bytes of data stand for 10).
+    const sparse = block('holes', 'S', 10, (b) => {
+      b.set(text.encode('ustar  \0'), 257);
+      b.set(text.encode('00000000012\0'), 483);
+    });
+    const bytes = Buffer.concat([block('odd', 'Q', 5), data(5), block('dev/sda', '4'), sparse, data(10)]); // no end marker
+    assert.deepEqual(
+      (await collect(tarEntries(chunked(bytes, 97)))).map((e) => [e.path, e.kind]),
+      [
+        ['odd', 'unknown'],
+        ['dev/sda', 'block device'],
+        ['holes', 'file'],
+      ],
+    );
+  });
+  test('a huge entry streams: its header is listed before its data is read, and the data is then skipped chunk by chunk', async () => {
+    const size = 256 * 1024 * 1024;
+    const header = encodeHeader({ name: 'big.bin', type: 'file', size, mode: 0o644, uid: 0, gid: 0, mtime: 0 });
+    const tail = encodeHeader({ name: 'after', type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 0 });
+    const chunk = new Uint8Array(1024 * 1024);
+    let pulled = 0;
+    async function* source() {
+      yield header;
+      for (let i = 0; i < size / chunk.length; i++) {
+        pulled++;
+        yield chunk;
+      }
+      yield tail;
+      yield END_OF_ARCHIVE;
+    }
+    const seen: [string, number][] = [];
+    for await (const e of tarEntries(source())) seen.push([e.path, pulled]);
+    assert.deepEqual(seen, [
+      ['big.bin', 0],
+      ['after', size / chunk.length],
+    ]);
   });
   test('an error of the byte source is raised as is', async () => {
     const boom = new Error('disk on fire');

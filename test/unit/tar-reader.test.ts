@@ -412,3 +412,49 @@ test('GNU tar -tvf and this reader agree on names, sizes and owners of a real la
   const ours = (await readAll(bytes)).map((e) => e.header.name);
   assert.deepEqual(ours, listed);
 });
+
+test('lenient: a missing end marker, a name that is not UTF-8 and an unknown type are listed; damage is still refused', async () => {
+  /** One header block with byte `at` set to `value`, checksum recomputed. */
+  const patched = (header: TarHeader, at: number, value: number) => {
+    const b = encodeHeader(header).slice(0, 512);
+    b[at] = value;
+    b.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const v of b) sum += v;
+    b.set(text(`${sum.toString(8).padStart(6, '0')}\0 `), 148);
+    return b;
+  };
+  const lenientRead = async (bytes: Uint8Array) => {
+    const out: { name: string; type: string; size: number; unknownType?: string }[] = [];
+    for await (const e of readTar(chunked(bytes, 100), { lenient: true })) {
+      out.push({ name: e.header.name, type: e.header.type, size: e.header.size, ...(e.unknownType !== undefined ? { unknownType: e.unknownType } : {}) });
+    }
+    return out;
+  };
+  const file = archive([{ header: H({ name: 'a', size: 3 }), data: text('abc') }]);
+  const noMarker = file.subarray(0, file.length - 1024);
+  const oneZero = file.subarray(0, file.length - 512);
+  const strictFails = async (bytes: Uint8Array) => assert.rejects(readAll(bytes), TarReadError);
+  await strictFails(noMarker);
+  await strictFails(oneZero);
+  assert.deepEqual(await lenientRead(noMarker), [{ name: 'a', type: 'file', size: 3 }]);
+  assert.deepEqual(await lenientRead(oneZero), [{ name: 'a', type: 'file', size: 3 }]);
+
+  // A vendor type with data: listed with its typeflag, its data skipped, the next entry read.
+  const vendor = patched(H({ name: 'odd', size: 700 }), 156, 'Q'.charCodeAt(0));
+  const after = archive([{ header: H({ name: 'next' }) }]);
+  const withVendor = concat([vendor, new Uint8Array(700 + paddingFor(700)).fill(1), after]);
+  await strictFails(withVendor);
+  assert.deepEqual(await lenientRead(withVendor), [
+    { name: 'odd', type: 'file', size: 700, unknownType: 'Q' },
+    { name: 'next', type: 'file', size: 0 },
+  ]);
+
+  const latin = concat([patched(H({ name: 'caf_' }), 3, 0xe9), END_OF_ARCHIVE]);
+  await strictFails(latin);
+  assert.deepEqual(await lenientRead(latin), [{ name: 'caf\ufffd', type: 'file', size: 0 }]);
+
+  for (const damaged of [file.slice(0, 300), file.slice(0, 512 + 2), (() => { const b = file.slice(); b[0] = 0x67; return b; })()]) {
+    await assert.rejects(lenientRead(damaged), TarReadError);
+  }
+});

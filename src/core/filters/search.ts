@@ -3,14 +3,13 @@
  * expression, and pass the image on untouched.
  *
  * Layer bytes reach this pure module through a port ({@link ReadLayer}): the shell gives
- * a function that streams a temp file the caller owns. The tar is parsed here with
- * tar-stream (pure stream code); nothing is written.
+ * a function that streams a temp file the caller owns. The tar is parsed here with the
+ * project's own reader (`../tar/reader.ts`), streaming; nothing is written.
  *
  * @module
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { RE2JS } from 're2js';
-import * as tarStream from 'tar-stream';
 import type { Digest } from '../digest.js';
 import { Forms, type ImageElement, type ImageName, type LayerDescriptor, type DataPayload, releaseElement, type TarFile, tarOf } from '../element.js';
 import type { TempFile } from '../ownership.js';
@@ -18,6 +17,7 @@ import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.j
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
 import { printable } from '../printable.js';
 import { globMatcher } from './glob.js';
+import { readTar, type TarEntry, TarReadError } from '../tar/reader.js';
 
 // ------------------------------------------------------------------ ports
 
@@ -48,10 +48,10 @@ export interface TarEntryInfo {
   readonly linkname?: string;
 }
 
-function kindOf(type: string | null | undefined): EntryKind {
-  switch (type) {
+function kindOf(entry: TarEntry): EntryKind {
+  if (entry.unknownType !== undefined) return 'unknown';
+  switch (entry.header.type) {
     case 'file':
-    case 'contiguous-file':
       return 'file';
     case 'directory':
       return 'directory';
@@ -65,97 +65,45 @@ function kindOf(type: string | null | undefined): EntryKind {
       return 'character device';
     case 'block-device':
       return 'block device';
-    default:
-      return 'unknown';
   }
 }
 
-function describeHeader(header: tarStream.Header): TarEntryInfo {
-  const pax = (header.pax ?? {}) as Record<string, string>;
-  const paxMtime = pax['mtime'] !== undefined ? Number(pax['mtime']) : NaN;
-  const mtime = Number.isFinite(paxMtime) ? paxMtime : header.mtime instanceof Date ? header.mtime.getTime() / 1000 : 0;
-  const kind = kindOf(header.type);
+function describeEntry(entry: TarEntry): TarEntryInfo {
+  const header = entry.header;
+  const kind = kindOf(entry);
   let path = header.name;
   if (kind === 'directory' && path.length > 1) path = path.replace(/\/+$/, '');
-  const info: TarEntryInfo = {
+  return {
     path,
     kind,
-    size: header.size ?? 0,
-    mode: header.mode ?? 0,
-    uid: header.uid ?? 0,
-    gid: header.gid ?? 0,
-    mtime,
-    ...((kind === 'symlink' || kind === 'hardlink') && header.linkname != null ? { linkname: header.linkname } : {}),
+    size: header.size,
+    mode: header.mode,
+    uid: header.uid,
+    gid: header.gid,
+    mtime: header.mtime,
+    ...((kind === 'symlink' || kind === 'hardlink') && header.linkname !== undefined ? { linkname: header.linkname } : {}),
   };
-  return info;
-}
-
-/** Raised when a layer is not a readable tar. */
-export class TarFormatError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'TarFormatError';
-  }
 }
 
 /**
- * The entries of a tar stream, header by header, in archive order. Entry data is skipped.
- * A malformed tar raises {@link TarFormatError}; an error of `bytes` itself is raised as
- * is. An empty stream (zero bytes) is not a tar. Returning early stops reading `bytes`.
+ * The entries of a tar stream, header by header, in archive order, read by the project's
+ * tar reader in its lenient mode (a missing end marker, a name that is not UTF-8 and an
+ * unknown entry type are listed, not refused, as Python's tarfile lists them). Entry data
+ * is skipped as it streams by. A malformed tar raises {@link TarReadError}; an error of
+ * `bytes` itself is raised as is. An empty stream (zero bytes) is not a tar (Python:
+ * "empty file"). Returning early stops reading `bytes`.
  */
 export async function* tarEntries(bytes: AsyncIterable<Uint8Array>): AsyncGenerator<TarEntryInfo, void, undefined> {
-  const extract = tarStream.extract();
   let total = 0;
-  let stopped = false;
-  let sourceError: unknown;
-  const waitDrain = () =>
-    new Promise<void>((resolve) => {
-      const done = () => {
-        extract.off('drain', done);
-        extract.off('close', done);
-        resolve();
-      };
-      extract.on('drain', done);
-      extract.on('close', done);
-    });
-  const pump = (async () => {
-    try {
-      for await (const chunk of bytes) {
-        if (stopped || extract.destroyed) return;
-        total += chunk.length;
-        if (!extract.write(chunk)) await waitDrain();
-      }
-      if (!extract.destroyed) (extract as unknown as { end(): void }).end();
-    } catch (e) {
-      sourceError = e;
-      extract.destroy(e instanceof Error ? e : new Error(String(e)));
+  async function* counted(): AsyncGenerator<Uint8Array, void, undefined> {
+    for await (const chunk of bytes) {
+      total += chunk.length;
+      yield chunk;
     }
-  })();
-  try {
-    try {
-      for await (const entry of extract) {
-        const info = describeHeader(entry.header);
-        entry.resume();
-        yield info;
-      }
-    } catch (e) {
-      if (sourceError !== undefined) throw sourceError;
-      throw new TarFormatError(describeTarProblem(e));
-    }
-    await pump;
-    if (sourceError !== undefined) throw sourceError;
-    if (total === 0) throw new TarFormatError('empty file (0 bytes)');
-  } finally {
-    stopped = true;
-    if (!extract.destroyed) (extract as unknown as { destroy(): void }).destroy();
-    await pump;
   }
-}
-
-function describeTarProblem(e: unknown): string {
-  const message = (e as Error)?.message ?? String(e);
-  if (/unexpected end/i.test(message)) return 'truncated (unexpected end of data)';
-  return message.replace(/\s*Maybe the tar is corrupted or it needs to be gunzipped\?/, '').trim() || 'unreadable';
+  // Extras of global headers stay apart: a listing needs none, so an entry costs the same however many are in effect.
+  for await (const entry of readTar(counted(), { lenient: true, globalExtrasApart: true })) yield describeEntry(entry);
+  if (total === 0) throw new TarReadError('empty file (0 bytes)', 0);
 }
 
 // ---------------------------------------------------------------- matching
@@ -451,7 +399,7 @@ export class SearchFilter implements ImageFilter {
         if (this.matches(entry.path)) matches.push({ path: entry.path, entry });
       }
     } catch (e) {
-      if (e instanceof TarFormatError && !signal.aborted) return { _tag: 'Unreadable', reason: e.message };
+      if (e instanceof TarReadError && !signal.aborted) return { _tag: 'Unreadable', reason: e.message };
       throw e;
     }
     return { _tag: 'Found', matches };

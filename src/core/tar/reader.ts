@@ -73,6 +73,8 @@ export interface TarEntry {
    * not read by then is skipped, and reading it afterwards is an error.
    */
   readonly data: AsyncIterable<Uint8Array>;
+  /** With `lenient`: the typeflag of an entry of an unknown type (`header.type` is then `file`). */
+  readonly unknownType?: string;
 }
 
 export interface ReadTarOptions {
@@ -84,10 +86,19 @@ export interface ReadTarOptions {
    * many global records are in effect. For a writer that keeps global headers as such.
    */
   readonly globalExtrasApart?: boolean;
+  /**
+   * Read as leniently as a lister may (Python's tarfile and tar-stream do): an archive may
+   * end without its end marker (at a block boundary), names that are not UTF-8 are
+   * decoded with U+FFFD, and an entry of a type the reader does not know is yielded with
+   * `unknownType` set (its `size` bytes of data are skipped, as POSIX says). For readers
+   * that only list; a rewrite must not use it.
+   */
+  readonly lenient?: boolean;
 }
 
 const DEFAULT_MAX_EXTENDED = 4 * 1024 * 1024;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8Lossy = new TextDecoder('utf-8');
 const latin1 = new TextDecoder('latin1');
 
 /** A queue of input chunks with exact-length takes. */
@@ -225,7 +236,8 @@ function checksumOk(block: Uint8Array, offset: number): boolean {
   return stored === unsigned || stored === signed;
 }
 
-function decodeText(bytes: Uint8Array, what: string, offset: number): string {
+function decodeText(bytes: Uint8Array, what: string, offset: number, lossy = false): string {
+  if (lossy) return utf8Lossy.decode(bytes);
   try {
     return utf8.decode(bytes);
   } catch {
@@ -308,6 +320,7 @@ const TYPE_NAMES: Record<string, string> = {
 /** The entries of a tar stream, in archive order. Stopping early returns the input. */
 export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTarOptions = {}): AsyncGenerator<TarEntry, void, undefined> {
   const maxExtended = options.maxExtendedHeaderBytes ?? DEFAULT_MAX_EXTENDED;
+  const lenient = options.lenient === true;
   const it = input[Symbol.asyncIterator]();
   const src = new ByteSource(it);
   /** Records of `g` headers seen so far (empty values removed). */
@@ -330,7 +343,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
         blockOffset = src.offset;
         if (!(await src.fill(BLOCK))) {
           if (src.buffered === 0 && raw.length === 0 && local.size === 0) {
-            if (blockOffset === 0) return; // an empty input: no entries, nothing cut off
+            if (blockOffset === 0 || lenient) return; // an empty input: no entries, nothing cut off
             // GNU tar and Python accept this silently; a cut end marker would be refused, so this is too.
             throw new TarReadError('truncated archive (the input ends without the end-of-archive marker)', blockOffset);
           }
@@ -341,7 +354,9 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
           if (raw.length > 0) throw new TarReadError('the archive ends after an extended header with no entry', blockOffset);
           // End of archive: two zero blocks; anything after them is ignored.
           const second = src.offset;
-          if (!(await src.fill(BLOCK)) || !isZeroBlock(src.take(BLOCK))) {
+          const ended = !(await src.fill(BLOCK));
+          if (ended && lenient) return;
+          if (ended || !isZeroBlock(src.take(BLOCK))) {
             throw new TarReadError('truncated archive (the end-of-archive marker is cut short: one zero block, not two)', second);
           }
           return;
@@ -387,6 +402,8 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
 
       const flag = String.fromCharCode(block[USTAR_FIELDS.typeflag.offset] as number);
       let type = TYPES[flag];
+      const unknownType = type === undefined && lenient ? flag : undefined;
+      if (unknownType !== undefined) type = 'file';
       if (type === undefined) {
         const known = TYPE_NAMES[flag];
         throw new TarReadError(`unsupported tar entry type ${JSON.stringify(flag)}${known ? ` (${known})` : ''}`, blockOffset);
@@ -413,11 +430,11 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       // Name: PAX path, else GNU long name, else prefix/name.
       let name: string;
       const paxPath = fieldRecord('path');
-      if (paxPath !== undefined) name = decodeText(paxPath, 'the entry name', blockOffset);
-      else if (longName !== undefined) name = decodeText(longName, 'the entry name', blockOffset);
+      if (paxPath !== undefined) name = decodeText(paxPath, 'the entry name', blockOffset, lenient);
+      else if (longName !== undefined) name = decodeText(longName, 'the entry name', blockOffset, lenient);
       else {
-        const base = decodeText(cBytes(fieldBytes(block, USTAR_FIELDS.name)), 'the entry name', blockOffset);
-        const prefix = isPosix ? decodeText(cBytes(fieldBytes(block, USTAR_FIELDS.prefix)), 'the entry name prefix', blockOffset) : '';
+        const base = decodeText(cBytes(fieldBytes(block, USTAR_FIELDS.name)), 'the entry name', blockOffset, lenient);
+        const prefix = isPosix ? decodeText(cBytes(fieldBytes(block, USTAR_FIELDS.prefix)), 'the entry name prefix', blockOffset, lenient) : '';
         name = prefix === '' ? base : `${prefix}/${base}`;
       }
       if (flag === '\0' && name.endsWith('/')) type = 'directory';
@@ -448,7 +465,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
 
       const textField = (key: 'uname' | 'gname', f: UstarField): string => {
         const v = fieldRecord(key);
-        return decodeText(v ?? cBytes(fieldBytes(block, f)), `the ${key}`, blockOffset);
+        return decodeText(v ?? cBytes(fieldBytes(block, f)), `the ${key}`, blockOffset, lenient);
       };
       const uname = textField('uname', USTAR_FIELDS.uname);
       const gname = textField('gname', USTAR_FIELDS.gname);
@@ -456,7 +473,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       let linkname: string | undefined;
       if (type === 'link' || type === 'symlink') {
         const paxLink = fieldRecord('linkpath');
-        linkname = decodeText(paxLink ?? longLink ?? cBytes(fieldBytes(block, USTAR_FIELDS.linkname)), 'the link target', blockOffset);
+        linkname = decodeText(paxLink ?? longLink ?? cBytes(fieldBytes(block, USTAR_FIELDS.linkname)), 'the link target', blockOffset, lenient);
       }
       const isDevice = type === 'character-device' || type === 'block-device';
       const devmajor = isDevice ? parseNumber(block, USTAR_FIELDS.devmajor, 'devmajor', blockOffset) : undefined;
@@ -499,7 +516,7 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       } else if (sparseRecords) {
         if (global.size > 0) throw new TarReadError('GNU sparse entries under a global PAX header are not supported', blockOffset);
         const sparseName = inEffect('GNU.sparse.name');
-        if (sparseName !== undefined) realName = decodeText(sparseName, 'the sparse file name', blockOffset);
+        if (sparseName !== undefined) realName = decodeText(sparseName, 'the sparse file name', blockOffset, lenient);
         const size = inEffect('GNU.sparse.realsize') ?? inEffect('GNU.sparse.size');
         if (size !== undefined) {
           const text = latin1.decode(size);
@@ -539,7 +556,15 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
           }
         },
       };
-      yield { header, offset: entryOffset, storedSize, ...(sparse ? { sparse } : {}), ...(globalRecords.length > 0 ? { globalRecords } : {}), data };
+      yield {
+        header,
+        offset: entryOffset,
+        storedSize,
+        ...(sparse ? { sparse } : {}),
+        ...(globalRecords.length > 0 ? { globalRecords } : {}),
+        data,
+        ...(unknownType !== undefined ? { unknownType } : {}),
+      };
       state.current = false;
       const at = src.offset;
       if (!(await src.skip(state.remaining + paddingFor(storedSize)))) {
