@@ -51,7 +51,11 @@ export interface BlobDescriptor {
 export interface LayerDescriptor {
   /** Position in the manifest (0 = base layer). */
   readonly index: number;
-  /** The input's own id for the blob: compressed digest hex, docker-save v1 id, or blob hex. */
+  /**
+   * The input's name for the layer, as occystrap names it: compressed digest hex
+   * (registry, OCI layout), docker-save v1 directory id or blob hex; after a rewrite, the
+   * new diff_id hex.
+   */
   readonly sourceId: string;
   /** The uncompressed layer digest from the config's `rootfs.diff_ids`; inputs verify it. */
   readonly diffId: Digest;

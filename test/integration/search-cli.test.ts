@@ -3,10 +3,15 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, run, tmpDir } from './fixtures.js';
-import { errorLines, hexOf, listDir, occystrap } from './cli-helpers.js';
+import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, run, tmpDir, type ImageFacts } from './fixtures.js';
+import { errorLines, hexOf, listDir, occystrap, splitRepoTag } from './cli-helpers.js';
+import { probe, pushImage, startRegistry, type PushedImage, type Registry } from '../registry/harness.js';
+import { assertOk, cli, workspace } from '../registry/cli.js';
+
+let registry: Registry | undefined;
 
 after(async () => {
+  await registry?.stop();
   await cleanupTmpDirs();
 });
 
@@ -36,20 +41,45 @@ async function gnuTarListing(source: string): Promise<Listing> {
   return listing;
 }
 
-/** Script-friendly lines grouped by layer hex. */
-function parseScriptFriendly(stdout: string, imageTag: string): Map<string, string[]> {
+/**
+ * Script-friendly lines (`IMAGE:TAG:LAYER:PATH`, IMAGE:TAG being `imageTag`) grouped by
+ * LAYER, translated to the diff_id hex by `names` (layer name → diff_id hex).
+ */
+function parseScriptFriendly(stdout: string, imageTag: string, names: ReadonlyMap<string, string>): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const line of stdout.split('\n')) {
     if (line === '') continue;
     assert.ok(line.startsWith(`${imageTag}:`), `line starts with ${imageTag}: ${line}`);
     const m = /^([0-9a-f]{64}):(.*)$/s.exec(line.slice(imageTag.length + 1));
     assert.ok(m, `IMAGE:TAG:LAYER:PATH: ${line}`);
-    const list = out.get(m[1] as string) ?? [];
+    const hex = names.get(m[1] as string);
+    assert.ok(hex, `LAYER ${m[1]} is the name of one of the image's layers: ${line}`);
+    const list = out.get(hex) ?? [];
     list.push(m[2] as string);
-    out.set(m[1] as string, list);
+    out.set(hex, list);
   }
   return out;
 }
+
+/**
+ * occystrap's name for a docker-save layer, from its manifest path: the basename of a
+ * `blobs/…` path, the directory of `<id>/layer.tar`; for a top-level `<name>.tar` (where
+ * occystrap prints an empty name) ours is `<name>`.
+ */
+function saveLayerName(layerPath: string): string {
+  if (layerPath.startsWith('blobs/')) return path.posix.basename(layerPath);
+  const dir = path.posix.dirname(layerPath);
+  return dir !== '.' ? dir : path.posix.basename(layerPath, '.tar');
+}
+
+/** Layer name → diff_id hex, for each layer of an image (from the fixture facts). */
+function layerNames(image: ImageFacts, nameOf: (layerPath: string) => string): Map<string, string> {
+  const layers = image.layers ?? [];
+  assert.equal(layers.length, image.diffIds.length);
+  return new Map(layers.map((l, i) => [nameOf(l.path), hexOf(image.diffIds[i] as string)]));
+}
+
+const saveNames = (source: string) => layerNames(fixture(source).images[0] as ImageFacts, saveLayerName);
 
 function assertSameAsTar(found: Map<string, string[]>, listing: Listing, what: string): void {
   for (const [hex, paths] of found) {
@@ -74,7 +104,7 @@ describe('search finds what tar -t lists', () => {
       const r = await occystrap(['search', '--script-friendly', `tar://${fixturePath(source)}`, '*']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stderr, '');
-      assertSameAsTar(parseScriptFriendly(r.stdout, fixture(source).repoTags[0] as string), listings.get(source) as Listing, source);
+      assertSameAsTar(parseScriptFriendly(r.stdout, fixture(source).repoTags[0] as string, saveNames(source)), listings.get(source) as Listing, source);
     });
   }
 
@@ -82,7 +112,7 @@ describe('search finds what tar -t lists', () => {
     const source = 'skopeo-legacy.tar';
     const r = await occystrap(['search', '--regex', '--script-friendly', `tar://${fixturePath(source)}`, '.']);
     assert.equal(r.code, 0, r.stderr);
-    assertSameAsTar(parseScriptFriendly(r.stdout, SAMPLE_TAG), listings.get(source) as Listing, 'regex .');
+    assertSameAsTar(parseScriptFriendly(r.stdout, SAMPLE_TAG, saveNames(source)), listings.get(source) as Listing, 'regex .');
   });
 
   test('every basename, given as the pattern, finds its entry (long, non-ASCII, whiteout, link names)', async () => {
@@ -92,7 +122,7 @@ describe('search finds what tar -t lists', () => {
       const base = p.slice(p.lastIndexOf('/') + 1);
       const r = await occystrap(['search', '--script-friendly', `tar://${fixturePath('skopeo-legacy.tar')}`, base]);
       assert.equal(r.code, 0, r.stderr);
-      const found = parseScriptFriendly(r.stdout, SAMPLE_TAG);
+      const found = parseScriptFriendly(r.stdout, SAMPLE_TAG, saveNames('skopeo-legacy.tar'));
       const hits = [...found.entries()].flatMap(([hex, paths]) => paths.map((x) => [hex, x] as const));
       assert.ok(hits.some(([, x]) => x === p), `${base} finds ${p}: ${r.stdout}`);
       for (const [hex, x] of hits) assert.ok(listing.get(hex)?.has(x), `${x} is in layer ${hex} per tar -t`);
@@ -190,6 +220,93 @@ function sizeOf(layer: number, name: string): number {
   assert.ok(e, `${name} in layer ${layer}`);
   return e.size;
 }
+
+describe("occystrap's script-friendly fields: IMAGE:TAG:LAYER:PATH", () => {
+  /** Each line split at every ':' must give exactly occystrap's four fields. */
+  function fields(stdout: string): string[][] {
+    assert.ok(stdout.endsWith('\n'), stdout);
+    const lines = stdout.slice(0, -1).split('\n');
+    for (const line of lines) assert.equal(line.split(':').length, 4, `4 fields: ${line}`);
+    return lines.map((l) => l.split(':'));
+  }
+  /** The `Layer:` names of a human report, in order. */
+  const humanLayers = (stdout: string) => stdout.split('\n').filter((l) => l.startsWith('Layer: ')).map((l) => l.slice('Layer: '.length));
+  const OS_RELEASE = [0, 3]; // the layers of the sample image with etc/os-release
+
+  test('tar:// classic docker-save: LAYER is the v1 directory id (not the diff_id); the human report agrees', async () => {
+    const source = 'docker-classic.tar';
+    const img = fixture(source).images[0] as ImageFacts;
+    const ids = (img.layers ?? []).map((l) => l.path.slice(0, -'/layer.tar'.length));
+    assert.ok(ids.every((id, i) => /^[0-9a-f]{64}$/.test(id) && id !== hexOf(img.diffIds[i] as string)), 'the fixture\'s v1 ids differ from its diff_ids');
+    const { name, tag } = splitRepoTag(img.repoTags[0] as string);
+    const r = await occystrap(['search', '--script-friendly', `tar://${fixturePath(source)}`, 'os-release']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(fields(r.stdout), OS_RELEASE.map((i) => [name, tag, ids[i], 'etc/os-release']));
+    const human = await occystrap(['search', `tar://${fixturePath(source)}`, 'os-release']);
+    assert.deepEqual(humanLayers(human.stdout), OS_RELEASE.map((i) => ids[i]));
+  });
+
+  test('tar:// Docker 25+: LAYER is the blob hex of blobs/sha256/<hex>', async () => {
+    const source = 'docker25-zstd.tar';
+    const img = fixture(source).images[0] as ImageFacts;
+    const blobs = (img.layers ?? []).map((l) => {
+      assert.equal(l.path, `blobs/sha256/${hexOf(l.digest)}`);
+      return hexOf(l.digest);
+    });
+    assert.notEqual(blobs[0], hexOf(img.diffIds[0] as string), 'zstd blobs: blob digest and diff_id differ');
+    const r = await occystrap(['search', '--script-friendly', `tar://${fixturePath(source)}`, 'os-release']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(fields(r.stdout), OS_RELEASE.map((i) => ['sample', 'v1', blobs[i], 'etc/os-release']));
+    const human = await occystrap(['search', `tar://${fixturePath(source)}`, 'os-release']);
+    assert.deepEqual(humanLayers(human.stdout), OS_RELEASE.map((i) => blobs[i]));
+  });
+
+  test('ocidir://: LAYER is the blob hex', async () => {
+    const img = fixture('oci').images.find((i) => i.ref === 'sample') as ImageFacts;
+    const blobs = (img.layers ?? []).map((l) => hexOf(l.digest));
+    const r = await occystrap(['search', '--script-friendly', `ocidir://${fixturePath('oci')}:sample`, 'os-release']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(fields(r.stdout), OS_RELEASE.map((i) => ['oci', 'sample', blobs[i], 'etc/os-release']));
+  });
+
+  describe('registry://127.0.0.1:PORT', () => {
+    let pushed: PushedImage;
+    /** The layer digests hex of the manifest as the registry serves it. */
+    let manifestLayers: string[];
+    before(async () => {
+      registry = await startRegistry();
+      pushed = await pushImage(registry, 'sample', 'fixtures/small:latest');
+      const m = await probe(`${registry.url}/v2/fixtures/small/manifests/latest`, { Accept: 'application/vnd.oci.image.manifest.v1+json' });
+      assert.equal(m?.status, 200, m?.body);
+      manifestLayers = (JSON.parse(m.body) as { layers: { digest: string }[] }).layers.map((l) => hexOf(l.digest));
+    });
+    const diffHex = (i: number) => hexOf(sample().diffIds[i] as string);
+
+    test('command and filter: IMAGE without the host, TAG, LAYER = the manifest\'s compressed digest hex, PATH', async () => {
+      assert.match(pushed.host, /^127\.0\.0\.1:\d+$/);
+      assert.notEqual(manifestLayers[0], diffHex(0), 'gzip blobs: blob digest and diff_id differ');
+      const ws = await workspace('search-fields-reg');
+      const r = assertOk(await cli(ws, ['--insecure', 'search', '--script-friendly', `registry://${pushed.reference}`, 'os-release']), ws);
+      assert.deepEqual(fields(r.stdout), OS_RELEASE.map((i) => ['fixtures/small', 'latest', manifestLayers[i], 'etc/os-release']));
+      const human = assertOk(await cli(ws, ['--insecure', 'search', `registry://${pushed.reference}`, 'os-release']), ws);
+      assert.deepEqual(humanLayers(human.stdout), OS_RELEASE.map((i) => manifestLayers[i]));
+      const filtered = assertOk(await cli(ws, ['--insecure', 'process', `registry://${pushed.reference}`, `dir://${ws.out('store')}`, '-f', 'search:pattern=os-release,script_friendly=true']), ws);
+      assert.equal(filtered.stdout, r.stdout, 'the filter prints what the command prints');
+    });
+
+    test('-O json: layer is the compressed digest hex, diffId the uncompressed digest, image the full name', async () => {
+      const ws = await workspace('search-json-reg');
+      const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'search', `registry://${pushed.reference}`, 'os-release']), ws);
+      const doc = JSON.parse(r.stdout) as { image: string; tag: string; matches: { layer: string; diffId: string; index: number; path: string }[] };
+      assert.equal(doc.image, `${pushed.host}/fixtures/small`);
+      assert.equal(doc.tag, 'latest');
+      assert.deepEqual(
+        doc.matches.map((m) => [m.layer, m.diffId, m.index, m.path]),
+        OS_RELEASE.map((i) => [manifestLayers[i], sample().diffIds[i], i, 'etc/os-release']),
+      );
+    });
+  });
+});
 
 describe('search command line errors (exit 2, one line)', () => {
   const cases: [string, string[], RegExp][] = [

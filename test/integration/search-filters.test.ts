@@ -62,6 +62,39 @@ describe('search as a filter', () => {
     assert.equal(again.stdout, b.stdout);
   });
 
+  test('after a rewriting filter, a rewritten layer is named by its new diff_id hex (occystrap renames it so), an unchanged one keeps its name', async () => {
+    const classic = 'docker-classic.tar';
+    const img = fixture(classic).images[0];
+    assert.ok(img?.layers);
+    const v1Id = (i: number) => (img.layers?.[i]?.path ?? '').slice(0, -'/layer.tar'.length);
+    const ws = await tmpDir('sf-rewrite');
+    const store = path.join(ws, 'store');
+    const r = await occystrap(['process', `tar://${fixturePath(classic)}`, `dir://${store}`, '-f', 'exclude:pattern=etc/passwd', '-f', 'search:pattern=os-release,script_friendly=true']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l !== '').map((l) => l.split(':'));
+    assert.deepEqual(lines.map((f) => [f.length, f[0], f[1], f[3]]), [
+      [4, 'sample', 'v1', 'etc/os-release'],
+      [4, 'sample', 'v1', 'etc/os-release'],
+    ]);
+    const [rewritten, other] = lines.map((f) => f[2] as string);
+    assert.notEqual(rewritten, hexOf(img.diffIds[0] as string), 'layer 0 lost etc/passwd: new content');
+    assert.notEqual(rewritten, v1Id(0));
+    assert.equal(await sha256File(path.join(store, rewritten as string, 'layer.tar')), `sha256:${rewritten}`, 'the name is the diff_id of the layer stored');
+    // Layer 3 has no etc/passwd; the rewrite may still re-encode its headers. Unchanged: its v1 id; changed: its new diff_id.
+    if (existsSync(path.join(store, hexOf(img.diffIds[3] as string)))) assert.equal(other, v1Id(3));
+    else assert.equal(await sha256File(path.join(store, other as string, 'layer.tar')), `sha256:${other}`);
+  });
+
+  test('a filter that changes nothing leaves the input\'s names (v1 ids) in place', async () => {
+    const classic = 'docker-classic.tar';
+    const img = fixture(classic).images[0];
+    const ws = await tmpDir('sf-norewrite');
+    const r = await occystrap(['process', `tar://${fixturePath(classic)}`, `tar://${path.join(ws, 'out.tar')}`, '-f', 'inspect:file=' + path.join(ws, 'i.jsonl'), '-f', 'search:pattern=os-release,script_friendly=true']);
+    assert.equal(r.code, 0, r.stderr);
+    const ids = [0, 3].map((i) => (img?.layers?.[i]?.path ?? '').slice(0, -'/layer.tar'.length));
+    assert.equal(r.stdout, ids.map((id) => `sample:v1:${id}:etc/os-release\n`).join(''));
+  });
+
   test('bad specs are usage errors (exit 2)', async () => {
     for (const [spec, phrase] of [
       ['search', /search needs a pattern/],

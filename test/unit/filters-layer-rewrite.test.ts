@@ -377,6 +377,9 @@ test('rewriteConfig: unchanged lists give the same element; a length mismatch is
   const c = rewriteConfig(config, [config.layers[0]!.diffId, other]);
   assert.deepEqual(c.config.rootfs.diff_ids, [config.layers[0]!.diffId, other]);
   assert.equal(c.layers[0], config.layers[0], 'an unchanged layer keeps its descriptor');
-  assert.deepEqual(c.layers[1], { index: 1, sourceId: 'src1', diffId: other, mediaType: 'application/vnd.docker.image.rootfs.diff.tar' });
+  // A rewritten layer is named by its new diff_id hex, as occystrap renames it.
+  assert.deepEqual(c.layers[1], { index: 1, sourceId: other.slice('sha256:'.length), diffId: other, mediaType: 'application/vnd.docker.image.rootfs.diff.tar' });
   assert.equal(new TextDecoder().decode(c.raw), JSON.stringify(JSON.parse(new TextDecoder().decode(config.raw), (k, v) => (k === 'diff_ids' ? c.config.rootfs.diff_ids : v))));
+  const fromRegistry = { ...config, image: { name: 'h:1/x', tag: 't', registry: 'h:1' } };
+  assert.deepEqual(rewriteConfig(fromRegistry, [config.layers[0]!.diffId, other]).image, { name: 'h:1/x', tag: 't', registry: 'h:1' }, 'the registry host is kept');
 });

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import type { Digest } from '../../src/core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, Forms, tarOf as tarFormOf, wantsAny } from '../../src/core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, Forms, repositoryPath, tarOf as tarFormOf, wantsAny } from '../../src/core/element.js';
 import { fnmatch } from '../../src/core/filters/glob.js';
 import { createdSeconds, InspectFilter, inspectRecord, parseInspectOptions, pythonJsonDumps } from '../../src/core/filters/inspect.js';
 import {
@@ -20,6 +20,7 @@ import {
   type SearchReport,
   searchMatcher,
   searchReportJson,
+  layerNameOf,
   tarEntries,
   type TarEntryInfo,
 } from '../../src/core/filters/search.js';
@@ -112,7 +113,7 @@ function memoryImage(layers: readonly (Uint8Array | 'duplicate-of-0')[], opts: {
   const descriptors: LayerDescriptor[] = diffIds.map((diffId, index) => ({ index, sourceId: `s${index}`, diffId, mediaType: 'application/vnd.oci.image.layer.v1.tar' }));
   const config: ConfigElement = {
     _tag: 'Config',
-    image: { name: 'example.com/team/app', tag: 'v2' },
+    image: { name: 'example.com:5000/team/app', tag: 'v2', registry: 'example.com:5000' },
     digest: sha(new Uint8Array([1])),
     raw: new TextEncoder().encode('{}'),
     config: { rootfs: { type: 'layers', diff_ids: diffIds }, ...(opts.history ? { history: opts.history } : {}) },
@@ -438,23 +439,20 @@ describe('SearchFilter', () => {
         [1, ['usr/bin/zsh']],
       ],
     );
-    const hex0 = (img.diffIds[0] as string).slice(7);
-    const hex1 = (img.diffIds[1] as string).slice(7);
+    // Layers are named by the input's name for them (sourceId), the image without its registry host.
     assert.equal(
       formatSearchReport(report, false),
-      `Layer: ${hex0}\n  bin/bash (file, 3 bytes)\n  bin/sh -> bash (symlink)\n\nLayer: ${hex1}\n  usr/bin/zsh (file, 5 bytes)\n\nFound 3 matches in 2 layers.\n`,
+      `Layer: s0\n  bin/bash (file, 3 bytes)\n  bin/sh -> bash (symlink)\n\nLayer: s1\n  usr/bin/zsh (file, 5 bytes)\n\nFound 3 matches in 2 layers.\n`,
     );
-    assert.equal(
-      formatSearchReport(report, true),
-      `example.com/team/app:v2:${hex0}:bin/bash\nexample.com/team/app:v2:${hex0}:bin/sh\nexample.com/team/app:v2:${hex1}:usr/bin/zsh\n`,
-    );
-    const json = searchReportJson(report) as { matches: { path: string; type: string; linkname?: string }[] };
+    assert.equal(formatSearchReport(report, true), `team/app:v2:s0:bin/bash\nteam/app:v2:s0:bin/sh\nteam/app:v2:s1:usr/bin/zsh\n`);
+    const json = searchReportJson(report) as { image: string; matches: { layer: string; diffId: string; path: string; type: string; linkname?: string }[] };
+    assert.equal(json.image, 'example.com:5000/team/app', 'the JSON keeps the full name');
     assert.deepEqual(
-      json.matches.map((m) => [m.path, m.type, m.linkname]),
+      json.matches.map((m) => [m.layer, m.diffId, m.path, m.type, m.linkname]),
       [
-        ['bin/bash', 'file', undefined],
-        ['bin/sh', 'symlink', 'bash'],
-        ['usr/bin/zsh', 'file', undefined],
+        ['s0', img.diffIds[0], 'bin/bash', 'file', undefined],
+        ['s0', img.diffIds[0], 'bin/sh', 'symlink', 'bash'],
+        ['s1', img.diffIds[1], 'usr/bin/zsh', 'file', undefined],
       ],
     );
   });
@@ -470,10 +468,19 @@ describe('SearchFilter', () => {
     assert.equal(img.reads.length, 1, 'the layer was read by the search');
   });
 
+  test('names: a layer without a source name is named by its diff_id hex; only a registry host is taken off the image name', () => {
+    const diffId = `sha256:${'d'.repeat(64)}` as Digest;
+    assert.equal(layerNameOf({ sourceId: 'abc123', diffId }), 'abc123');
+    assert.equal(layerNameOf({ sourceId: '', diffId }), 'd'.repeat(64));
+    assert.equal(repositoryPath({ name: '127.0.0.1:5100/fixtures/small', tag: 'latest', registry: '127.0.0.1:5100' }), 'fixtures/small');
+    assert.equal(repositoryPath({ name: 'docker.io/library/sample', tag: 'v1' }), 'docker.io/library/sample', 'a RepoTags name is printed as it stands');
+    assert.equal(repositoryPath({ name: 'unknown', tag: 'unknown' }), 'unknown');
+  });
+
   test('singular wording, no-match wording, and silence in script-friendly mode', () => {
     const image = { name: 'x', tag: 'y' };
     const entry: TarEntryInfo = { path: 'dev/tty', kind: 'character device', size: 0, mode: 0o666, uid: 0, gid: 0, mtime: 0 };
-    const one: SearchReport = { image, layers: [{ index: 0, diffId: `sha256:${'a'.repeat(64)}` as Digest, matches: [{ path: 'dev/tty', entry }] }], layersSearched: 1, unreadable: [] };
+    const one: SearchReport = { image, layers: [{ index: 0, name: 'a'.repeat(64), diffId: `sha256:${'a'.repeat(64)}` as Digest, matches: [{ path: 'dev/tty', entry }] }], layersSearched: 1, unreadable: [] };
     assert.equal(formatSearchReport(one, false), `Layer: ${'a'.repeat(64)}\n  dev/tty (character device)\n\nFound 1 match in 1 layer.\n`);
     const none: SearchReport = { image, layers: [], layersSearched: 3, unreadable: [] };
     assert.equal(formatSearchReport(none, false), 'No matches found.\n');
@@ -488,7 +495,7 @@ describe('SearchFilter', () => {
     const link: TarEntryInfo = { path: 'l\r', kind: 'symlink', size: 0, mode: 0o777, uid: 0, gid: 0, mtime: 0, linkname: 'x\n\u202e' };
     const report: SearchReport = {
       image,
-      layers: [{ index: 0, diffId: `sha256:${hex}` as Digest, matches: [{ path: forged, entry: file }, { path: 'l\r', entry: link }] }],
+      layers: [{ index: 0, name: hex, diffId: `sha256:${hex}` as Digest, matches: [{ path: forged, entry: file }, { path: 'l\r', entry: link }] }],
       layersSearched: 1,
       unreadable: [],
     };
@@ -566,19 +573,19 @@ describe('InspectFilter', () => {
     assert.equal(received.length, 4);
     assert.equal(lines.length, 1);
     const record = JSON.parse(lines[0] as string) as { name: string; layers: { Id: string; Size: number; Created: number; CreatedBy: string; Comment: string; Tags: string[] | null }[] };
-    assert.equal(record.name, 'example.com/team/app:v2');
+    assert.equal(record.name, 'example.com:5000/team/app:v2');
     assert.deepEqual(
       record.layers.map((l) => [l.Id, l.Size, l.Created, l.CreatedBy, l.Comment, l.Tags]),
       [
-        [img.diffIds[2], l0.length, 0, 'no date', '', ['example.com/team/app:v2']],
+        [img.diffIds[2], l0.length, 0, 'no date', '', ['example.com:5000/team/app:v2']],
         [img.diffIds[1], l1.length, 1704164647, 'app', 'bü', null],
         [img.diffIds[0], l0.length, 1704164645, 'base', '', null],
       ],
     );
     // Python json.dumps(sort_keys=True) formatting.
-    assert.match(lines[0] as string, /^\{"layers": \[\{"Comment": "", "Created": 0, "CreatedBy": "no date", "Id": "sha256:[0-9a-f]{64}", "Size": \d+, "Tags": \["example.com\/team\/app:v2"\]\}, /);
+    assert.match(lines[0] as string, /^\{"layers": \[\{"Comment": "", "Created": 0, "CreatedBy": "no date", "Id": "sha256:[0-9a-f]{64}", "Size": \d+, "Tags": \["example.com:5000\/team\/app:v2"\]\}, /);
     assert.ok((lines[0] as string).includes('"Comment": "b\\u00fc"'));
-    assert.ok((lines[0] as string).endsWith('], "name": "example.com/team/app:v2"}'));
+    assert.ok((lines[0] as string).endsWith('], "name": "example.com:5000/team/app:v2"}'));
   });
 
   test('a layer the output already had counts 0 bytes (nothing was delivered)', async () => {

@@ -12,7 +12,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, parseJsonBytes } from '../codecs/common.js';
 import { decodeImageConfig } from '../codecs/oci.js';
-import type { Digest } from '../digest.js';
+import { type Digest, digestHex } from '../digest.js';
 import { type ConfigElement, type DataPayload, Forms, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, type TarFile, tarOf } from '../element.js';
 import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
 import { AbortError, inputError, OccystrapError } from '../errors.js';
@@ -42,13 +42,13 @@ function uncompressedMediaType(mediaType: string): string {
 }
 
 /**
- * A layer descriptor after a rewrite gave it `diffId`: the same position and source id,
- * the uncompressed media type, and no compressed size (it described the old blob).
- * Unchanged when the diff_id is.
+ * A layer descriptor after a rewrite gave it `diffId`: the same position, the new diff_id
+ * hex as its source id (occystrap renames a rewritten layer so), the uncompressed media
+ * type, and no compressed size (it described the old blob). Unchanged when the diff_id is.
  */
 export function rewrittenDescriptor(d: LayerDescriptor, diffId: Digest): LayerDescriptor {
   if (diffId === d.diffId) return d;
-  return { index: d.index, sourceId: d.sourceId, diffId, mediaType: uncompressedMediaType(d.mediaType) };
+  return { index: d.index, sourceId: digestHex(diffId), diffId, mediaType: uncompressedMediaType(d.mediaType) };
 }
 
 /**
@@ -78,7 +78,7 @@ export function rewriteConfig(config: ConfigElement, diffIds: readonly Digest[])
   if (E.isLeft(decoded)) throw inputError(describeDecodeError(decoded.left));
   return {
     _tag: 'Config',
-    image: { name: config.image.name, tag: config.image.tag },
+    image: { name: config.image.name, tag: config.image.tag, ...(config.image.registry !== undefined ? { registry: config.image.registry } : {}) },
     digest: sha256Digest(raw),
     raw,
     config: decoded.right,

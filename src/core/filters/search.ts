@@ -10,8 +10,8 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { RE2JS } from 're2js';
-import type { Digest } from '../digest.js';
-import { Forms, type ImageElement, type ImageName, type LayerDescriptor, type DataPayload, releaseElement, type TarFile, tarOf } from '../element.js';
+import { type Digest, digestHex } from '../digest.js';
+import { Forms, type ImageElement, type ImageName, type LayerDescriptor, type DataPayload, releaseElement, repositoryPath, type TarFile, tarOf } from '../element.js';
 import type { TempFile } from '../ownership.js';
 import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
@@ -201,6 +201,8 @@ export interface SearchMatch {
 export interface LayerMatches {
   /** Manifest position of the first layer with this content. */
   readonly index: number;
+  /** The layer's name as occystrap prints it (see {@link layerNameOf}). */
+  readonly name: string;
   readonly diffId: Digest;
   readonly matches: readonly SearchMatch[];
 }
@@ -212,11 +214,24 @@ export interface SearchReport {
   /** Layers that were searched (distinct contents). */
   readonly layersSearched: number;
   /** Layers that could not be read as tar, with the reason. */
-  readonly unreadable: readonly { readonly index: number; readonly diffId: Digest; readonly reason: string }[];
+  readonly unreadable: readonly UnreadableLayer[];
 }
 
-function layerName(diffId: Digest): string {
-  return diffId.startsWith('sha256:') ? diffId.slice('sha256:'.length) : diffId;
+export interface UnreadableLayer {
+  readonly index: number;
+  readonly name: string;
+  readonly diffId: Digest;
+  readonly reason: string;
+}
+
+/**
+ * A layer's name in the reports, as occystrap names it: the input's name for the layer
+ * (registry and OCI layout: compressed blob digest hex; docker-save: v1 directory id or
+ * blob hex; rewritten: the new diff_id hex). A layer without one is named by its diff_id
+ * hex, the one name every layer has.
+ */
+export function layerNameOf(layer: Pick<LayerDescriptor, 'sourceId' | 'diffId'>): string {
+  return layer.sourceId !== '' ? layer.sourceId : digestHex(layer.diffId);
 }
 
 /** One line per match for the human report; names from the layer are escaped (one line each). */
@@ -231,9 +246,9 @@ function describeMatch(m: SearchMatch): string {
 /**
  * The report as text, exactly as occystrap prints it:
  *
- * - script-friendly: `image:tag:layer:path` per match (layer = diff_id hex), nothing when
- *   there is no match;
- * - human: `Layer: <diff_id hex>` then one indented line per match and a blank line, for
+ * - script-friendly: `image:tag:layer:path` per match, nothing when there is no match
+ *   (image without its registry host, layer as {@link layerNameOf} names it);
+ * - human: `Layer: <layer name>` then one indented line per match and a blank line, for
  *   each layer with matches, then `Found N match(es) in M layer(s).`; with no match,
  *   `No matches found.`
  *
@@ -246,7 +261,7 @@ export function formatSearchReport(report: SearchReport, scriptFriendly: boolean
   if (scriptFriendly) {
     let out = '';
     for (const layer of report.layers) {
-      const prefix = `${printable(report.image.name)}:${printable(report.image.tag)}:${printable(layerName(layer.diffId))}`;
+      const prefix = `${printable(repositoryPath(report.image))}:${printable(report.image.tag)}:${printable(layer.name)}`;
       for (const m of layer.matches) out += `${prefix}:${printable(m.path)}\n`;
     }
     return out;
@@ -254,7 +269,7 @@ export function formatSearchReport(report: SearchReport, scriptFriendly: boolean
   if (total === 0) return 'No matches found.\n';
   let out = '';
   for (const layer of report.layers) {
-    out += `Layer: ${printable(layerName(layer.diffId))}\n`;
+    out += `Layer: ${printable(layer.name)}\n`;
     for (const m of layer.matches) out += `  ${describeMatch(m)}\n`;
     out += '\n';
   }
@@ -263,7 +278,11 @@ export function formatSearchReport(report: SearchReport, scriptFriendly: boolean
   return out;
 }
 
-/** The report as one JSON document (for `occystrap -O json search`). */
+/**
+ * The report as one JSON document (for `occystrap -O json search`). `image` is the full
+ * name (with any registry host); `layer` is the name the text reports print, `diffId` the
+ * sha256 of the layer's uncompressed tar.
+ */
 export function searchReportJson(report: SearchReport): unknown {
   return {
     image: report.image.name,
@@ -271,7 +290,8 @@ export function searchReportJson(report: SearchReport): unknown {
     layersSearched: report.layersSearched,
     matches: report.layers.flatMap((l) =>
       l.matches.map((m) => ({
-        layer: layerName(l.diffId),
+        layer: l.name,
+        diffId: l.diffId,
         index: l.index,
         path: m.path,
         type: m.entry.kind,
@@ -283,7 +303,7 @@ export function searchReportJson(report: SearchReport): unknown {
         ...(m.entry.linkname !== undefined ? { linkname: m.entry.linkname } : {}),
       })),
     ),
-    unreadable: report.unreadable.map((u) => ({ layer: layerName(u.diffId), index: u.index, reason: u.reason })),
+    unreadable: report.unreadable.map((u) => ({ layer: u.name, diffId: u.diffId, index: u.index, reason: u.reason })),
   };
 }
 
@@ -335,7 +355,7 @@ export class SearchFilter implements ImageFilter {
   private async *run(elements: AsyncIterable<ImageElement>, ctx: StageContext): AsyncGenerator<ImageElement, void, undefined> {
     let image: ImageName = { name: 'unknown', tag: 'unknown' };
     const found = new Map<Digest, LayerMatches>();
-    const unreadable: { index: number; diffId: Digest; reason: string }[] = [];
+    const unreadable: UnreadableLayer[] = [];
     const searched = new Set<Digest>();
     const formCtx = { effects: ctx.effects, owner: ctx.owner, signal: ctx.signal };
     for await (const original of elements) {
@@ -378,14 +398,14 @@ export class SearchFilter implements ImageFilter {
   private note(
     result: { _tag: 'Found'; matches: SearchMatch[] } | { _tag: 'Unreadable'; reason: string },
     layer: LayerDescriptor,
-    unreadable: { index: number; diffId: Digest; reason: string }[],
+    unreadable: UnreadableLayer[],
     found: Map<Digest, LayerMatches>,
   ): void {
     if (result._tag === 'Unreadable') {
-      unreadable.push({ index: layer.index, diffId: layer.diffId, reason: result.reason });
+      unreadable.push({ index: layer.index, name: layerNameOf(layer), diffId: layer.diffId, reason: result.reason });
       this.options.warn?.(`search: layer ${layer.index} (${layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
     } else if (result.matches.length > 0) {
-      found.set(layer.diffId, { index: layer.index, diffId: layer.diffId, matches: result.matches });
+      found.set(layer.diffId, { index: layer.index, name: layerNameOf(layer), diffId: layer.diffId, matches: result.matches });
     }
   }
 

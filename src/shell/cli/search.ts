@@ -49,7 +49,7 @@ export class SearchCommand extends GlobalCommand {
       '',
       'PATTERN is a shell glob (fnmatch: * also crosses /) matched against the full path and against the file name, so "*bash" finds bin/bash. With --regex it is a regular expression in RE2 syntax (linear-time matching: no lookahead, lookbehind or backreferences), found anywhere in the path.',
       '',
-      'The report lists, per layer (named by its diff_id), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.',
+      'The report lists, per layer (named as occystrap names it: the blob digest hex for registry:// and ocidir://, the layer id or blob hex of a docker-save archive), each match with its type; then "Found N match(es) in M layer(s)." or "No matches found.". With --script-friendly: one line per match, IMAGE:TAG:LAYER:PATH, and nothing when nothing matches. -O json prints one JSON object.',
       '',
       roleHelp(TRANSPORTS, 'source'),
     ].join('\n'),
