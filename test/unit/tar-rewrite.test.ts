@@ -195,6 +195,16 @@ test('PAX records: field duplicates are regenerated only when needed, hdrcharset
   assert.equal(plain.length, 512 + 1024);
 });
 
+test('stats.changed counts the entries a transform changed: zero for the identity, whatever the encoding', async () => {
+  const input = archive([{ header: H({ name: 'a', size: 3 }), data: enc.encode('abc') }, { header: H({ name: 'b/', type: 'directory', mode: 0o755 }) }]);
+  const same = emptyRewriteStats();
+  for await (const _ of rewriteTar(chunked(input, 100), (h) => ({ ...h }), { stats: same })) void _;
+  assert.deepEqual(same, { entries: 2, dropped: 0, passedThrough: 0, changed: 0 });
+  const one = emptyRewriteStats();
+  for await (const _ of rewriteTar(chunked(input, 100), (h) => (h.name === 'a' ? { ...h, uid: 7 } : h), { stats: one })) void _;
+  assert.equal(one.changed, 1);
+});
+
 test('the transform can drop entries (data skipped) and change headers; changing size is refused', async () => {
   const input = archive([
     { header: H({ name: 'keep', size: 3 }), data: enc.encode('abc') },
@@ -205,7 +215,7 @@ test('the transform can drop entries (data skipped) and change headers; changing
   const parts: Uint8Array[] = [];
   for await (const c of rewriteTar(chunked(input, 100), (h) => (h.name === 'drop' ? null : { ...h, mtime: 5 }), { stats })) parts.push(c);
   const out = concat(parts);
-  assert.deepEqual(stats, { entries: 3, dropped: 1, passedThrough: 0 });
+  assert.deepEqual(stats, { entries: 3, dropped: 1, passedThrough: 0, changed: 2 });
   assert.deepEqual((await headers(out)).map((h) => [h.name, h.mtime]), [
     ['keep', 5],
     ['dir/', 5],

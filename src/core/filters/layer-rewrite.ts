@@ -259,8 +259,12 @@ export class LayerRewriteFilter implements ImageFilter {
       await releaseSource().catch(() => undefined);
       throw this.describe(error, layer, signal);
     }
-    this.options.onLayer?.({ index: layer.index, from: layer.diffId, to: written.digest, size: written.size, entries: stats.entries, dropped: stats.dropped });
-    if (written.digest === layer.diffId) {
+    // The transform kept every entry as it was: the source passes on byte for byte, even where
+    // our encoder would have written the same entries differently (another tool's header
+    // fields, record padding), so a filter that changes nothing never changes a diff_id.
+    const unchanged = written.digest === layer.diffId || (stats.dropped === 0 && stats.changed === 0);
+    this.options.onLayer?.({ index: layer.index, from: layer.diffId, to: unchanged ? layer.diffId : written.digest, size: unchanged ? ((tarOf(source) as TarFile).size ?? written.size) : written.size, entries: stats.entries, dropped: stats.dropped });
+    if (unchanged) {
       // Unchanged: the source's forms pass on (its blob keeps the source's digest); the copy goes.
       try {
         await release(fresh);

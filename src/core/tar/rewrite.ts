@@ -60,10 +60,15 @@ export interface RewriteStats {
   dropped: number;
   /** Sparse entries passed through byte for byte. */
   passedThrough: number;
+  /**
+   * Entries whose header the transform changed, plus global records it removed: with
+   * `dropped`, zero means the archive means what the input meant (only the encoding differs).
+   */
+  changed: number;
 }
 
 export function emptyRewriteStats(): RewriteStats {
-  return { entries: 0, dropped: 0, passedThrough: 0 };
+  return { entries: 0, dropped: 0, passedThrough: 0, changed: 0 };
 }
 
 export interface RewriteOptions extends ReadTarOptions {
@@ -126,7 +131,9 @@ export function sameHeader(a: TarHeader, b: TarHeader): boolean {
  */
 export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: TarTransform, options: RewriteOptions = {}): AsyncGenerator<Uint8Array, void, undefined> {
   const { signal, stats } = options;
-  const globals = new OutputGlobals(options.droppedRecords ?? []);
+  const globals = new OutputGlobals(options.droppedRecords ?? [], () => {
+    if (stats) stats.changed++;
+  });
   // Global extra records stay in the global headers: an entry's `pax` holds its own only.
   for await (const entry of readTar(input, { ...options, globalExtrasApart: true })) {
     throwIfAborted(signal);
@@ -155,6 +162,7 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
       if (stats) stats.passedThrough++;
       yield entry.sparse.rawHeader;
     } else {
+      if (stats && !sameHeader(out, entry.header)) stats.changed++;
       if (out.size !== entry.header.size || (out.type === 'file') !== (entry.header.type === 'file')) {
         throw new Error(`tar rewrite: the transform changed the size or kind of ${JSON.stringify(entry.header.name)}`);
       }
@@ -178,13 +186,18 @@ class OutputGlobals {
   /** Keys of input global records not written (fields, encoding, dropped), in effect in the input. */
   readonly leftOut = new Set<string>();
 
-  constructor(private readonly dropped: readonly string[]) {}
+  constructor(
+    private readonly dropped: readonly string[],
+    private readonly onDropped: () => void,
+  ) {}
 
   /** The `g` header to write for these input records, or undefined when none is left. */
   apply(records: readonly (readonly [string, Uint8Array])[]): Uint8Array | undefined {
     const kept: [string, Uint8Array][] = [];
     for (const [key, value] of records) {
       if (isReservedPaxKey(key) || this.dropped.includes(key)) {
+        // A field record is applied to each entry by the reader; a dropped one changes them.
+        if (this.dropped.includes(key) && !isReservedPaxKey(key)) this.onDropped();
         if (value.length === 0) this.leftOut.delete(key);
         else this.leftOut.add(key);
       } else {
