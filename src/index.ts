@@ -27,3 +27,7 @@ export { TarOutput, type TarOutputOptions } from './shell/outputs/tar.js';
 export { DirOutput, type DirOutputOptions } from './shell/outputs/dir.js';
 export { openInput, openOutput } from './shell/endpoints.js';
 export { main as runCli } from './shell/cli/main.js';
+/** The CLI's `-f` specs (`normalize-timestamps:ts=0`, `exclude:pattern=GLOB`, …) as filters. */
+export { buildFilters } from './shell/filters.js';
+/** The LayerFiles port on the local file system, for constructing the content filters directly. */
+export { nodeLayerFiles } from './shell/fs/layer-files.js';
