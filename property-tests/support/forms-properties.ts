@@ -8,17 +8,15 @@
  */
 import * as fc from 'fast-check';
 import type { Digest } from '../../src/core/digest.js';
-import { type ConfigElement, type ImageElement, releaseElement } from '../../src/core/element.js';
+import { type ConfigElement, releaseElement } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
 import type { SearchReport } from '../../src/core/filters/search.js';
 import type { Compression } from '../../src/core/media-types.js';
 import { type Effects, OwnershipError, type OwnershipEffect, type ReplyOf } from '../../src/core/ownership.js';
-import { buffer } from '../../src/core/pipeline/buffer.js';
-import { composeWants, elementPositions, Owners, runPipeline } from '../../src/core/pipeline/compose.js';
-import { handOver } from '../../src/core/pipeline/hand-over.js';
-import { reorder } from '../../src/core/pipeline/reorder.js';
+import { Owners, runPipeline } from '../../src/core/pipeline/compose.js';
 import type { CloseReport } from '../../src/shell/scope.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
+import { abandoningOutput, closeAbandoned } from './abandoning-output.js';
 import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, settleScheduled, withDeadline } from './invariants.js';
 import { compressedContent, type CodecFaultPoint, type CodecOp, MemoryCodecs, shaOf } from './memory-codecs.js';
 import { type FsOpName, isInjected, MemoryFs } from './memory-fs.js';
@@ -485,8 +483,8 @@ export function transcodeCountProperty(factory: ScopeFactory) {
 // ----- the abandoned consumer ------------------------------------------------------------------
 
 /**
- * The chain runPipeline builds from the forms stages, pulled by hand a few times (each
- * element's files released, both forms) and then dropped without `return()`: the stages
+ * runPipeline over the forms stages into an output that pulls a few times (each
+ * element's files released, both forms) and then drops the iterator without `return()`: the stages
  * (and any Inflate under way) never release what they hold. Only the scope can; after
  * close the invariant must hold all the same.
  */
@@ -503,43 +501,10 @@ export function formsAbandonedProperty(factory: ScopeFactory, stats?: { released
     const ctx = () => `spec: ${JSON.stringify({ spec, pulls, settleFirst })}\n${dumpFs(fs)}`;
     const scope = await withDeadline(s.waitFor(factory(fs, spec.sameDevice ? '/out/.work' : '/tmp', codecs)), 5000, 'open', ctx);
     const filters = spec.filters.map((f) => makeFormsFilter(world, f, []));
-    const { output } = makeFormsOutput(world, spec.output, spec.input.layers);
-    const signal = new AbortController().signal;
-    let stream: AsyncIterable<ImageElement> = formsInput(world, spec.input).elements({
-      effects: scope,
-      signal,
-      owner: Owners.input,
-      wants: composeWants(filters, output.wants),
-      parallelism: spec.parallelism,
-    });
-    stream = handOver(scope, Owners.input, Owners.buffer)(stream);
-    stream = buffer<ImageElement>(spec.bufferDepth, { dispose: releaseElement(scope, Owners.buffer) })(stream);
-    let owner: string = Owners.buffer;
-    filters.forEach((filter, i) => {
-      const name = Owners.filter(i, filter.name);
-      stream = handOver(scope, owner, name)(stream);
-      stream = filter.apply(stream, { effects: scope, signal, owner: name });
-      owner = name;
-    });
-    stream = handOver(scope, owner, Owners.output)(stream);
-    if (output.order === 'manifest') stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(scope, Owners.output) })(stream);
-    const it = stream[Symbol.asyncIterator]();
-    const pulling = (async () => {
-      for (let n = 0; n < pulls; n++) {
-        const r = await it.next();
-        if (r.done) return;
-        await releaseElement(scope, Owners.output)(r.value);
-      }
-    })().catch(() => undefined); // a bad blob may end the stream early: irrelevant here
-    await withDeadline(s.waitFor(pulling), 5000, 'pulls', ctx);
-    // Dropped: no it.return(). What the stages hold now is only reachable by the scope.
-    if (settleFirst) await withDeadline(s.waitIdle(), 5000, 'settle', ctx);
-    const report = await withDeadline(s.waitFor(scope.close()), 5000, 'close', ctx);
-    await withDeadline(s.waitIdle(), 5000, 'idle after close', ctx);
-    const violations = [...releasedFilesAreGone(scope, fs), ...invariantAfterClose(scope, fs, report)];
-    if (fs.filesUnder('/tmp').length > 0) violations.push(`files left under /tmp: ${fs.filesUnder('/tmp').join(', ')}`);
-    if (fs.filesUnder('/out').length > 0) violations.push(`files left under /out: ${fs.filesUnder('/out').join(', ')}`);
-    assertNoViolations(violations, ctx);
+    const { output, pulled } = abandoningOutput(makeFormsOutput(world, spec.output, spec.input.layers).output, pulls, (e) => releaseElement(scope, Owners.output)(e));
+    // The real runPipeline; its output drops the iterator, so the run never settles.
+    void runPipeline({ input: formsInput(world, spec.input), filters, output, effects: scope, parallelism: spec.parallelism, bufferDepth: spec.bufferDepth });
+    const report = await closeAbandoned(s, scope, fs, { pulled, settleFirst, ctx });
     stats?.releasedByScope.push(report.released);
   });
 }

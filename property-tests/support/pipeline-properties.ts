@@ -1,20 +1,18 @@
 /**
- * Property bodies over whole pipelines: the real `runPipeline` (and, for the abandoned
- * consumer, the same chain of real combinators driven by hand) with synthetic stages over
- * a scheduler-controlled memory fs.
+ * Property bodies over whole pipelines: the real `runPipeline` (for the abandoned
+ * consumer, into an output that drops the iterator) with synthetic stages over a
+ * scheduler-controlled memory fs.
  *
  * @module
  */
 import * as fc from 'fast-check';
-import { type ImageElement, releaseElement, tarOf } from '../../src/core/element.js';
+import { tarOf } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
 import { OwnershipError } from '../../src/core/ownership.js';
-import { buffer } from '../../src/core/pipeline/buffer.js';
-import { composeWants, elementPositions, Owners, runPipeline } from '../../src/core/pipeline/compose.js';
-import { handOver } from '../../src/core/pipeline/hand-over.js';
-import { reorder } from '../../src/core/pipeline/reorder.js';
+import { Owners, runPipeline } from '../../src/core/pipeline/compose.js';
 import type { OutputSummary } from '../../src/core/pipeline/types.js';
 import type { CloseReport } from '../../src/shell/scope.js';
+import { abandoningOutput, closeAbandoned } from './abandoning-output.js';
 import { assertNoViolations, invariantAfterClose, releasedFilesAreGone, settleScheduled, withDeadline } from './invariants.js';
 import { type FsOpName, isInjected, MemoryFs } from './memory-fs.js';
 import {
@@ -237,7 +235,7 @@ export const abandonedSpecArb = fc.record({
 });
 
 /**
- * The same chain runPipeline builds, pulled by hand a few times and then dropped without
+ * runPipeline into an output that pulls a few times and then drops the iterator without
  * `return()`: no `finally` runs, so the stages never release what they hold. Only the
  * scope can; afterwards the invariant must hold all the same.
  */
@@ -248,53 +246,23 @@ export function abandonedConsumerProperty(factory: ScopeFactory, stats?: { relea
     const ctx = () => `spec: ${JSON.stringify({ spec, pulls, settleFirst })}\n${dumpFs(fs)}\n${dumpScheduler(s)}`;
     const scope: ScopeUnderTest = await withDeadline(s.waitFor(factory(fs, spec.sameDevice ? '/out/.work' : '/tmp')), 5000, 'open', ctx);
     for (const f of spec.faults) fs.failNext(f.op, f.code, { skip: f.skip });
-    const output = makeOutput(world, spec.output);
     const filters = spec.filters.map((f) => syntheticFilter(world, f));
     const effects = scope;
-    const signal = new AbortController().signal;
-
-    // Mirror of runPipeline's composition, with the real combinators.
-    let stream: AsyncIterable<ImageElement> = syntheticInput(world, { layers: spec.layers, throwAtLayer: spec.inputThrowsAt, chunks: spec.chunks }).elements({
-      effects,
-      signal,
-      owner: Owners.input,
-      wants: composeWants(filters, output.wants),
-      parallelism: spec.parallelism,
-    });
-    stream = handOver(effects, Owners.input, Owners.buffer)(stream);
-    stream = buffer<ImageElement>(spec.bufferDepth, { dispose: releaseElement(effects, Owners.buffer) })(stream);
-    let owner: string = Owners.buffer;
-    filters.forEach((filter, i) => {
-      const name = Owners.filter(i, filter.name);
-      stream = handOver(effects, owner, name)(stream);
-      stream = filter.apply(stream, { effects, signal, owner: name });
-      owner = name;
-    });
-    stream = handOver(effects, owner, Owners.output)(stream);
-    if (output.order === 'manifest') stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
-
-    const it = stream[Symbol.asyncIterator]();
-    const pulling = (async () => {
-      for (let n = 0; n < pulls; n++) {
-        const r = await it.next();
-        if (r.done) return;
-        for (const file of r.value._tag === 'Layer' && r.value.payload._tag === 'Tar' ? [tarOf(r.value.payload)!.file] : []) {
-          await effects.perform({ _tag: 'Release', file, owner: Owners.output });
-        }
+    const { output, pulled } = abandoningOutput(makeOutput(world, spec.output), pulls, async (e) => {
+      for (const file of e._tag === 'Layer' && e.payload._tag === 'Tar' ? [tarOf(e.payload)!.file] : []) {
+        await effects.perform({ _tag: 'Release', file, owner: Owners.output });
       }
-    })().catch(() => undefined); // faults may end the stream early: irrelevant here
-    await withDeadline(s.waitFor(pulling), 5000, 'pulls', ctx);
-    // Dropped: no it.return(). Whatever the stages hold now is only reachable by the scope.
-    if (settleFirst) await withDeadline(s.waitIdle(), 5000, 'settle', ctx);
-    const report = await withDeadline(s.waitFor(scope.close()), 5000, 'close', ctx);
-    // Stages still running see their files taken (OwnershipErrors, ENOENT): let them finish.
-    await withDeadline(s.waitIdle(), 5000, 'idle after close', ctx);
-
-    const violations = [...releasedFilesAreGone(scope, fs), ...invariantAfterClose(scope, fs, report)];
-    if (fs.filesUnder('/tmp').length > 0) violations.push(`files left under /tmp: ${fs.filesUnder('/tmp').join(', ')}`);
-    const stray = fs.filesUnder('/out');
-    if (stray.length > 0) violations.push(`files left under /out: ${stray.join(', ')}`);
-    assertNoViolations(violations, ctx);
+    });
+    // The real runPipeline; its output drops the iterator, so the run never settles.
+    void runPipeline({
+      input: syntheticInput(world, { layers: spec.layers, throwAtLayer: spec.inputThrowsAt, chunks: spec.chunks }),
+      filters,
+      output,
+      effects,
+      parallelism: spec.parallelism,
+      bufferDepth: spec.bufferDepth,
+    });
+    const report = await closeAbandoned(s, scope, fs, { pulled, settleFirst, ctx });
     stats?.releasedByScope.push(report.released);
   });
 }
