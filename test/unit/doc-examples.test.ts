@@ -4,6 +4,10 @@
 // extracted, transpiled, pointed at the built `occystrap/core`, imported, and its closing
 // `// name: <json>` comment turned into an assertion. Examples without such a line only
 // show usage (they reference values the reader supplies) and are skipped.
+//
+// In the docs (DOCS), a ```ts block runs when its first line is `// example: runs` (and
+// then must close with a `// name: <json>` line); a block without that marker is a usage
+// or type sketch (interfaces, signatures, values the reader supplies) and is not run.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -18,7 +22,7 @@ const repoRoot = path.resolve(here, '..', '..', '..');
 const coreUrl = pathToFileURL(path.join(repoRoot, 'dist', 'src', 'core', 'index.js')).href;
 
 const SOURCES = ['buffer', 'parallel-map', 'reorder', 'hand-over', 'compose'].map((f) => `src/core/pipeline/${f}.ts`);
-const DOC = 'docs/library.md';
+const DOCS = ['docs/library.md', 'docs/architecture.md'];
 
 interface Example {
   readonly where: string;
@@ -57,15 +61,31 @@ function jsdocExamples(file: string, source: string): Example[] {
   return out;
 }
 
-/** ```ts blocks of a markdown file whose first line is `// example: runs`. */
-function markdownExamples(file: string, source: string): Example[] {
-  const out: Example[] = [];
+/** Every ```ts block of a markdown file; `runs` when its first line is `// example: runs`. */
+function markdownBlocks(file: string, source: string): (Example & { readonly runs: boolean })[] {
+  const out: (Example & { readonly runs: boolean })[] = [];
   for (const m of source.matchAll(/^```(?:ts|typescript)[ \t]*\n([\s\S]*?)^```[ \t]*$/gm)) {
     const code = m[1] as string;
-    if (!/^\/\/\s*example:\s*runs\s*$/.test(code.split('\n')[0] ?? '')) continue;
-    out.push({ where: `${file}:${source.slice(0, m.index).split('\n').length}`, code });
+    const runs = /^\/\/\s*example:\s*runs\s*$/.test(code.split('\n')[0] ?? '');
+    out.push({ where: `${file}:${source.slice(0, m.index).split('\n').length}`, code, runs });
   }
   return out;
+}
+
+/** ```ts blocks of a markdown file whose first line is `// example: runs`. */
+function markdownExamples(file: string, source: string): Example[] {
+  return markdownBlocks(file, source)
+    .filter((b) => b.runs)
+    .map(({ where, code }) => ({ where, code }));
+}
+
+/** The syntax errors of a block read as TypeScript (types are not checked). */
+function syntaxErrors(example: Example): string[] {
+  const { diagnostics = [] } = ts.transpileModule(example.code, { fileName: 'sketch.ts', reportDiagnostics: true, compilerOptions: { target: ts.ScriptTarget.ES2022 } });
+  return diagnostics.map((d) => {
+    const line = example.code.slice(0, d.start ?? 0).split('\n').length;
+    return `${example.where} (line ${line} of the block): ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+  });
 }
 
 /** The last `// name: <json>` comment line, or undefined for usage-only examples. */
@@ -117,9 +137,9 @@ function collect(): { runnable: Runnable[]; skipped: Example[]; unmarked: Exampl
       else skipped.push(ex);
     }
   }
-  const doc = path.join(repoRoot, DOC);
-  if (fs.existsSync(doc)) {
-    for (const ex of markdownExamples(DOC, fs.readFileSync(doc, 'utf8'))) {
+  for (const rel of DOCS) {
+    const doc = path.join(repoRoot, rel);
+    for (const ex of markdownExamples(rel, fs.readFileSync(doc, 'utf8'))) {
       const r = expectation(ex);
       if (r) runnable.push(r);
       else unmarked.push(ex);
@@ -130,7 +150,7 @@ function collect(): { runnable: Runnable[]; skipped: Example[]; unmarked: Exampl
 
 const { runnable, skipped, unmarked } = collect();
 
-test(`${DOC} blocks marked "// example: runs" say what they produce`, () => {
+test(`${DOCS.join(', ')}: blocks marked "// example: runs" say what they produce`, () => {
   assert.deepEqual(
     unmarked.map((ex) => ex.where),
     [],
@@ -147,8 +167,16 @@ test('the extractor finds the source examples (not vacuous)', () => {
       `no runnable example in src/core/pipeline/${name}.ts`,
     );
   }
+  // Each doc has examples that run.
+  for (const rel of DOCS) assert.ok(runnable.some((r) => r.where.startsWith(`${rel}:`)), `no runnable example in ${rel}`);
   // Usage-only examples are recognised as such, not silently run.
   for (const ex of skipped) assert.equal(expectation(ex), undefined);
+});
+
+test(`${DOCS.join(', ')}: the blocks that do not run (usage and type sketches) are still TypeScript`, () => {
+  const sketches = DOCS.flatMap((rel) => markdownBlocks(rel, fs.readFileSync(path.join(repoRoot, rel), 'utf8')).filter((b) => !b.runs));
+  assert.ok(sketches.some((b) => b.where.startsWith('docs/architecture.md:')), 'no sketch found in docs/architecture.md');
+  assert.deepEqual(sketches.flatMap(syntaxErrors), []);
 });
 
 let executed = 0;
@@ -177,5 +205,8 @@ test('extractor self-check: prefixes are stripped and the expectation is parsed'
   const md = ['```ts', '// example: runs', 'const a = 1;', '// a: 1', '```', '', '```ts', 'const b = 2;', '```'].join('\n');
   const mdEx = markdownExamples('d.md', md);
   assert.equal(mdEx.length, 1);
+  assert.deepEqual(markdownBlocks('d.md', md).map((b) => [b.where, b.runs]), [['d.md:1', true], ['d.md:7', false]]);
+  // A sketch with a syntax error is caught.
+  assert.equal(syntaxErrors({ where: 'd.md:1', code: 'type T = Stored { a };' }).length > 0, true);
   assert.deepEqual(expectation(mdEx[0]!)?.expected, 1);
 });
