@@ -1,32 +1,20 @@
 // src/core/tar/reader.ts on archives made by GNU tar (every format it writes), by our own
 // encoder, and by hand (malformed ones), fed in chunks of every size.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tarStream from 'tar-stream';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
 import { parsePaxRecords, readTar, TarReadError, type TarEntry } from '../../src/core/tar/reader.js';
 import { concatBytes as concat } from '../../src/core/bytes.js';
+import { archive, chunked, gnuTar, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
 
 const enc = new TextEncoder();
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-tar-reader-'));
-after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
-let counter = 0;
-const tmp = () => {
-  const d = path.join(tmpRoot, String(counter++));
-  fs.mkdirSync(d);
-  return d;
-};
-const isRoot = process.getuid?.() === 0;
-const tarEnv = { ...process.env, TZ: 'UTC', LC_ALL: 'C.UTF-8' };
+const tmp = scratchDirs('occystrap-tar-reader-');
 
 
-async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);
-}
 
 interface Read {
   readonly header: TarHeader;
@@ -45,17 +33,7 @@ async function readAll(bytes: Uint8Array, chunk = 4096): Promise<Read[]> {
   return out;
 }
 
-function archive(entries: readonly { header: TarHeader; data?: Uint8Array }[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const { header, data } of entries) {
-    parts.push(encodeHeader(header));
-    if (data) parts.push(data, new Uint8Array(paddingFor(data.length)));
-  }
-  parts.push(END_OF_ARCHIVE);
-  return concat(parts);
-}
 
-const H = (p: Partial<TarHeader> & Pick<TarHeader, 'name'>): TarHeader => ({ type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000, uname: '', gname: '', ...p });
 const text = (s: string) => enc.encode(s);
 const hex = (v: unknown) => Buffer.from(v as Uint8Array).toString('hex');
 
@@ -76,12 +54,6 @@ function makeTree(): string {
   if (isRoot) execFileSync('mknod', [path.join(d, 'chardev'), 'c', '1', '3']);
   for (const f of ['sub/file.txt', 'big.bin', 'fifo']) execFileSync('touch', ['-h', '-d', '@1700000000.123456789', path.join(d, f)]);
   return root;
-}
-
-function gnuTar(root: string, format: string, extra: string[] = []): Uint8Array {
-  const out = path.join(root, `${format}.tar`);
-  execFileSync('tar', [`--format=${format}`, '--sort=name', '--numeric-owner', ...extra, '-cf', out, '-C', root, 'tree'], { env: tarEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  return fs.readFileSync(out);
 }
 
 /** What tar-stream says, for fields it gets right on these archives. */
@@ -248,13 +220,7 @@ test('global PAX headers apply to every following entry, under local records', a
 
 test('GNU sparse files (old GNU and PAX formats) are reported as sparse with their real name and size', async () => {
   const root = tmp();
-  const d = path.join(root, 'tree');
-  fs.mkdirSync(d);
-  const fd = fs.openSync(path.join(d, 'sparse.img'), 'w');
-  fs.writeSync(fd, 'start', 0);
-  fs.writeSync(fd, 'end', 3 * 1024 * 1024);
-  fs.closeSync(fd);
-  fs.writeFileSync(path.join(d, 'plain.txt'), 'plain\n');
+  sparseTree(root, 3 * 1024 * 1024, 'plain.txt', 'plain\n');
   for (const format of ['gnu', 'pax']) {
     const bytes = gnuTar(root, format, ['--sparse']);
     const entries = await readAll(bytes);

@@ -15,19 +15,16 @@ import { rewriteTar, sameHeader, type RewriteOptions, type TarTransform } from '
 import { DROPPED_TIME_RECORDS, normalizeTimestamps } from '../../src/core/filters/normalize-timestamps.js';
 import { excludeTransform } from '../../src/core/filters/exclude.js';
 import { concatBytes as concat } from '../../src/core/bytes.js';
+import { chunked, H, tarEnv } from '../support/tar.js';
 
 const enc = new TextEncoder();
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-pax-globals-'));
 after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
 let counter = 0;
-const tarEnv = { ...process.env, TZ: 'UTC', LC_ALL: 'C.UTF-8' };
 const identity: TarTransform = (h) => h;
 const normalize = normalizeTimestamps(0);
 const normalizeOptions: RewriteOptions = { droppedRecords: DROPPED_TIME_RECORDS };
 
-async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);
-}
 
 async function rewrite(bytes: Uint8Array, transform: TarTransform, options: RewriteOptions = {}): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -41,7 +38,6 @@ async function headers(bytes: Uint8Array): Promise<TarHeader[]> {
   return out;
 }
 
-const H = (p: Partial<TarHeader> & Pick<TarHeader, 'name'>): TarHeader => ({ type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000, uname: '', gname: '', ...p });
 
 /** One PAX record, `"%d %s=%s\n"` with the length counting itself. */
 function rec(key: string, value: string): Uint8Array {

@@ -1,36 +1,24 @@
 // src/core/tar/rewrite.ts: what survives a rewrite, what is regenerated or dropped, what
 // GNU tar and tar-stream make of the output, sparse entries, determinism.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tarStream from 'tar-stream';
 import { EMPTY_LAYER_DIFF_ID } from '../../src/core/digest.js';
-import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
+import type { TarHeader } from '../../src/core/tar/header.js';
 import { readTar, TarReadError } from '../../src/core/tar/reader.js';
 import { emptyRewriteStats, rewriteTar, sameHeader, type TarTransform } from '../../src/core/tar/rewrite.js';
 import { concatBytes as concat } from '../../src/core/bytes.js';
+import { archive, chunked, gnuTar as gnuTarPlain, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
 
 const enc = new TextEncoder();
-const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'occystrap-tar-rewrite-'));
-after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
-let counter = 0;
-const tmp = () => {
-  const d = path.join(tmpRoot, String(counter++));
-  fs.mkdirSync(d);
-  return d;
-};
-const isRoot = process.getuid?.() === 0;
-const tarEnv = { ...process.env, TZ: 'UTC', LC_ALL: 'C.UTF-8' };
+const tmp = scratchDirs('occystrap-tar-rewrite-');
 const identity: TarTransform = (h) => h;
 
 
-async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
-  for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);
-}
 
 async function rewrite(bytes: Uint8Array, transform: TarTransform = identity, chunk = 1000): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
@@ -44,17 +32,7 @@ async function headers(bytes: Uint8Array): Promise<TarHeader[]> {
   return out;
 }
 
-const H = (p: Partial<TarHeader> & Pick<TarHeader, 'name'>): TarHeader => ({ type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtime: 1_700_000_000, uname: '', gname: '', ...p });
 
-function archive(entries: readonly { header: TarHeader; data?: Uint8Array }[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const { header, data } of entries) {
-    parts.push(encodeHeader(header));
-    if (data) parts.push(data, new Uint8Array(paddingFor(data.length)));
-  }
-  parts.push(END_OF_ARCHIVE);
-  return concat(parts);
-}
 
 function writeFile(bytes: Uint8Array): string {
   const f = path.join(tmp(), 'a.tar');
@@ -93,13 +71,9 @@ function makeTree(): { root: string; dir: string } {
   return { root, dir: d };
 }
 
+/** GNU tar's archive of `root/tree`, xattrs included. */
 function gnuTar(root: string, format: string, extra: string[] = []): Uint8Array {
-  const out = path.join(root, `${format}.tar`);
-  execFileSync('tar', [`--format=${format}`, '--sort=name', '--numeric-owner', '--xattrs', '--xattrs-include=*', ...extra, '-cf', out, '-C', root, 'tree'], {
-    env: tarEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  return fs.readFileSync(out);
+  return gnuTarPlain(root, format, ['--xattrs', '--xattrs-include=*', ...extra]);
 }
 
 /** `tar -tvv` lines with the volatile parts (atime/ctime are not listed) normalised. */
@@ -233,13 +207,7 @@ test('an archive of no entries becomes exactly the empty layer (1024 zero bytes)
 
 test('GNU sparse entries: passed through byte for byte when unchanged, dropped when asked, refused when changed', async () => {
   const root = tmp();
-  const d = path.join(root, 'tree');
-  fs.mkdirSync(d);
-  const fd = fs.openSync(path.join(d, 'sparse.img'), 'w');
-  fs.writeSync(fd, 'start', 0);
-  fs.writeSync(fd, 'end', 2 * 1024 * 1024);
-  fs.closeSync(fd);
-  fs.writeFileSync(path.join(d, 'after.txt'), 'after\n');
+  sparseTree(root, 2 * 1024 * 1024, 'after.txt', 'after\n');
   for (const format of ['gnu', 'pax']) {
     const input = gnuTar(root, format, ['--sparse']);
     const output = await rewrite(input);
