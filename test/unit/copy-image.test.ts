@@ -8,11 +8,12 @@ import { describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { type BlobFile, type ConfigElement, type DataPayload, type ImageElement, type LayerDescriptor, Forms, ownedFiles } from '../../src/core/element.js';
 import { OccystrapError } from '../../src/core/errors.js';
-import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile } from '../../src/core/ownership.js';
+import type { Effects, OwnershipEffect, TempFile } from '../../src/core/ownership.js';
 import { elementPositions } from '../../src/core/pipeline/compose.js';
 import { copyInto, type DestinationNeeds, type ImageDestination, type LayerRecord } from '../../src/core/pipeline/copy-image.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { StageContext } from '../../src/core/pipeline/types.js';
+import { LedgerEffects } from '../support/ledger-effects.js';
 
 const OWNER = 'output';
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
@@ -34,36 +35,14 @@ const config = (diffs: number[], extra: Partial<ConfigElement> = {}): ConfigElem
 });
 
 /** Ledger-only effects; Inflate answers the digest set for the source path (default: the path's diff_id tag). */
-class MemoryEffects implements Effects {
-  readonly ledger = new Ledger();
-  readonly performed: OwnershipEffect[] = [];
+class MemoryEffects extends LedgerEffects {
   /** What an Inflate of the file at a path yields. */
   readonly inflatesTo = new Map<string, Digest>();
-  async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
-    this.performed.push(effect);
-    const reply = (v: unknown) => v as ReplyOf<E>;
-    switch (effect._tag) {
-      case 'CreateTemp': {
-        const e = this.ledger.register(effect.owner, effect.purpose, (id) => `/mem/${id}`);
-        return reply({ id: e.id, path: e.path });
-      }
-      case 'HandOver':
-        return reply(this.ledger.handOver(effect.file, effect.from, effect.to));
-      case 'MoveIntoPlace':
-        this.ledger.beginMove(effect.file, effect.owner, effect.destination);
-        this.ledger.finishMove(effect.file);
-        return reply({ copied: false });
-      case 'Release':
-        return reply(this.ledger.release(effect.file, effect.owner));
-      case 'Inflate':
-      case 'Compress': {
-        this.ledger.checkOwned(effect.source, effect.owner, effect._tag);
-        const e = this.ledger.register(effect.owner, effect.purpose, (id) => `/mem/${id}`);
-        const d = effect._tag === 'Inflate' ? (this.inflatesTo.get(effect.source.path) ?? digest(0)) : digest(5000 + e.id);
-        return reply({ file: { id: e.id, path: e.path }, digest: d, size: 7 });
-      }
-    }
-    throw new Error('unreachable');
+  protected override async transcode(effect: Extract<OwnershipEffect, { _tag: 'Inflate' | 'Compress' }>): Promise<unknown> {
+    this.ledger.checkOwned(effect.source, effect.owner, effect._tag);
+    const e = this.ledger.register(effect.owner, effect.purpose, (id) => `/mem/${id}`);
+    const d = effect._tag === 'Inflate' ? (this.inflatesTo.get(effect.source.path) ?? digest(0)) : digest(5000 + e.id);
+    return { file: { id: e.id, path: e.path }, digest: d, size: 7 };
   }
   live(): string[] {
     return this.ledger

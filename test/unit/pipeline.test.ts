@@ -6,13 +6,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, Forms, tarOf, wantsAny } from '../../src/core/element.js';
-import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile } from '../../src/core/ownership.js';
+import type { TempFile } from '../../src/core/ownership.js';
 import { buffer } from '../../src/core/pipeline/buffer.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import { handOver } from '../../src/core/pipeline/hand-over.js';
 import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
+import { LedgerEffects } from '../support/ledger-effects.js';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -38,31 +39,6 @@ function countingSource(count: number, opts: { failAfter?: number } = {}) {
   return { state, source: gen() };
 }
 
-/** Effects that only keep a ledger (no files), recording every effect performed. */
-class LedgerEffects implements Effects {
-  readonly ledger = new Ledger();
-  readonly performed: OwnershipEffect[] = [];
-  async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
-    this.performed.push(effect);
-    switch (effect._tag) {
-      case 'CreateTemp': {
-        const e = this.ledger.register(effect.owner, effect.purpose, (id) => `/mem/${id}`);
-        return { id: e.id, path: e.path } as ReplyOf<E>;
-      }
-      case 'HandOver':
-        this.ledger.handOver(effect.file, effect.from, effect.to);
-        return undefined as ReplyOf<E>;
-      case 'MoveIntoPlace':
-        this.ledger.beginMove(effect.file, effect.owner, effect.destination);
-        this.ledger.finishMove(effect.file);
-        return { copied: false } as ReplyOf<E>;
-      case 'Release':
-        this.ledger.release(effect.file, effect.owner);
-        return undefined as ReplyOf<E>;
-    }
-    throw new Error('unreachable');
-  }
-}
 
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;
 const descriptor = (index: number): LayerDescriptor => ({ index, sourceId: `s${index}`, diffId: digest(index + 1), mediaType: 'application/vnd.oci.image.layer.v1.tar' });

@@ -26,36 +26,13 @@ import {
 } from '../../src/core/filters/search.js';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from '../../src/core/tar/header.js';
 import { TarReadError } from '../../src/core/tar/reader.js';
-import { Ledger, type Effects, type OwnershipEffect, type ReplyOf, type TempFile } from '../../src/core/ownership.js';
+import type { TempFile } from '../../src/core/ownership.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import type { ImageFilter, ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
+import { LedgerEffects } from '../support/ledger-effects.js';
 
 // ----------------------------------------------------------------- support
 
-class LedgerEffects implements Effects {
-  readonly ledger = new Ledger();
-  readonly released: number[] = [];
-  async perform<E extends OwnershipEffect>(effect: E): Promise<ReplyOf<E>> {
-    switch (effect._tag) {
-      case 'CreateTemp': {
-        const e = this.ledger.register(effect.owner, effect.purpose, (id) => `/mem/${id}`);
-        return { id: e.id, path: e.path } as ReplyOf<E>;
-      }
-      case 'HandOver':
-        this.ledger.handOver(effect.file, effect.from, effect.to);
-        return undefined as ReplyOf<E>;
-      case 'MoveIntoPlace':
-        this.ledger.beginMove(effect.file, effect.owner, effect.destination);
-        this.ledger.finishMove(effect.file);
-        return { copied: false } as ReplyOf<E>;
-      case 'Release':
-        this.ledger.release(effect.file, effect.owner);
-        this.released.push(effect.file.id);
-        return undefined as ReplyOf<E>;
-    }
-    throw new Error('unreachable');
-  }
-}
 
 interface Entry {
   name: string;
