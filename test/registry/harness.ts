@@ -13,10 +13,10 @@
 //                        corrupted bytes, delays and bandwidth caps.
 //
 // Every server started here is stopped by its stop(); the daemons
-// (docker-registry) run under a tiny bash watchdog that kills them when the test
-// process goes away, even on SIGKILL (its stdin pipe closes), and an 'exit'
-// hook SIGKILLs whatever is still running.
-import { spawn, type ChildProcess } from 'node:child_process';
+// (docker-registry, started by ../support/registry-daemon.mjs, shared with bench/)
+// run under a tiny bash watchdog that kills them when the test process goes away,
+// even on SIGKILL (its stdin pipe closes), and an 'exit' hook SIGKILLs whatever
+// is still running.
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -26,23 +26,22 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { fixturePath, run, skopeo, type RunResult } from '../integration/fixtures.js';
+import { pathToFileURL } from 'node:url';
+import { fixturePath, repoRoot, run, skopeo, type RunResult } from '../integration/fixtures.js';
+import type * as RegistryDaemon from '../support/registry-daemon.mjs';
+
+// The daemon starter is plain JavaScript shared with bench/ (not compiled into dist/):
+// loaded from the tree, typed by its .d.mts.
+const daemons = (await import(pathToFileURL(path.join(repoRoot, 'test', 'support', 'registry-daemon.mjs')).href)) as typeof RegistryDaemon;
+const { startRegistryDaemon } = daemons;
+export const { freePort, probe, REGISTRY_BINARY } = daemons;
 
 // ------------------------------------------------------------ bookkeeping
 
-/** Registry daemon pids still running (SIGKILLed on exit as a last resort). */
-const livePids = new Set<number>();
 /** Temp dirs made by the harness (removed on exit as a last resort). */
 const harnessDirs = new Set<string>();
 
 process.on('exit', () => {
-  for (const pid of livePids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
   for (const d of harnessDirs) {
     try {
       rmSync(d, { recursive: true, force: true });
@@ -63,17 +62,6 @@ async function removeHarnessTmp(dir: string): Promise<void> {
   harnessDirs.delete(dir);
 }
 
-/** A free TCP port on 127.0.0.1 (bound then released; the caller binds it next). */
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
 /** Starts a node:http server on 127.0.0.1:<random port>. */
 async function listen(server: http.Server): Promise<number> {
   server.listen(0, '127.0.0.1');
@@ -90,111 +78,6 @@ async function closeServer(server: http.Server): Promise<void> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** GET url with a fresh connection; resolves the status (or undefined on a connection error). */
-export function probe(url: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string } | undefined> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent: false, headers, timeout: 2000 }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', () => resolve(undefined));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', () => resolve(undefined));
-  });
-}
-
-// ---------------------------------------------------------------- daemons
-
-/*
- * bash watchdog: runs "$@" in the background with stdout folded into stderr,
- * prints its pid on stdout, and kills it (TERM, then KILL after 5 s) as soon as
- * its own stdin reaches EOF -- which happens on stop() (we end the pipe) and
- * when the test process dies for any reason. Exits with the daemon's status.
- */
-const WATCHDOG = `
-exec 3<&0
-"$@" </dev/null >&2 &
-r=$!
-echo "$r"
-(
-  while IFS= read -r _ <&3; do :; done
-  kill -TERM "$r" 2>/dev/null || exit 0
-  for _ in $(seq 50); do kill -0 "$r" 2>/dev/null || exit 0; sleep 0.1; done
-  kill -KILL "$r" 2>/dev/null
-) >/dev/null 2>&1 &
-wait "$r"
-`;
-
-interface Daemon {
-  readonly pid: number;
-  readonly child: ChildProcess;
-  logs(): string;
-  /** Resolves with the exit code once the watchdog has exited. */
-  readonly exited: Promise<number | null>;
-  stop(): Promise<void>;
-}
-
-const LOG_LIMIT = 2 << 20;
-
-async function startDaemon(cmd: string, args: readonly string[]): Promise<Daemon> {
-  const child = spawn('bash', ['-c', WATCHDOG, 'occystrap-watchdog', cmd, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    detached: false,
-  });
-  let log = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (s: string) => {
-    log += s;
-    if (log.length > LOG_LIMIT) log = log.slice(log.length - LOG_LIMIT / 2);
-  });
-  child.stdin?.on('error', () => undefined);
-  const exited = new Promise<number | null>((resolve) => {
-    child.on('error', () => resolve(127));
-    child.on('exit', (code) => resolve(code));
-  });
-  let out = '';
-  child.stdout?.setEncoding('utf8');
-  const pid = await new Promise<number>((resolve, reject) => {
-    const onData = (s: string): void => {
-      out += s;
-      const nl = out.indexOf('\n');
-      if (nl >= 0) {
-        child.stdout?.off('data', onData);
-        resolve(Number(out.slice(0, nl)));
-      }
-    };
-    child.stdout?.on('data', onData);
-    void exited.then((code) => reject(new Error(`${cmd} did not start (exit ${String(code)}): ${log}`)));
-  });
-  livePids.add(pid);
-  void exited.then(() => livePids.delete(pid));
-  let stopping: Promise<void> | undefined;
-  return {
-    pid,
-    child,
-    logs: () => log,
-    exited,
-    stop() {
-      stopping ??= (async () => {
-        child.stdin?.end();
-        const timer = setTimeout(() => {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-          child.kill('SIGKILL');
-        }, 8000);
-        await exited;
-        clearTimeout(timer);
-        livePids.delete(pid);
-      })();
-      return stopping;
-    },
-  };
 }
 
 // -------------------------------------------------------------- registry
@@ -230,7 +113,6 @@ export interface Registry {
 }
 
 export const DEFAULT_USER: Credentials = { username: 'tester', password: 's3cret-pass' };
-export const REGISTRY_BINARY = '/usr/bin/docker-registry';
 export const TOKEN_SERVICE = 'occystrap-test';
 export const TOKEN_ISSUER = 'occystrap-test-issuer';
 
@@ -301,58 +183,35 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Regi
         `    rootcertbundle: ${JSON.stringify(tokenServer.certPath)}`,
       ].join('\n');
     }
-    const configPath = path.join(dir, 'config.yml');
-    for (let attempt = 0; ; attempt++) {
-      const port = await freePort();
-      await writeFile(configPath, registryConfig(dir, port, auth));
-      const daemon = await startDaemon(REGISTRY_BINARY, ['serve', configPath]);
-      const url = `http://127.0.0.1:${port}`;
-      const ready = await waitReady(`${url}/v2/`, daemon);
-      if (ready === 'ready') {
-        const ts = tokenServer;
-        let stopping: Promise<void> | undefined;
-        return {
-          host: `127.0.0.1:${port}`,
-          url,
-          auth: mode,
-          users,
-          tokenServer: ts,
-          storage: path.join(dir, 'data'),
-          logs: () => daemon.logs(),
-          stop() {
-            stopping ??= (async () => {
-              await daemon.stop();
-              if (ownTokenServer && ts) await ts.stop();
-              await removeHarnessTmp(dir);
-            })();
-            return stopping;
-          },
-        };
-      }
-      await daemon.stop();
-      if (ready === 'port-taken' && attempt < 4) continue;
-      throw new Error(`docker-registry did not become ready on ${url}: ${daemon.logs().slice(-4000)}`);
-    }
+    const { host, url, daemon } = await startRegistryDaemon({
+      configPath: path.join(dir, 'config.yml'),
+      config: (port) => registryConfig(dir, port, auth),
+      readyStatuses: [200, 401],
+    });
+    const ts = tokenServer;
+    let stopping: Promise<void> | undefined;
+    return {
+      host,
+      url,
+      auth: mode,
+      users,
+      tokenServer: ts,
+      storage: path.join(dir, 'data'),
+      logs: () => daemon.logs(),
+      stop() {
+        stopping ??= (async () => {
+          await daemon.stop();
+          if (ownTokenServer && ts) await ts.stop();
+          await removeHarnessTmp(dir);
+        })();
+        return stopping;
+      },
+    };
   } catch (e) {
     if (ownTokenServer && tokenServer) await tokenServer.stop();
     await removeHarnessTmp(dir);
     throw e;
   }
-}
-
-async function waitReady(url: string, daemon: Daemon): Promise<'ready' | 'port-taken' | 'failed'> {
-  let dead = false;
-  void daemon.exited.then(() => {
-    dead = true;
-  });
-  const deadline = Date.now() + 20_000;
-  while (Date.now() < deadline) {
-    const r = await probe(url);
-    if (r !== undefined && (r.status === 200 || r.status === 401)) return 'ready';
-    if (dead) return /address already in use/i.test(daemon.logs()) ? 'port-taken' : 'failed';
-    await sleep(40);
-  }
-  return 'failed';
 }
 
 /**
