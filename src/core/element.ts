@@ -18,6 +18,7 @@ import type { Digest } from './digest.js';
 import type { ImageConfig } from './codecs/oci.js';
 import type { Compression } from './media-types.js';
 import type { Effects, TempFile } from './ownership.js';
+import { InternalError } from './errors.js';
 
 /** The image a pipeline carries: repository name and tag (or `@digest` reference). */
 export interface ImageName {
@@ -159,7 +160,7 @@ export function dataPayload(tar: TarFile | undefined, blob: BlobFile | undefined
   if (tar && blob) return { _tag: 'Both', tar, blob };
   if (tar) return { _tag: 'Tar', tar };
   if (blob) return { _tag: 'Blob', blob };
-  throw new Error('dataPayload: a layer payload needs a tar or a blob');
+  throw new InternalError('dataPayload: a layer payload needs a tar or a blob');
 }
 
 /** The tar form of a payload, if it has one. */

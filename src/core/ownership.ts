@@ -28,6 +28,7 @@
  */
 
 import type { Digest } from './digest.js';
+import { OccystrapError } from './errors.js';
 
 declare const tempIdBrand: unique symbol;
 export type TempId = number & { readonly [tempIdBrand]: true };
@@ -104,10 +105,10 @@ export interface OwnershipViolation {
   readonly message: string;
 }
 
-export class OwnershipError extends Error {
-  readonly code = 'EOWNERSHIP';
+/** A stage broke the ownership rules (code `EOWNERSHIP`); `violation` has the details. */
+export class OwnershipError extends OccystrapError {
   constructor(readonly violation: OwnershipViolation) {
-    super(violation.message);
+    super('EOWNERSHIP', violation.message);
     this.name = 'OwnershipError';
   }
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Digest } from '../../src/core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, Forms, tarOf, wantsAny } from '../../src/core/element.js';
+import { InternalError, OccystrapError } from '../../src/core/errors.js';
 import type { TempFile } from '../../src/core/ownership.js';
 import { buffer } from '../../src/core/pipeline/buffer.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
@@ -102,8 +103,9 @@ describe('buffer', () => {
   });
 
   test('rejects a capacity that is not a positive integer', () => {
-    assert.throws(() => buffer(0, { dispose: async () => {} }), RangeError);
-    assert.throws(() => buffer(1.5, { dispose: async () => {} }), RangeError);
+    const internal = (e: unknown) => OccystrapError.is(e) && e.code === 'EINTERNAL' && e instanceof InternalError;
+    assert.throws(() => buffer(0, { dispose: async () => {} }), internal);
+    assert.throws(() => buffer(1.5, { dispose: async () => {} }), internal);
   });
 });
 

@@ -6,6 +6,7 @@
  * @module
  */
 import { sha256Hex } from '../sha256.js';
+import { InternalError } from '../errors.js';
 
 /**
  * The version of the layer rewrite (tar reader, encoder, end padding, record rules).
@@ -23,7 +24,7 @@ export interface FilterChainEntry {
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value === 'boolean' || typeof value === 'string') return JSON.stringify(value);
   if (typeof value === 'number') {
-    if (!Number.isFinite(value)) throw new TypeError(`canonicalJson: ${value} is not a finite number`);
+    if (!Number.isFinite(value)) throw new InternalError(`canonicalJson: ${value} is not a finite number`);
     return JSON.stringify(value);
   }
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
@@ -32,7 +33,7 @@ export function canonicalJson(value: unknown): string {
     const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
   }
-  throw new TypeError(`canonicalJson: cannot encode a ${typeof value}`);
+  throw new InternalError(`canonicalJson: cannot encode a ${typeof value}`);
 }
 
 /**

@@ -15,7 +15,7 @@ import { decodeImageConfig } from '../codecs/oci.js';
 import { type Digest, digestHex } from '../digest.js';
 import { type ConfigElement, type DataPayload, Forms, type ImageElement, type LayerDescriptor, type LayerElement, releaseElement, type TarFile, tarOf } from '../element.js';
 import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
-import { AbortError, inputError, OccystrapError } from '../errors.js';
+import { AbortError, hasCode, inputError, InternalError, OccystrapError } from '../errors.js';
 import { MediaTypes } from '../media-types.js';
 import type { TempFile } from '../ownership.js';
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
@@ -60,10 +60,10 @@ export function rewrittenDescriptor(d: LayerDescriptor, diffId: Digest): LayerDe
  * longer applies and is dropped.
  */
 export function rewriteConfig(config: ConfigElement, diffIds: readonly Digest[]): ConfigElement {
-  if (diffIds.length !== config.layers.length) throw new Error(`rewriteConfig: ${diffIds.length} diff_ids for ${config.layers.length} layers`);
+  if (diffIds.length !== config.layers.length) throw new InternalError(`rewriteConfig: ${diffIds.length} diff_ids for ${config.layers.length} layers`);
   if (diffIds.every((d, i) => d === config.layers[i]?.diffId)) return config;
   config.layers.forEach((d, i) => {
-    if (d.index !== i) throw new Error(`rewriteConfig: the config's layer ${i} says it is at position ${d.index}`);
+    if (d.index !== i) throw new InternalError(`rewriteConfig: the config's layer ${i} says it is at position ${d.index}`);
   });
   const parsed = parseJsonBytes('image config', config.raw);
   if (E.isLeft(parsed)) throw inputError(describeDecodeError(parsed.left));
@@ -114,10 +114,10 @@ export interface LayerRewriteOptions {
   readonly chainOptions?: Readonly<Record<string, unknown>>;
 }
 
-/** Raised by a transform that refuses an entry (the message says why and what to do). */
-export class TransformError extends Error {
+/** Raised by a transform that refuses an entry (code `ETRANSFORM`; the message says why and what to do). */
+export class TransformError extends OccystrapError {
   constructor(message: string) {
-    super(message);
+    super('ETRANSFORM', message);
     this.name = 'TransformError';
   }
 }
@@ -285,10 +285,9 @@ export class LayerRewriteFilter implements ImageFilter {
 
   private describe(error: unknown, layer: LayerDescriptor, signal: AbortSignal): unknown {
     if (signal.aborted) return error instanceof AbortError ? error : new AbortError(signal.reason);
-    if (OccystrapError.is(error)) return error;
     const where = `${this.name}: layer ${layer.index} (${layer.diffId})`;
-    if (error instanceof TarReadError) return inputError(`${where} is not a tar we can rewrite: ${error.message} (at byte ${error.offset})`, error);
-    if (error instanceof TransformError) return inputError(`${where}: ${error.message}`, error);
+    if (hasCode(error, 'ETAR')) return inputError(`${where} is not a tar we can rewrite: ${error.message} (at byte ${(error as TarReadError).offset})`, error);
+    if (hasCode(error, 'ETRANSFORM')) return inputError(`${where}: ${error.message}`, error);
     return error;
   }
 }

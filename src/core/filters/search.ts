@@ -12,6 +12,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { RE2JS } from 're2js';
 import { type Digest, digestHex } from '../digest.js';
 import { Forms, type ImageElement, type ImageName, type LayerDescriptor, type DataPayload, releaseElement, repositoryPath, type TarFile, tarOf } from '../element.js';
+import { usageError } from '../errors.js';
 import type { TempFile } from '../ownership.js';
 import { DownstreamForms, ensureTar, keepForms } from '../pipeline/layer-forms.js';
 import type { ImageFilter, StageContext, WantsLayer } from '../pipeline/types.js';
@@ -337,7 +338,7 @@ export class SearchFilter implements ImageFilter {
 
   constructor(private readonly options: SearchFilterOptions) {
     const matcher = searchMatcher({ pattern: options.pattern, regex: options.regex ?? false });
-    if (E.isLeft(matcher)) throw new Error(matcher.left);
+    if (E.isLeft(matcher)) throw usageError(matcher.left);
     this.matches = matcher.right;
   }
 

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { InternalError } from '../errors.js';
 
 export interface BufferOptions<T> {
   /** Called for every value the buffer took from the source but never delivered. */
@@ -31,7 +32,7 @@ export interface BufferOptions<T> {
  * ```
  */
 export function buffer<T>(capacity: number, options: BufferOptions<T>) {
-  if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`buffer capacity must be a positive integer, got ${capacity}`);
+  if (!Number.isInteger(capacity) || capacity < 1) throw new InternalError(`buffer capacity must be a positive integer, got ${capacity}`);
   return (source: AsyncIterable<T>): AsyncGenerator<T, void, undefined> => bufferImpl(source, capacity, options.dispose);
 }
 

@@ -137,7 +137,7 @@ export async function runPipeline(options: PipelineOptions): Promise<OutputSumma
     throw error;
   } finally {
     outer?.removeEventListener('abort', onAbort);
-    if (!signal.aborted) controller.abort(new Error('pipeline finished'));
+    if (!signal.aborted) controller.abort(new AbortError(new Error('pipeline finished')));
     // Return the chain so every stage releases what it still holds.
     try {
       await head.return?.(undefined);

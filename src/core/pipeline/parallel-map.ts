@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { AbortError, InternalError } from '../errors.js';
 
 export interface ParallelMapOptions<B> {
   /** At most this many calls run (or wait undelivered) at once. */
@@ -42,7 +43,7 @@ type Settled<B> = { readonly ok: true; readonly value: B } | { readonly ok: fals
  */
 export function parallelMap<A, B>(fn: (value: A, signal: AbortSignal, index: number) => Promise<B>, options: ParallelMapOptions<B>) {
   const { concurrency } = options;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${concurrency}`);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new InternalError(`concurrency must be a positive integer, got ${concurrency}`);
   return (source: AsyncIterable<A>): AsyncGenerator<B, void, undefined> => parallelMapImpl(source, fn, options);
 }
 
@@ -108,7 +109,7 @@ async function* parallelMapImpl<A, B>(
     }
   } finally {
     signal?.removeEventListener('abort', onOuterAbort);
-    controller.abort(new Error('parallelMap stopped'));
+    controller.abort(new AbortError(new Error('parallelMap stopped')));
     await Promise.all(running.values());
     const disposeErrors: unknown[] = [];
     for (const s of settled.values()) {

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { InternalError } from '../errors.js';
 
 export interface ReorderOptions<T> {
   /** The position of a value; positions are consecutive integers starting at `first`. */
@@ -44,7 +45,7 @@ async function* reorderImpl<T>(source: AsyncIterable<T>, { indexOf, first = 0, d
       const index = indexOf(value);
       if (!Number.isInteger(index) || index < next || held.has(index)) {
         await dispose(value);
-        throw new Error(`reorder: position ${index} arrived twice or out of range (next due: ${next})`);
+        throw new InternalError(`reorder: position ${index} arrived twice or out of range (next due: ${next})`);
       }
       held.set(index, value);
       while (held.has(next)) {
@@ -54,7 +55,7 @@ async function* reorderImpl<T>(source: AsyncIterable<T>, { indexOf, first = 0, d
         yield due;
       }
     }
-    if (held.size > 0) throw new Error(`reorder: position ${next} never arrived (holding ${[...held.keys()].join(', ')})`);
+    if (held.size > 0) throw new InternalError(`reorder: position ${next} never arrived (holding ${[...held.keys()].join(', ')})`);
   } finally {
     const errors: unknown[] = [];
     for (const value of held.values()) {

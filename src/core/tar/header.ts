@@ -10,6 +10,7 @@
  */
 import { MAX_OCTAL_11, MAX_OCTAL_7, TYPEFLAGS, USTAR_FIELDS, isReservedPaxKey } from './fields.js';
 import { concatBytes as concat } from '../bytes.js';
+import { InternalError } from '../errors.js';
 
 export type TarEntryType = 'file' | 'directory' | 'symlink' | 'link' | 'character-device' | 'block-device' | 'fifo';
 
@@ -154,7 +155,7 @@ const isCount = (n: number) => Number.isSafeInteger(n) && n >= 0;
 /** Refuse values the format cannot carry (rather than writing a corrupt field). */
 function validate(h: TarHeader): void {
   const bad = (what: string) => {
-    throw new RangeError(`tar header for ${JSON.stringify(h.name)}: ${what}`);
+    throw new InternalError(`tar header for ${JSON.stringify(h.name)}: ${what}`);
   };
   if (!Object.hasOwn(TYPEFLAG, h.type)) bad(`unknown type ${JSON.stringify(h.type)}`);
   if (h.name.includes('\0')) bad('the name contains a NUL character');
@@ -244,7 +245,7 @@ export function encodeHeader(h: TarHeader): Uint8Array {
 export function encodeOneBlockHeader(h: TarHeader): Uint8Array {
   const records = paxRecordsFor({ ...h, size: 0 });
   const split = splitUstarPath(h.name);
-  if (records.length > 0 || !split || !isAscii(h.name)) throw new Error(`tar header for ${JSON.stringify(h.name)} needs PAX records; it cannot be one block`);
+  if (records.length > 0 || !split || !isAscii(h.name)) throw new InternalError(`tar header for ${JSON.stringify(h.name)} needs PAX records; it cannot be one block`);
   const block = ustarBlock(h, split.name, split.prefix, TYPEFLAG[h.type], h.size);
   if (h.size <= MAX_OCTAL_11) return block;
   const F = USTAR_FIELDS;

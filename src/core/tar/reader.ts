@@ -28,15 +28,16 @@
 import { formatPaxTime, mtimeNeedsPax, type PaxValue, type TarEntryType, type TarHeader, BLOCK, paddingFor } from './header.js';
 import { GNU_FIELDS, USTAR_FIELDS, type UstarField } from './fields.js';
 import { concatBytes as concat } from '../bytes.js';
+import { InternalError, OccystrapError } from '../errors.js';
 
-/** A tar stream that cannot be read: malformed, truncated, or using an unsupported feature. */
-export class TarReadError extends Error {
+/** A tar stream that cannot be read: malformed, truncated, or using an unsupported feature (code `ETAR`). */
+export class TarReadError extends OccystrapError {
   constructor(
     message: string,
     /** Byte offset in the stream of the block where the problem was found. */
     readonly offset: number,
   ) {
-    super(message);
+    super('ETAR', message);
     this.name = 'TarReadError';
   }
 }
@@ -546,10 +547,10 @@ export async function* readTar(input: AsyncIterable<Uint8Array>, options: ReadTa
       const state = { remaining: storedSize, current: true };
       const data: AsyncIterable<Uint8Array> = {
         [Symbol.asyncIterator]: async function* () {
-          if (!state.current) throw new Error('tar entry data read after the next entry was requested');
+          if (!state.current) throw new InternalError('tar entry data read after the next entry was requested');
           while (state.remaining > 0) {
             if (!(await src.fill(1))) throw new TarReadError(`truncated archive (the input ends inside the data of ${JSON.stringify(name)})`, src.offset);
-            if (!state.current) throw new Error('tar entry data read after the next entry was requested');
+            if (!state.current) throw new InternalError('tar entry data read after the next entry was requested');
             const chunk = src.takeUpTo(state.remaining);
             state.remaining -= chunk.length;
             yield chunk;

@@ -39,7 +39,7 @@
  *
  * @module
  */
-import { throwIfAborted } from '../errors.js';
+import { InternalError, throwIfAborted } from '../errors.js';
 import { isReservedPaxKey } from './fields.js';
 import { BLOCK, encodeGlobalHeader, encodeHeader, END_OF_ARCHIVE, paddingFor, type PaxValue, type TarHeader } from './header.js';
 import { type ReadTarOptions, readTar, TarReadError } from './reader.js';
@@ -164,7 +164,7 @@ export async function* rewriteTar(input: AsyncIterable<Uint8Array>, transform: T
     } else {
       if (stats && !sameHeader(out, entry.header)) stats.changed++;
       if (out.size !== entry.header.size || (out.type === 'file') !== (entry.header.type === 'file')) {
-        throw new Error(`tar rewrite: the transform changed the size or kind of ${JSON.stringify(entry.header.name)}`);
+        throw new InternalError(`tar rewrite: the transform changed the size or kind of ${JSON.stringify(entry.header.name)}`);
       }
       yield encodeHeader(out);
     }

@@ -10,7 +10,7 @@
  */
 import * as path from 'node:path';
 import type { ImageElement } from '../../core/element.js';
-import { OccystrapError } from '../../core/errors.js';
+import { isExplained, OccystrapError } from '../../core/errors.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
 import { describeSystemError, findSystemError, pathOf, type ErrorPlace } from '../system-errors.js';
 
@@ -105,7 +105,7 @@ export class ErrorAttribution {
     place ??= stagePlace;
     const label = this.labelOf(place);
     const code = place === 'source' ? 'EINPUT' : 'EOUTPUT';
-    if (OccystrapError.is(first)) {
+    if (isExplained(first)) {
       // A labelled error keeps its words, unless the OS error inside it belongs elsewhere.
       if (system && place !== stagePlace) return new OccystrapError(code, `${label}: ${describeSystemError(system, place)}`, { cause: first });
       // An input that kept only the text of a write error (no cause): still the temp dir's.

@@ -12,7 +12,7 @@
 import { printableJson, printableLines } from '../../core/printable.js';
 import { Command, Option } from 'clipanion';
 import { CheckRun, checkReportJson, formatCheckText, type ManifestFacts } from '../../core/check.js';
-import { AbortError } from '../../core/errors.js';
+import { hasCode } from '../../core/errors.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import { checkOutput } from '../check-layers.js';
 import { type OpenedSource, openSource } from '../endpoints.js';
@@ -65,7 +65,7 @@ export class CheckCommand extends GlobalCommand {
         if (manifest) run.setManifest(manifest);
         await runPipeline({ input, output: checkOutput(run, mode), effects, signal, parallelism: settings.parallel });
       } catch (e) {
-        if (signal.aborted || e instanceof AbortError) throw e;
+        if (signal.aborted || hasCode(e, 'EABORT')) throw e;
         reporter.verbose(`the source failed: ${(e as Error)?.message ?? String(e)}`);
         run.addFailure(e);
       } finally {

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { OccystrapError } from '../../core/errors.js';
+import { isExplained, OccystrapError } from '../../core/errors.js';
 import type { Reporter } from '../log.js';
 import type { TempScope } from '../scope.js';
 import { rollBackPartialOutputs } from '../partial-outputs.js';
@@ -151,7 +151,7 @@ export async function withSignals<T>(
   } catch (e) {
     if (received) throw new InterruptedError(received);
     // The run's own error, unless it only reports the abort the stray error caused.
-    if (crashed && (controller.signal.aborted && (!OccystrapError.is(e) || e.code === 'EABORT'))) throw unexpected(crashed.error);
+    if (crashed && (controller.signal.aborted && (!isExplained(e) || e.code === 'EABORT'))) throw unexpected(crashed.error);
     throw e;
   } finally {
     const report = await scope?.close();

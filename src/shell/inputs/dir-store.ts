@@ -27,7 +27,7 @@ import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import type { Digest } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
-import { digestError, inputError, OccystrapError, usageError } from '../../core/errors.js';
+import { digestError, inputError, isExplained, OccystrapError, usageError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { decodeCatalog } from '../../core/plans/dir-store.js';
@@ -205,7 +205,7 @@ export class DirStoreInput implements ImageInput {
                 await sink.write(chunk);
               }
             },
-            failed: (e) => (OccystrapError.is(e) || taskSignal.aborted ? e : this.fail(`cannot read ${what} ${printable(relative)}: ${(e as Error)?.message ?? String(e)}`)),
+            failed: (e) => (isExplained(e) || taskSignal.aborted ? e : this.fail(`cannot read ${what} ${printable(relative)}: ${(e as Error)?.message ?? String(e)}`)),
             verify: (result) => {
               const digest = result.content?.digest ?? result.rawDigest;
               if (digest !== layer.diffId) {

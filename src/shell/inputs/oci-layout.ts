@@ -22,7 +22,7 @@ import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js
 import { decodeImageConfig, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, digestHex } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
-import { digestError, inputError, OccystrapError, usageError } from '../../core/errors.js';
+import { digestError, inputError, isExplained, OccystrapError, usageError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { DEFAULT_PLATFORM, type PlatformWanted } from '../../core/platform.js';
@@ -268,7 +268,7 @@ export class OciLayoutInput implements ImageInput {
               }
             },
             failed: async (e) => {
-              if (OccystrapError.is(e) || taskSignal.aborted) return e;
+              if (isExplained(e) || taskSignal.aborted) return e;
               // Corrupt bytes usually break decompression first: say which it is.
               const actual = await hashPrefix(handle, blob.size + 1);
               if (actual.size !== blob.size) return digestError(`${label}: ${what} ${blobPath(blob.digest)} is ${actual.size > blob.size ? 'longer' : 'shorter'} than the ${blob.size} bytes the manifest declares; the layout is corrupt`);

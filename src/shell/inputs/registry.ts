@@ -12,7 +12,7 @@ import { describeDecodeError } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement } from '../../core/element.js';
-import { digestError, inputError, OccystrapError } from '../../core/errors.js';
+import { digestError, inputError, isExplained } from '../../core/errors.js';
 import { layerCompression } from '../../core/media-types.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import type { PlatformWanted } from '../../core/platform.js';
@@ -120,7 +120,7 @@ export class RegistryInput implements ImageInput {
           // One pass over the download: the blob as sent and/or its decompressed tar.
           fill: (sink) => this.client.downloadBlob(blob, sink, this.options.retries, taskSignal),
           failed: (e) => {
-            if (OccystrapError.is(e) || taskSignal.aborted) return e;
+            if (isExplained(e) || taskSignal.aborted) return e;
             return digestError(`${label}: layer ${layer.index} blob ${blob.digest} cannot be decompressed (${(e as Error).message}); the registry sent corrupt data`);
           },
           verify: (result) => {

@@ -11,7 +11,7 @@
 import { parseChallenges } from '../../core/auth-challenge.js';
 import * as E from 'fp-ts/lib/Either.js';
 import { MAX_JSON_BYTES, parseJsonBytes } from '../../core/codecs/common.js';
-import { AbortError, OccystrapError } from '../../core/errors.js';
+import { hasCode, isExplained, OccystrapError } from '../../core/errors.js';
 import type { Credentials } from './credentials.js';
 import { type DocumentResponse, type HttpClient, TransferError } from './http.js';
 
@@ -100,11 +100,11 @@ export class RegistryAuth {
     try {
       response = await this.http.document({ url: url.toString(), headers, ...(signal ? { signal } : {}) }, MAX_JSON_BYTES);
     } catch (e) {
-      if (e instanceof AbortError || signal?.aborted) throw e;
+      if (hasCode(e, 'EABORT') || signal?.aborted) throw e;
       if (e instanceof TransferError) {
         throw new AuthError(`${this.registry}: the token server at ${url.origin}: ${e.message} after ${this.http.options.retries + 1} attempt(s); try again later, or raise OCCYSTRAP_HTTP_TIMEOUT`);
       }
-      throw new AuthError(`${this.registry}: cannot reach the token server at ${url.origin} (${OccystrapError.is(e) ? e.message : describeFailure(e)})`);
+      throw new AuthError(`${this.registry}: cannot reach the token server at ${url.origin} (${isExplained(e) ? e.message : describeFailure(e)})`);
     }
     if (response.statusCode === 401 || response.statusCode === 403) {
       throw new AuthError(

@@ -10,7 +10,7 @@ import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js
 import type { Descriptor } from '../../core/codecs/common.js';
 import { decodeManifestDocument, type ImageIndex, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestHex, parseDigest } from '../../core/digest.js';
-import { AbortError, digestError, inputError, OccystrapError } from '../../core/errors.js';
+import { AbortError, digestError, hasCode, inputError, isExplained } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import { availablePlatforms, choosePlatform, describePlatform, type PlatformWanted } from '../../core/platform.js';
 import { pullScope } from '../../core/registry-naming.js';
@@ -126,8 +126,8 @@ export class RegistryClient {
   /** The one-line error for a request that failed without an HTTP answer. */
   private networkFailure(e: unknown, what: string, signal?: AbortSignal): Error {
     if (signal?.aborted) return new AbortError(signal.reason);
-    if (e instanceof AbortError) return e;
-    if (OccystrapError.is(e)) return this.fail(`${what}: ${e.message}`);
+    if (hasCode(e, 'EABORT')) return e;
+    if (isExplained(e)) return this.fail(`${what}: ${e.message}`);
     if (e instanceof TransferError) {
       return this.fail(`${what}: ${e.message} after ${this.options.http.options.retries + 1} attempt(s); the registry is too slow or stalled: try again later, or raise OCCYSTRAP_HTTP_TIMEOUT`);
     }
