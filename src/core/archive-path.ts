@@ -49,19 +49,3 @@ export function resolveLinkTarget(linkPath: string, target: string): E.Either<st
   }
   return parts.length === 0 ? E.left(`link ${linkPath} -> ${target} points at the archive root`) : E.right(parts.join('/'));
 }
-
-/**
- * Follow archive symlinks from `start` until a non-link entry, at most `maxHops` times.
- * `linkOf` returns a link's raw target, or undefined for a non-link.
- */
-export function followArchiveLinks(start: string, linkOf: (p: string) => string | undefined, maxHops = 16): E.Either<string, string> {
-  let current = start;
-  for (let hop = 0; hop <= maxHops; hop++) {
-    const target = linkOf(current);
-    if (target === undefined) return E.right(current);
-    const next = resolveLinkTarget(current, target);
-    if (E.isLeft(next)) return next;
-    current = next.right;
-  }
-  return E.left(`too many symlinks from ${start}`);
-}

@@ -26,8 +26,6 @@ export const MediaTypes = {
   dockerLayerTar: 'application/vnd.docker.image.rootfs.diff.tar',
 } as const;
 
-export type KnownMediaType = (typeof MediaTypes)[keyof typeof MediaTypes];
-
 export type Compression = 'none' | 'gzip' | 'zstd';
 
 /** What kind of document a manifest-ish media type names. */
@@ -67,10 +65,4 @@ export function sniffCompression(head: Uint8Array): Compression {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
   if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
   return 'none';
-}
-
-/** True when 512 bytes look like a tar header (`ustar` magic at offset 257). */
-export function looksLikeTarHeader(head: Uint8Array): boolean {
-  if (head.length < 262) return false;
-  return head[257] === 0x75 && head[258] === 0x73 && head[259] === 0x74 && head[260] === 0x61 && head[261] === 0x72;
 }

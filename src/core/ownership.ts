@@ -130,10 +130,6 @@ export class Ledger {
   private readonly entries = new Map<TempId, LedgerEntry>();
   private closed = false;
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Register a new file before its path is handed to anyone. */
   register(owner: string, purpose: string, pathFor: (id: TempId) => string): LedgerEntry {
     if (this.closed) throw this.violation(undefined, `cannot create a temp file for ${owner}: the run is shutting down`);
@@ -193,11 +189,6 @@ export class Ledger {
       }
     }
     return out.reverse();
-  }
-
-  /** Files whose move is still in flight (a close must wait for them). */
-  moving(): LedgerEntry[] {
-    return [...this.entries.values()].filter((e) => e.state._tag === 'Moving');
   }
 
   entry(id: TempId): LedgerEntry | undefined {

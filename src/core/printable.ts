@@ -12,7 +12,6 @@
  * a name display as another).
  */
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-const HAS_UNPRINTABLE = new RegExp(UNPRINTABLE.source);
 const UNPRINTABLE_BUT_NEWLINE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 /** What JSON.stringify leaves raw but a terminal interprets. */
 const JSON_UNSAFE = /[\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
@@ -42,9 +41,4 @@ export function printableLines(text: string): string {
  */
 export function printableJson(jsonText: string): string {
   return jsonText.replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
-/** True when the text has no character {@link printable} would escape. */
-export function isPrintable(text: string): boolean {
-  return !HAS_UNPRINTABLE.test(text);
 }

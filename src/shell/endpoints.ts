@@ -12,9 +12,6 @@ import { aliasMap, type RoleName, roleOf, unavailableMessage } from './transport
 import { TRANSPORTS } from './transports/index.js';
 import { type DestinationRole, type ImageDescription, isPlanned, type SourceRole, type Target, type TransportSettings, type TransportTable } from './transports/types.js';
 
-/** What transports read from the global options (defaults when absent). */
-export type InputSettings = TransportSettings;
-
 const aliasesOf = new WeakMap<TransportTable, Readonly<Record<string, string>>>();
 
 function parseTarget(table: TransportTable, role: RoleName, uri: string): Target {

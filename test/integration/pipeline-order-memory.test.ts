@@ -18,7 +18,7 @@ import type { Digest } from '../../src/core/digest.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import type { ImageOutput } from '../../src/core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../src/core/plans/docker-save.js';
-import { sha256File } from '../../src/shell/fs/hash.js';
+import { sha256File } from './fixtures.js';
 import { DirOutput } from '../../src/shell/outputs/dir.js';
 import { TarOutput } from '../../src/shell/outputs/tar.js';
 import { TempScope } from '../../src/shell/scope.js';

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as E from 'fp-ts/lib/Either.js';
 import fc from 'fast-check';
-import { archiveDirname, followArchiveLinks, normalizeArchivePath, resolveLinkTarget } from '../../src/core/archive-path.js';
+import { archiveDirname, normalizeArchivePath, resolveLinkTarget } from '../../src/core/archive-path.js';
 
 function ok(r: E.Either<string, string>): string {
   if (E.isLeft(r)) assert.fail(`expected success, got: ${r.left}`);
@@ -79,55 +79,6 @@ test('resolveLinkTarget rejects leaving the archive, absolute targets and the ro
   assert.match(err(resolveLinkTarget('a/b', '/etc/passwd')), /points at an absolute path/);
   assert.match(err(resolveLinkTarget('a/b', '..')), /points at the archive root/);
   assert.match(err(resolveLinkTarget('a', '.')), /points at the archive root/);
-});
-
-test('followArchiveLinks follows a chain to a non-link', () => {
-  const links: Record<string, string> = { 'a/l1': 'l2', 'a/l2': '../b/l3', 'b/l3': 'real' };
-  assert.equal(ok(followArchiveLinks('a/l1', (p) => links[p])), 'b/real');
-  assert.equal(ok(followArchiveLinks('plain', () => undefined)), 'plain');
-});
-
-test('followArchiveLinks reports an escaping link', () => {
-  assert.match(err(followArchiveLinks('a/l', (p) => (p === 'a/l' ? '../../x' : undefined))), /leaves the archive/);
-});
-
-test('followArchiveLinks bounds loops', () => {
-  let calls = 0;
-  const loop: Record<string, string> = { a: 'b', b: 'a' };
-  const e = err(
-    followArchiveLinks('a', (p) => {
-      calls++;
-      return loop[p];
-    }),
-  );
-  assert.equal(e, 'too many symlinks from a');
-  assert.ok(calls <= 17, `linkOf called ${calls} times`);
-  // A self-loop and a custom bound.
-  calls = 0;
-  assert.match(
-    err(
-      followArchiveLinks(
-        'x',
-        () => {
-          calls++;
-          return 'x';
-        },
-        3,
-      ),
-    ),
-    /too many symlinks/,
-  );
-  assert.ok(calls <= 4);
-});
-
-test('followArchiveLinks allows exactly maxHops hops', () => {
-  // chain n0 -> n1 -> ... -> n5 (non-link): 5 hops.
-  const linkOf = (p: string) => {
-    const i = Number(p.slice(1));
-    return i < 5 ? `n${i + 1}` : undefined;
-  };
-  assert.equal(ok(followArchiveLinks('n0', linkOf, 5)), 'n5');
-  assert.ok(E.isLeft(followArchiveLinks('n0', linkOf, 4)));
 });
 
 const segment = fc.oneof(

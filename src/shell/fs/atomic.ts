@@ -34,12 +34,3 @@ export async function writeFileAtomically(effects: Effects, owner: string, targe
   }
 }
 
-export async function pathExists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p);
-    return true;
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') return false;
-    throw e;
-  }
-}
