@@ -2,39 +2,15 @@
 // docker-registry, reached through the recording fault proxy): the manifest checks run,
 // fast mode downloads no layer, full mode verifies every layer, a corrupted blob is an
 // error result, and search reports the registry image's files.
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupTmpDirs, fixture, fixtureIndex, type ImageFacts } from './fixtures.js';
-import { blobPath, pushImage, pushImageDocker, startFaultProxy, startRegistry, type FaultProxy, type Registry } from '../registry/harness.js';
+import { fixtureIndex } from './fixtures.js';
+import { blobPath } from '../registry/harness.js';
+import { sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { assertOk, cli, workspace } from '../registry/cli.js';
 import { errorLines, hexOf } from './cli-helpers.js';
 
-let registry: Registry;
-let proxy: FaultProxy;
-
-before(async () => {
-  registry = await startRegistry();
-  await pushImage(registry, 'sample', 'sample:v1');
-  await pushImageDocker(registry, 'sample', 'sample-docker:v1');
-  proxy = await startFaultProxy(registry.url);
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await cleanupTmpDirs();
-});
-
-beforeEach(() => {
-  proxy.setRules([]);
-  proxy.requests.length = 0;
-});
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
+const suite = sampleBehindFaultProxy({ docker: 'sample-docker:v1' });
 
 interface CheckJson {
   image: string;
@@ -50,13 +26,13 @@ const has = (r: CheckJson, severity: string, check: string) => r.results.some((x
 describe('check registry://', () => {
   test('fast: manifest and config checks, no layer downloaded', async () => {
     const ws = await workspace('check-reg-fast');
-    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'check', '--fast', `registry://${proxy.host}/sample:v1`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'check', '--fast', `registry://${suite.proxy.host}/sample:v1`]), ws);
     const report = JSON.parse(r.stdout) as CheckJson;
     assert.equal(report.mode, 'fast');
     assert.equal(report.errors, 0, r.stdout);
-    assert.equal(report.image, `${proxy.host}/sample`);
+    assert.equal(report.image, `${suite.proxy.host}/sample`);
     for (const id of ['schema-version', 'rootfs-type', 'layer-count', 'config-descriptor', 'history-count', 'oci-media-type']) assert.ok(has(report, 'info', id), id);
-    const blobGets = proxy.matching(blobPath(), 'GET').filter((q) => q.status === 200);
+    const blobGets = suite.proxy.matching(blobPath(), 'GET').filter((q) => q.status === 200);
     assert.ok(blobGets.length >= 1);
     assert.ok(
       blobGets.every((q) => q.path.includes(sample().configDigest as string)),
@@ -66,7 +42,7 @@ describe('check registry://', () => {
 
   test('full (OCI media types): config digest and size, every distinct layer verified', async () => {
     const ws = await workspace('check-reg-full');
-    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'check', `registry://${proxy.host}/sample:v1`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'check', `registry://${suite.proxy.host}/sample:v1`]), ws);
     const report = JSON.parse(r.stdout) as CheckJson;
     assert.equal(report.mode, 'full');
     assert.equal(report.errors, 0, r.stdout);
@@ -78,7 +54,7 @@ describe('check registry://', () => {
 
   test('full (Docker media types), text: ends with the Check complete line', async () => {
     const ws = await workspace('check-reg-docker');
-    const r = assertOk(await cli(ws, ['--insecure', 'check', `registry://${proxy.host}/sample-docker:v1`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', 'check', `registry://${suite.proxy.host}/sample-docker:v1`]), ws);
     assert.match(r.stdout, /\[docker-media-type\] Image uses Docker v2 media types/);
     assert.match(r.stdout, /\nCheck complete \(full\): 0 error\(s\), 0 warning\(s\)\n$/);
   });
@@ -87,8 +63,8 @@ describe('check registry://', () => {
     const ws = await workspace('check-reg-corrupt');
     const layer = (sample().layers ?? [])[1];
     assert.ok(layer);
-    proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer.digest}`), times: Infinity, fault: { kind: 'corrupt' } }]);
-    const r = await cli(ws, ['--insecure', '--retries', '0', '-O', 'json', 'check', `registry://${proxy.host}/sample:v1`]);
+    suite.proxy.setRules([{ method: 'GET', path: new RegExp(`/blobs/${layer.digest}`), times: Infinity, fault: { kind: 'corrupt' } }]);
+    const r = await cli(ws, ['--insecure', '--retries', '0', '-O', 'json', 'check', `registry://${suite.proxy.host}/sample:v1`]);
     assert.equal(r.code, 1, r.stdout + r.stderr);
     assert.deepEqual(errorLines(r.stderr), []);
     const report = JSON.parse(r.stdout) as CheckJson;
@@ -103,7 +79,7 @@ describe('check registry://', () => {
 describe('search registry://', () => {
   test('finds the file; names the image without the registry host and the layer by its blob digest, as occystrap does', async () => {
     const ws = await workspace('search-reg');
-    const r = assertOk(await cli(ws, ['--insecure', 'search', '--script-friendly', `registry://${proxy.host}/sample:v1`, 'data.bin']), ws);
+    const r = assertOk(await cli(ws, ['--insecure', 'search', '--script-friendly', `registry://${suite.proxy.host}/sample:v1`, 'data.bin']), ws);
     const blob = sample().layers?.[1]?.digest as string;
     assert.equal(r.stdout, `sample:v1:${hexOf(blob)}:${fixtureIndex().sample.notable.bigFile.path}\n`);
   });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanupTmpDirs, fixture, type ImageFacts } from './fixtures.js';
+import { cleanupTmpDirs } from './fixtures.js';
 import {
   blobPath,
   DEFAULT_USER,
@@ -23,6 +23,7 @@ import {
   type Registry,
   type TokenServer,
 } from '../registry/harness.js';
+import { sample } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, fakeCredentialHelper, fileLines, workspace, writeDockerConfig, type Workspace } from '../registry/cli.js';
 
 const USER: Credentials = DEFAULT_USER;
@@ -30,12 +31,6 @@ const USER: Credentials = DEFAULT_USER;
 const ODD: Credentials = { username: 'odd.user', password: 'p@ss:w/rd&x=1 "q"' };
 
 after(() => cleanupTmpDirs());
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
 
 function b64(s: string): string {
   return Buffer.from(s, 'utf8').toString('base64');

@@ -21,7 +21,7 @@ import {
   type FaultProxy,
   type Registry,
 } from '../registry/harness.js';
-import { bigLayer, sample, sampleBehindFaultProxy } from '../registry/fault-suite.js';
+import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 
 const suite = sampleBehindFaultProxy();

@@ -20,7 +20,7 @@ import {
   type Registry,
   type TokenServer,
 } from '../registry/harness.js';
-import { bigLayer, sample, sampleBehindFaultProxy } from '../registry/fault-suite.js';
+import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, workspace } from '../registry/cli.js';
 
 const suite = sampleBehindFaultProxy();

@@ -1,39 +1,14 @@
 // `occystrap info` against a real registry (through a recording proxy, to
 // prove no layer is downloaded) and on a docker-save archive: text and
 // `-O json`, checked against the facts of the pushed fixture image.
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, type ImageFacts } from './fixtures.js';
-import { blobPath, manifestPath, pushImage, pushImageDocker, startFaultProxy, startRegistry, type FaultProxy, type PushedImage, type Registry } from '../registry/harness.js';
+import { fixtureIndex, fixturePath } from './fixtures.js';
+import { blobPath, manifestPath } from '../registry/harness.js';
+import { sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { assertFailsOneLine, assertOk, cli, stdoutJson, workspace } from '../registry/cli.js';
 
-let registry: Registry;
-let proxy: FaultProxy;
-let oci: PushedImage;
-let docker: PushedImage;
-
-before(async () => {
-  registry = await startRegistry();
-  oci = await pushImage(registry, 'sample', 'sample:v1');
-  docker = await pushImageDocker(registry, 'sample', 'sample-docker:v1');
-  proxy = await startFaultProxy(registry.url);
-});
-
-after(async () => {
-  await proxy?.stop();
-  await registry?.stop();
-  await cleanupTmpDirs();
-});
-
-beforeEach(() => {
-  proxy.requests.length = 0;
-});
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
+const suite = sampleBehindFaultProxy({ docker: 'sample-docker:v1' });
 
 interface InfoLayer {
   index: number;
@@ -95,27 +70,27 @@ function assertConfigFacts(info: Info): void {
 
 /** Only the manifest and the config were fetched: no layer blob. */
 function assertNoLayerDownloaded(): void {
-  const blobGets = proxy.matching(blobPath(), 'GET').filter((q) => q.status === 200);
+  const blobGets = suite.proxy.matching(blobPath(), 'GET').filter((q) => q.status === 200);
   assert.deepEqual(
     blobGets.map((q) => /sha256:[0-9a-f]{64}/.exec(q.path)?.[0]),
     [sample().configDigest],
     'only the config blob is read',
   );
-  assert.ok(proxy.matching(manifestPath(), 'GET').length >= 1);
+  assert.ok(suite.proxy.matching(manifestPath(), 'GET').length >= 1);
 }
 
 describe('info registry://', () => {
   test('-O json: the pushed image facts (OCI media types); only manifest + config fetched', async () => {
     const ws = await workspace('info-json');
-    const ref = `${proxy.host}/sample:v1`;
+    const ref = `${suite.proxy.host}/sample:v1`;
     const r = assertOk(await cli(ws, ['-O', 'json', 'info', `registry://${ref}?insecure=true`]), ws);
     const info = stdoutJson<Info>(r);
     // occystrap's image field is the repository path; the host is an extra field.
     assert.equal(info.image, 'sample');
-    assert.equal(info.registry, proxy.host);
+    assert.equal(info.registry, suite.proxy.host);
     assert.equal(info.tag, 'v1');
     assert.equal(info.media_type, 'application/vnd.oci.image.manifest.v1+json');
-    assert.equal(info.manifest_digest, oci.manifestDigest);
+    assert.equal(info.manifest_digest, suite.oci.manifestDigest);
     assertConfigFacts(info);
     assert.deepEqual(
       info.layers.map((l) => [l.digest, l.size, l.media_type, l.compression]),
@@ -126,7 +101,7 @@ describe('info registry://', () => {
 
   test("-O json has occystrap's fields, with occystrap's values", async () => {
     const ws = await workspace('info-occystrap-json');
-    const info = stdoutJson<Info>(assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${proxy.host}/sample:v1`]), ws));
+    const info = stdoutJson<Info>(assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${suite.proxy.host}/sample:v1`]), ws));
     for (const key of OCCYSTRAP_REGISTRY_KEYS) assert.ok(key in info, `info has ${key}`);
     for (const layer of info.layers) for (const key of OCCYSTRAP_LAYER_KEYS) assert.ok(key in layer, `layer ${layer.index} has ${key}`);
     const config = fixtureIndex().sample.config as { architecture: string; os: string; history: { empty_layer?: boolean }[] };
@@ -141,7 +116,7 @@ describe('info registry://', () => {
 
   test("text has occystrap's sections: Layers: N with a table, Total compressed size, History, Container Config", async () => {
     const ws = await workspace('info-occystrap-text');
-    const text = assertOk(await cli(ws, ['--insecure', 'info', `registry://${proxy.host}/sample:v1`]), ws).stdout;
+    const text = assertOk(await cli(ws, ['--insecure', 'info', `registry://${suite.proxy.host}/sample:v1`]), ws).stdout;
     const layers = sample().layers ?? [];
     assert.match(text, /^Image: +sample:v1$/m);
     assert.match(text, new RegExp(`^Layers: ${layers.length}$`, 'm'));
@@ -155,24 +130,24 @@ describe('info registry://', () => {
 
   test('-O json for the Docker media type push', async () => {
     const ws = await workspace('info-docker');
-    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${docker.reference}`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${suite.docker.reference}`]), ws);
     const info = stdoutJson<Info>(r);
     assert.equal(info.media_type, 'application/vnd.docker.distribution.manifest.v2+json');
-    assert.equal(info.manifest_digest, docker.manifestDigest);
+    assert.equal(info.manifest_digest, suite.docker.manifestDigest);
     assertConfigFacts(info);
     assert.ok(info.layers.every((l) => l.media_type === DOCKER_LAYER && l.compression === 'gzip'));
   });
 
   test('text: names the image, tag, platform, config, every layer digest and diff_id, labels, env', async () => {
     const ws = await workspace('info-text');
-    const r = assertOk(await cli(ws, ['--insecure', 'info', `registry://${proxy.host}/sample:v1`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', 'info', `registry://${suite.proxy.host}/sample:v1`]), ws);
     const text = r.stdout;
     for (const needle of [
       'sample:v1',
-      proxy.host,
+      suite.proxy.host,
       'linux/amd64',
       sample().configDigest as string,
-      oci.manifestDigest,
+      suite.oci.manifestDigest,
       ...(sample().layers ?? []).map((l) => l.digest),
       ...sample().diffIds,
       'org.example.fixture=sample-v1',
@@ -188,21 +163,21 @@ describe('info registry://', () => {
 
   test('by digest reference', async () => {
     const ws = await workspace('info-digest');
-    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${registry.host}/sample@${oci.manifestDigest}`]), ws);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${suite.registry.host}/sample@${suite.oci.manifestDigest}`]), ws);
     const info = stdoutJson<Info>(r);
-    assert.equal(info.manifest_digest, oci.manifestDigest);
+    assert.equal(info.manifest_digest, suite.oci.manifestDigest);
     assertConfigFacts(info);
   });
 
   test('a digest reference reports the digest as its tag, never "latest"', async () => {
     const ws = await workspace('info-digest-tag');
-    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${registry.host}/sample@${oci.manifestDigest}`]), ws);
-    assert.equal(stdoutJson<Info>(r).tag, oci.manifestDigest);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'info', `registry://${suite.registry.host}/sample@${suite.oci.manifestDigest}`]), ws);
+    assert.equal(stdoutJson<Info>(r).tag, suite.oci.manifestDigest);
   });
 
   test('an unknown tag: exit 1, one line', async () => {
     const ws = await workspace('info-unknown');
-    const r = await cli(ws, ['--insecure', 'info', `registry://${registry.host}/sample:nope`]);
+    const r = await cli(ws, ['--insecure', 'info', `registry://${suite.registry.host}/sample:nope`]);
     const line = assertFailsOneLine(r, ws);
     assert.match(line, /nope/);
     assert.equal(r.stdout, '');

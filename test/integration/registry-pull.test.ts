@@ -5,9 +5,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { cleanupTmpDirs, fixture, podman, skopeo, tmpDir, type ImageFacts } from './fixtures.js';
+import { cleanupTmpDirs, podman, skopeo, tmpDir } from './fixtures.js';
 import { errorLines, hexOf, summaryLines } from './cli-helpers.js';
 import { pushImage, pushImageDocker, startRegistry, type PushedImage, type Registry } from '../registry/harness.js';
+import { ociImage, sample } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 
 let registry: Registry;
@@ -26,18 +27,6 @@ after(async () => {
   await registry?.stop();
   await cleanupTmpDirs();
 });
-
-function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
-}
-
-function otherFacts(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'other');
-  assert.ok(img);
-  return img;
-}
 
 describe('registry:// -> dir://', () => {
   test('by tag with ?insecure=true: layers hash to the diff_ids, -O json summary', async () => {
@@ -83,7 +72,7 @@ describe('registry:// -> dir://', () => {
     const summary = stdoutJson<RegistrySummary>(r);
     assert.equal(summary.layers, 2);
     assert.equal(summary.layersSkipped, 1, 'the shared base layer is already in the store');
-    assert.ok(existsSync(`${store}/${hexOf(otherFacts().configDigest as string)}.json`));
+    assert.ok(existsSync(`${store}/${hexOf(ociImage('other').configDigest as string)}.json`));
   });
 });
 

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { fixture, skopeo, type ImageFacts } from '../integration/fixtures.js';
+import { skopeo } from '../integration/fixtures.js';
 import {
   blobPath,
   DEFAULT_USER,
@@ -29,18 +29,13 @@ import {
   type PushedImage,
   type Registry,
 } from './harness.js';
+import { sample } from '../support/sample-registry.js';
 
 const CREDS = `${DEFAULT_USER.username}:${DEFAULT_USER.password}`;
 
-function sampleFacts(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img, 'fixtures.json has the oci "sample" image');
-  return img;
-}
-
 /** The 2 MB layer of `sample` (the one worth cutting, throttling, corrupting). */
 function bigLayer(): { digest: string; size: number } {
-  const layers = sampleFacts().layers ?? [];
+  const layers = sample().layers ?? [];
   const big = [...layers].sort((a, b) => b.size - a.size)[0];
   assert.ok(big);
   return { digest: big.digest, size: big.size };
@@ -81,7 +76,7 @@ describe('anonymous registry', () => {
   });
 
   test('skopeo inspect sees the OCI push with the fixture digests', async () => {
-    const facts = sampleFacts();
+    const facts = sample();
     assert.equal(oci.manifestDigest, facts.manifestDigest, 'OCI push keeps the layout manifest byte for byte');
     const i = await inspect(`${registry.host}/sample:v1`);
     assert.equal(i.code, 0, i.stderr);
@@ -106,7 +101,7 @@ describe('anonymous registry', () => {
     assert.equal(sha256(Buffer.from(raw.stdout)), docker.manifestDigest);
     assert.deepEqual(
       manifest.layers.map((l) => l.digest),
-      (sampleFacts().layers ?? []).map((l) => l.digest),
+      (sample().layers ?? []).map((l) => l.digest),
       'same gzip blobs, only the media types change',
     );
   });
@@ -132,7 +127,7 @@ describe('anonymous registry', () => {
       assert.equal(config.architecture, p.architecture);
       assert.equal(config.variant, p.variant);
       assert.equal(config.config.Labels[PLATFORM_LABEL], p.platform);
-      assert.deepEqual(config.rootfs.diff_ids, sampleFacts().diffIds);
+      assert.deepEqual(config.rootfs.diff_ids, sample().diffIds);
     }
     // skopeo picks a platform from the index as asked (and names the index's digest).
     const chosen = await inspect(multi.reference, [], ['--override-arch', 'arm', '--override-variant', 'v7']);
@@ -165,7 +160,7 @@ describe('htpasswd registry', () => {
     assert.match(anon.stderr, /unauthorized|authentication required/i);
     const ok = await inspect(`${registry.host}/sample:v1`, ['--creds', CREDS]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.equal(ok.json?.['Digest'], sampleFacts().manifestDigest);
+    assert.equal(ok.json?.['Digest'], sample().manifestDigest);
     const bad = await inspect(`${registry.host}/sample:v1`, ['--creds', `${DEFAULT_USER.username}:wrong`]);
     assert.notEqual(bad.code, 0);
     const basic = Buffer.from(CREDS).toString('base64');
@@ -208,7 +203,7 @@ describe('token registry', () => {
       accept: 'application/vnd.oci.image.manifest.v1+json',
     });
     assert.equal(direct.status, 200);
-    assert.equal(sha256(direct.body), sampleFacts().manifestDigest);
+    assert.equal(sha256(direct.body), sample().manifestDigest);
 
     tokens.requests.length = 0;
     const anon = await inspect(`${registry.host}/sample:v1`);
@@ -287,7 +282,7 @@ describe('fault proxy', () => {
     proxy.requests.length = 0;
     const i = await inspect(`${proxy.host}/sample:v1`);
     assert.equal(i.code, 0, i.stderr);
-    assert.equal(i.json?.['Digest'], sampleFacts().manifestDigest);
+    assert.equal(i.json?.['Digest'], sample().manifestDigest);
     assert.ok(proxy.matching(manifestPath('sample', 'v1')).some((r) => r.status === 200));
     assert.ok(proxy.requests.every((r) => r.fault === undefined));
   });
@@ -390,7 +385,7 @@ describe('fault proxy', () => {
   });
 
   test('corrupt flips exactly one byte (offset 4: the gzip MTIME field)', async () => {
-    const small = (sampleFacts().layers ?? [])[0];
+    const small = (sample().layers ?? [])[0];
     assert.ok(small);
     proxy.setRules([{ method: 'GET', path: blobPath(small.digest), fault: { kind: 'corrupt' } }]);
     const r = await httpGet(`${proxy.url}/v2/sample/blobs/${small.digest}`);

@@ -1,28 +1,38 @@
-// The setup the registry fault tests share: a real docker-registry holding the
-// `sample` fixture image, a fault proxy in front of it (rules and request logs
-// cleared before each test), and facts about that image.
+// The fixture images the registry tests push, and the setup they share: a real
+// docker-registry holding the `sample` fixture image (and, if asked, its Docker-media-type
+// push), a fault proxy in front of it (rules and request logs cleared before each test).
 import { after, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from '../integration/fixtures.js';
-import { pushImage, startFaultProxy, startRegistry, type FaultProxy, type Registry } from './harness.js';
+import { pushImage, pushImageDocker, startFaultProxy, startRegistry, type FaultProxy, type PushedImage, type Registry } from '../registry/harness.js';
 
 export interface FaultSuite {
   /** The fault proxy in front of the registry (set once the suite's `before` ran). */
   readonly proxy: FaultProxy;
   readonly registry: Registry;
+  /** The sample pushed with OCI media types as `sample:v1` (direct, not through the proxy). */
+  readonly oci: PushedImage;
+  /** The sample pushed with Docker media types (only with the `docker` option). */
+  readonly docker: PushedImage;
   /** `HOST:PORT/sample:v1` through the proxy. */
   ref(): string;
   /** What a dir:// store of the sample pulled through the proxy must hold. */
   expectedStore(): { configDigest: string; diffIds: readonly string[]; repoTag: string };
 }
 
-/** Install the suite's hooks in the calling test file and return its handles. */
-export function sampleBehindFaultProxy(): FaultSuite {
+/**
+ * Install the suite's hooks in the calling test file and return its handles. `docker`:
+ * also push the sample with Docker media types, as this target (e.g. `sample-docker:v1`).
+ */
+export function sampleBehindFaultProxy(options: { docker?: string } = {}): FaultSuite {
   let registry: Registry | undefined;
   let proxy: FaultProxy | undefined;
+  let oci: PushedImage | undefined;
+  let docker: PushedImage | undefined;
   before(async () => {
     registry = await startRegistry();
-    await pushImage(registry, 'sample', 'sample:v1');
+    oci = await pushImage(registry, 'sample', 'sample:v1');
+    if (options.docker !== undefined) docker = await pushImageDocker(registry, 'sample', options.docker);
     proxy = await startFaultProxy(registry.url);
   });
   after(async () => {
@@ -45,17 +55,30 @@ export function sampleBehindFaultProxy(): FaultSuite {
       assert.ok(registry, 'the registry is not started yet');
       return registry;
     },
+    get oci() {
+      assert.ok(oci, 'the sample is not pushed yet');
+      return oci;
+    },
+    get docker() {
+      assert.ok(docker, 'no Docker-media-type push: pass the docker option');
+      return docker;
+    },
     ref: () => `${suite.proxy.host}/sample:v1`,
     expectedStore: () => ({ configDigest: sample().configDigest as string, diffIds: sample().diffIds, repoTag: suite.ref() }),
   };
   return suite;
 }
 
+/** The facts of the fixture OCI layout's image `ref` (`sample`, `other`...). */
+export function ociImage(ref: string): ImageFacts {
+  const img = fixture('oci').images.find((i) => i.ref === ref);
+  assert.ok(img, `fixtures.json has the oci "${ref}" image`);
+  return img;
+}
+
 /** The `sample` image's facts from the fixture index. */
 export function sample(): ImageFacts {
-  const img = fixture('oci').images.find((i) => i.ref === 'sample');
-  assert.ok(img);
-  return img;
+  return ociImage('sample');
 }
 
 /** The sample's largest layer. */
