@@ -3,13 +3,13 @@
  *
  * @module
  */
-import { type ImageElement, releaseElement } from '../element.js';
+import { type ImageElement, type LayerElement, releaseElement } from '../element.js';
 import { AbortError } from '../errors.js';
 import type { Effects } from '../ownership.js';
 import { buffer } from './buffer.js';
 import { handOver } from './hand-over.js';
 import { reorder } from './reorder.js';
-import type { ImageFilter, ImageInput, ImageOutput, OutputSummary, WantsLayer } from './types.js';
+import type { ImageFilter, ImageInput, ImageOutput, OutputSummary, ProgressObserver, WantsLayer } from './types.js';
 
 export interface PipelineOptions {
   readonly input: ImageInput;
@@ -22,6 +22,8 @@ export interface PipelineOptions {
   readonly parallelism?: number;
   /** Elements the input may run ahead of the output (default: 2 × parallelism). */
   readonly bufferDepth?: number;
+  /** Told how the run goes (fetch bytes from the input; configs and layers as the output takes and stores them). */
+  readonly progress?: ProgressObserver;
 }
 
 /** The stage owner names used in ownership effects, in flow order. */
@@ -61,6 +63,20 @@ function withoutPlace(inner: WantsLayer): WantsLayer {
   };
 }
 
+/** The observer with every call guarded: a display that throws must not fail the run. */
+function quietObserver(o: ProgressObserver): ProgressObserver {
+  const guard =
+    <A extends unknown[]>(f: ((...args: A) => void) | undefined) =>
+    (...args: A) => {
+      try {
+        f?.apply(o, args);
+      } catch {
+        // ignored: progress is told, never in the way
+      }
+    };
+  return { config: guard(o.config), fetched: guard(o.fetched), writing: guard(o.writing), written: guard(o.written) };
+}
+
 /**
  * Run one image through input → buffer → filters → [reorder] → output.
  *
@@ -75,6 +91,9 @@ function withoutPlace(inner: WantsLayer): WantsLayer {
  *   stage receives), every stage's undelivered files are released, the output removes its
  *   partial result, and the error is raised.
  * - Cancellation: aborting `signal` raises an {@link AbortError} with the same clean-up.
+ * - Progress: `progress` is told each config and layer as the output takes it, each layer
+ *   again when the output asks for the next element, and (through the input) each
+ *   layer's fetched bytes; it never changes the run.
  * - Ownership: every temp file created during the run ends moved or released once,
  *   provided each stage honours its contract; the shell's scope is the safety net for one
  *   that does not.
@@ -88,6 +107,7 @@ function withoutPlace(inner: WantsLayer): WantsLayer {
  */
 export async function runPipeline(options: PipelineOptions): Promise<OutputSummary> {
   const { input, output, effects } = options;
+  const progress = options.progress && quietObserver(options.progress);
   const filters = options.filters ?? [];
   const parallelism = options.parallelism ?? 4;
   const depth = options.bufferDepth ?? Math.max(2, 2 * parallelism);
@@ -104,6 +124,7 @@ export async function runPipeline(options: PipelineOptions): Promise<OutputSumma
     owner: Owners.input,
     wants: composeWants(filters, output.wants),
     parallelism,
+    ...(progress ? { progress } : {}),
   });
   stream = handOver(effects, Owners.input, Owners.buffer)(stream);
   stream = buffer<ImageElement>(depth, { dispose: releaseElement(effects, Owners.buffer) })(stream);
@@ -119,11 +140,23 @@ export async function runPipeline(options: PipelineOptions): Promise<OutputSumma
     stream = reorder<ImageElement>({ indexOf: elementPositions(), first: -1, dispose: releaseElement(effects, Owners.output) })(stream);
   }
   const head = stream[Symbol.asyncIterator]();
+  // The layer the output took last: stored once the output asks for the next element.
+  let writing: LayerElement | undefined;
+  const stored = () => {
+    if (writing) progress?.written?.(writing);
+    writing = undefined;
+  };
   const guarded: AsyncIterable<ImageElement> = {
     [Symbol.asyncIterator]: () => ({
-      next: () => {
-        if (signal.aborted) return Promise.reject(new AbortError(signal.reason));
-        return head.next();
+      next: async () => {
+        if (signal.aborted) throw new AbortError(signal.reason);
+        if (!progress) return head.next();
+        stored();
+        const r = await head.next();
+        if (r.done) return r;
+        if (r.value._tag === 'Config') progress.config?.(r.value);
+        else progress.writing?.((writing = r.value));
+        return r;
       },
       return: (v?: unknown) => head.return?.(v) ?? Promise.resolve({ done: true as const, value: undefined }),
     }),

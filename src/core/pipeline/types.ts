@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { ImageElement, LayerDescriptor, LayerForms } from '../element.js';
+import type { ConfigElement, ImageElement, LayerDescriptor, LayerElement, LayerForms } from '../element.js';
 import type { Effects } from '../ownership.js';
 
 /**
@@ -27,6 +27,25 @@ export interface InputContext extends StageContext {
   readonly wants: WantsLayer;
   /** How many layers the input may fetch at once. */
   readonly parallelism: number;
+  /** Told how far each layer's fetch has come (see {@link ProgressObserver.fetched}). */
+  readonly progress?: ProgressObserver;
+}
+
+/**
+ * Told how a run goes, for a progress display. Every method is optional. Layers are
+ * named by manifest position (from 0, the base layer), as `info` and `check` number them.
+ * Calls come often (a fetch reports every chunk), so they must be cheap; an observer that
+ * throws is ignored, never fails the run. It is told, never asked: it holds no file.
+ */
+export interface ProgressObserver {
+  /** A config arrived at the output (a provisional one first when a filter rewrites layers). */
+  config?(config: ConfigElement): void;
+  /** The input has `bytes` of layer `index`'s blob so far, of `total` when the source declares it. */
+  fetched?(index: number, bytes: number, total: number | undefined): void;
+  /** The output took this layer: its fetch and the filters are done, the write starts. */
+  writing?(layer: LayerElement): void;
+  /** The output asked for the next element: this layer is stored (or skipped). */
+  written?(layer: LayerElement): void;
 }
 
 /**
@@ -39,7 +58,14 @@ export interface ImageInput {
   readonly description: string;
   elements(ctx: InputContext): AsyncIterable<ImageElement>;
   /** Network counters for the summary (inputs that talk HTTP). */
-  stats?(): { readonly retries: number; readonly rateLimited: number; readonly requests: number; readonly inflated?: number };
+  stats?(): {
+    readonly retries: number;
+    readonly rateLimited: number;
+    readonly requests: number;
+    readonly inflated?: number;
+    /** Blob bytes received over the network, retried ones included. */
+    readonly downloaded?: number;
+  };
   /** Release connections; called once by whoever opened the input, after the run. */
   close?(): Promise<void>;
 }

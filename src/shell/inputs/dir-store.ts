@@ -197,6 +197,7 @@ export class DirStoreInput implements ImageInput {
             effects,
             owner,
             signal: taskSignal,
+            progress: ctx.progress,
             fill: async (sink) => {
               // To EOF, whatever stat said (no signal: see oci-layout.ts).
               const stream = handle.createReadStream({ start: 0, highWaterMark: 1 << 20, autoClose: false });

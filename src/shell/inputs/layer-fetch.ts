@@ -10,6 +10,7 @@ import { type BlobDescriptor, dataPayload, type LayerDescriptor, type LayerEleme
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { Compression } from '../../core/media-types.js';
 import type { Effects, TempFile } from '../../core/ownership.js';
+import type { ProgressObserver } from '../../core/pipeline/types.js';
 import { openLayerSink } from '../fs/offthread-sink.js';
 import type { LayerSink, SinkResult } from '../fs/spool.js';
 
@@ -37,6 +38,26 @@ export interface LayerFetch {
   readonly failed: (error: unknown) => Promise<unknown> | unknown;
   /** Checks of the result (size, digest, diff_id) that throw the input's own errors. */
   readonly verify: (result: SinkResult) => void;
+  /** Told the bytes taken so far (the pipeline's observer, from the input's context). */
+  readonly progress?: ProgressObserver | undefined;
+}
+
+/** The sink, telling `report` how many bytes it holds after each write. */
+function meteredSink(sink: LayerSink, report: (bytes: number) => void): LayerSink {
+  return {
+    get received() {
+      return sink.received;
+    },
+    get bufferedBytes() {
+      return sink.bufferedBytes;
+    },
+    write: async (chunk) => {
+      await sink.write(chunk);
+      report(sink.received);
+    },
+    end: () => sink.end(),
+    abort: (reason) => sink.abort(reason),
+  };
 }
 
 /**
@@ -62,7 +83,8 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     const sink = openLayerSink({ ...(tarTarget !== undefined ? { tar: tarTarget } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression, blob.size);
     let result: SinkResult;
     try {
-      await f.fill(sink);
+      const fetched = f.progress?.fetched?.bind(f.progress);
+      await f.fill(fetched ? meteredSink(sink, (n) => fetched(layer.index, n, blob.size)) : sink);
       result = await sink.end();
     } catch (e) {
       await sink.abort(e instanceof Error ? e : new Error(String(e)));

@@ -257,6 +257,7 @@ export class OciLayoutInput implements ImageInput {
             effects,
             owner,
             signal: taskSignal,
+            progress: ctx.progress,
             fill: async (sink) => {
               // At most one byte past the declared size: enough to prove the file is longer.
               // The handle is closed below; the stream only reads (no signal: an abort after

@@ -91,7 +91,7 @@ export class RegistryInput implements ImageInput {
 
   stats() {
     const s = this.options.http.stats;
-    return { retries: s.retries, rateLimited: s.rateLimited, requests: s.requests, inflated: this.inflated };
+    return { retries: s.retries, rateLimited: s.rateLimited, requests: s.requests, inflated: this.inflated, downloaded: s.blobBytes };
   }
 
   async close(): Promise<void> {
@@ -117,6 +117,7 @@ export class RegistryInput implements ImageInput {
           effects,
           owner,
           signal: taskSignal,
+          progress: ctx.progress,
           // One pass over the download: the blob as sent and/or its decompressed tar.
           fill: (sink) => this.client.downloadBlob(blob, sink, this.options.retries, taskSignal),
           failed: (e) => {

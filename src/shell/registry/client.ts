@@ -268,6 +268,7 @@ export class RegistryClient {
             throw new TransferError(describeNetworkError(e), { cause: e });
           }
           if (next === undefined) break;
+          this.options.http.stats.blobBytes += next.length;
           let chunk = next;
           if (skip > 0) {
             if (chunk.length <= skip) {

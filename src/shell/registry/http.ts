@@ -25,6 +25,8 @@ export class RequestStats {
   retries = 0;
   /** Responses with status 429. */
   rateLimited = 0;
+  /** Blob bytes that arrived, retried and dropped ones included (what crossed the network). */
+  blobBytes = 0;
 }
 
 /** Spaces requests at least 1/rate seconds apart, across all callers. */
