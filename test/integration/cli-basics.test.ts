@@ -65,7 +65,7 @@ describe('summary output', () => {
     assert.equal(r.stdout, '');
     const summaries = summaryLines(r.stderr);
     assert.equal(summaries.length, 1);
-    assert.match(summaries[0] as string, /^Summary: 1\/1 images, 5 layers \(1 skipped\), [\d.]+ MB, [\d.]+s$/);
+    assert.match(summaries[0] as string, /^Summary: 1\/1 images, 5 layers \(1 skipped\), [\d.]+ MB written, [\d.]+s at [\d.]+ (B|KB|MB)\/s$/);
     assert.deepEqual(errorLines(r.stderr), []);
   });
 
@@ -75,8 +75,14 @@ describe('summary output', () => {
     const r = await occystrap(['--temp-dir', path.join(base, 'tmp'), '-O', 'json', 'process', `tar://${fixturePath(SAMPLE)}`, `dir://${store}`]);
     assert.equal(r.code, 0, r.stderr);
     const s = jsonSummary(r.stdout);
-    assert.deepEqual(Object.keys(s).sort(), ['bytes', 'compressed', 'copiedAcrossDevices', 'destination', 'images', 'inflated', 'layers', 'layersSkipped', 'rateLimited', 'retries', 'seconds']);
+    assert.deepEqual(Object.keys(s).sort(), [
+      'bytes', 'compressed', 'copiedAcrossDevices', 'destination', 'downloaded', 'image', 'images', 'inflated', 'layers', 'layersSkipped', 'rate', 'rateLimited', 'retries', 'seconds', 'source', 'written',
+    ]);
     assert.equal(s.images, 1);
+    assert.equal(s.image, `${image().repoTags?.[0] ?? ''}`, 'the image, NAME:TAG');
+    assert.equal(s.downloaded, 0, 'nothing downloaded from a file');
+    assert.equal(s.written, s.bytes);
+    assert.equal(typeof s.rate, 'number');
     assert.equal(s.inflated, 0, 'docker-save layers are tars: nothing to decompress');
     assert.equal(s.compressed, 0);
     assert.equal(s.layers, image().layerCount);

@@ -75,6 +75,12 @@ export interface JsonSummary {
   compressed?: number;
   images: number;
   seconds: number;
+  /** NAME:TAG of the image carried. */
+  image: string | null;
+  source: string;
+  written: number;
+  downloaded: number;
+  rate: number;
 }
 
 /** Parses the single JSON line `-O json` prints on stdout. */

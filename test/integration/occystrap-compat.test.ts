@@ -47,7 +47,7 @@ describe('Summary line', () => {
     ]);
     const r = await occystrap(['process', `tar://${file}`, `dir://${dir}/store`]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(summaryLines(r.stderr)[0] ?? '', /^Summary: 1\/1 images, 1 layer, [\d.]+ (B|KB), [\d.]+s$/);
+    assert.match(summaryLines(r.stderr)[0] ?? '', /^Summary: 1\/1 images, 1 layer, [\d.]+ (B|KB) written, [\d.]+s at [\d.]+ (B|KB|MB)\/s$/);
     assert.match(r.stderr, /^config sha256:[0-9a-f]{12} one:1, 1 layer$/m);
   });
 

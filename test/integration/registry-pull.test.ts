@@ -40,7 +40,12 @@ describe('registry:// -> dir://', () => {
     assert.equal(summary.layersSkipped, 1, 'the repeated empty layer is stored once');
     assert.equal(summary.retries, 0);
     assert.equal(summary.rateLimited, 0);
+    const blobBytes = new Set((sample().layers ?? []).map((l) => `${l.digest} ${l.size}`));
+    const expected = [...blobBytes].reduce((n, e) => n + Number(e.split(' ')[1]), 0);
+    assert.equal(summary['downloaded'], expected, 'every distinct blob downloaded once');
+    assert.equal(summary['image'], oci.reference);
     assert.equal(summaryLines(r.stderr).length, 1);
+    assert.match(summaryLines(r.stderr)[0] as string, / written \([\d.]+ (KB|MB) downloaded\), /);
   });
 
   test('global --insecure (after the command) and a digest reference NAME@sha256:…', async () => {

@@ -113,13 +113,19 @@ test('property: printable output never holds a control character', () => {
 
 test('the progress reporter never writes a control character from a message raw', async () => {
   const { Reporter } = await import('../../src/shell/log.js');
+  const { RunProgress } = await import('../../src/shell/progress.js');
   for (const isTTY of [true, false]) {
     let written = '';
-    const stream = { isTTY, write: (s: string) => ((written += s), true) } as unknown as NodeJS.WriteStream;
+    const stream = { isTTY, columns: 100, write: (s: string) => ((written += s), true) } as unknown as NodeJS.WriteStream;
     const reporter = new Reporter('normal', stream);
-    reporter.progress('config evil\n:\x1b[31mred\u009b');
+    const progress = new RunProgress(reporter, { mode: isTTY ? 'live' : 'lines' });
+    const config = { _tag: 'Config', image: { name: 'evil\n:\x1b[31mred\u009b', tag: 't' }, digest: `sha256:${'a'.repeat(64)}`, layers: [] } as never;
+    progress.config(config);
+    reporter.redraw();
     reporter.line('warning \x1b]0;title\x07');
-    const visible = written.replace(/\r\x1b\[2K/g, '');
+    progress.stop();
+    // What the reporter itself writes: moving up over its block and clearing below.
+    const visible = written.replace(/\r\x1b\[\d+A\x1b\[J/g, '');
     assert.doesNotMatch(visible, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     assert.match(visible, /evil\\n:\\x1b\[31mred\\x9b/);
   }

@@ -29,7 +29,7 @@ const VALUE_OPTIONS = new Set([
   '--rate-limit',
   '--compression',
 ]);
-const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure']);
+const FLAG_OPTIONS = new Set(['--verbose', '--debug', '--insecure', '-q', '--quiet']);
 
 /** True for a global option's spelling (`-j`, `--parallel`, `--insecure`, …). */
 export function isGlobalOptionName(name: string): boolean {
@@ -128,6 +128,7 @@ export abstract class GlobalCommand extends Command {
   tempDir = Option.String('--temp-dir', { description: 'Where temp files go (default: system temp dir; env OCCYSTRAP_TEMP_DIR)' });
   verbose = Option.Boolean('--verbose', { description: 'Say what each stage does (env OCCYSTRAP_VERBOSE=1)' });
   debug = Option.Boolean('--debug', { description: 'Also log every ownership effect (env OCCYSTRAP_DEBUG=1)' });
+  quiet = Option.Boolean('-q,--quiet', { description: 'No progress and no summary line; errors and warnings still show (env OCCYSTRAP_QUIET=1)' });
   outputFormat = Option.String('-O,--output-format', { description: 'text or json (env OCCYSTRAP_OUTPUT_FORMAT)' });
   os = Option.String('--os', { description: 'Platform OS picked from a multi-platform index (default linux)' });
   architecture = Option.String('--architecture', { description: 'Platform architecture (default amd64)' });
@@ -162,6 +163,7 @@ export abstract class GlobalCommand extends Command {
     if (format !== 'text' && format !== 'json') throw usageError(`${formatPick.name} takes text or json, got ${JSON.stringify(formatPick.value)}`);
     const debug = this.debug ?? envFlag(env, 'OCCYSTRAP_DEBUG');
     const verbose = this.verbose ?? envFlag(env, 'OCCYSTRAP_VERBOSE');
+    const quiet = this.quiet ?? envFlag(env, 'OCCYSTRAP_QUIET');
     const retries = pick(this.retries, '--retries', 'OCCYSTRAP_RETRIES') ?? { value: '3', name: '--retries' };
     if (!/^\d+$/.test(retries.value) || Number(retries.value) > 100) throw usageError(`${retries.name} takes a whole number from 0 to 100, got ${JSON.stringify(retries.value)}`);
     const rate = pick(this.rateLimit, '--rate-limit', 'OCCYSTRAP_RATE_LIMIT');
@@ -185,7 +187,7 @@ export abstract class GlobalCommand extends Command {
       rateLimit: rawRate === undefined ? undefined : Number(rawRate),
       parallel: Number(rawParallel),
       tempDir,
-      logLevel: debug ? 'debug' : verbose ? 'verbose' : 'normal',
+      logLevel: debug ? 'debug' : verbose ? 'verbose' : quiet ? 'quiet' : 'normal',
       outputFormat: format,
       compression,
       audience: 'cli',

@@ -11,7 +11,8 @@ import { roleHelp } from '../transports/derive.js';
 import { TRANSPORTS } from '../transports/index.js';
 import { ErrorAttribution } from './attribution.js';
 import { buildFilters } from '../filters.js';
-import { formatSummary, Reporter, reportProgress } from '../log.js';
+import { formatSummary, meanRate, Reporter } from '../log.js';
+import { RunProgress } from '../progress.js';
 import { GlobalCommand } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
@@ -59,50 +60,52 @@ export class ProcessCommand extends GlobalCommand {
       destinationArea: destinationArea(this.destination),
       tempDir: settings.tempDir,
     });
-    const observed: ImageOutput = attribution.output({
-      description: output.description,
-      order: output.order,
-      wants: output.wants,
-      consume: (elements, ctx) => output.consume(reportProgress(elements, reporter), ctx),
-    });
+    const observed: ImageOutput = attribution.output(output);
+    const progress = new RunProgress(reporter, { mode: !reporter.chatty ? 'silent' : reporter.isTty ? 'live' : 'lines' });
     const summary = await runInScope(settings, reporter, async ({ effects, signal, scope }) => {
       attribution.setRunDir(scope.runDir);
       try {
-        return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel });
+        return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel, progress });
       } catch (e) {
         throw attribution.explain(e);
       } finally {
+        progress.stop();
         await input.close?.();
       }
     });
     const net = input.stats?.();
     const seconds = (performance.now() - started) / 1000;
+    const facts = {
+      images: { done: 1, total: 1 },
+      layers: summary.layers,
+      layersSkipped: summary.layersSkipped,
+      bytes: summary.bytes,
+      downloaded: net?.downloaded,
+      seconds,
+      copiedAcrossDevices: summary.copiedAcrossDevices,
+      retries: net?.retries ?? 0,
+      rateLimited: net?.rateLimited ?? 0,
+    };
     if (settings.outputFormat === 'json') {
       this.context.stdout.write(
         `${JSON.stringify({
+          image: progress.imageName ?? null,
+          source: input.description,
           ...summary,
+          written: summary.bytes,
+          downloaded: net?.downloaded ?? 0,
           // Layers decompressed anywhere in the run: while downloading, or by an Inflate effect.
           inflated: (summary.inflated ?? 0) + (net?.inflated ?? 0),
           compressed: summary.compressed ?? 0,
           images: 1,
           seconds: Number(seconds.toFixed(3)),
-          retries: net?.retries ?? 0,
-          rateLimited: net?.rateLimited ?? 0,
+          rate: Math.round(meanRate(facts)),
+          retries: facts.retries,
+          rateLimited: facts.rateLimited,
         })}\n`,
       );
     }
-    reporter.line(
-      formatSummary({
-        images: { done: 1, total: 1 },
-        layers: summary.layers,
-        layersSkipped: summary.layersSkipped,
-        bytes: summary.bytes,
-        seconds,
-        copiedAcrossDevices: summary.copiedAcrossDevices,
-        retries: net?.retries ?? 0,
-        rateLimited: net?.rateLimited ?? 0,
-      }),
-    );
+    if (reporter.chatty) reporter.line(formatSummary(facts));
     return 0;
   }
 }
