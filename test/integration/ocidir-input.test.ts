@@ -507,7 +507,7 @@ describe('bad layouts: one clear error line, nothing left behind', () => {
       m.layers[0] = b;
       m.layers[1] = a;
     });
-    await expectFailure(`ocidir://${dir}:sample`, 1, /layer [01] \(sha256:[0-9a-f]{64}\) uncompresses to sha256:[0-9a-f]{64}, but the config's diff_id is/);
+    await expectFailure(`ocidir://${dir}:sample`, 1, /layer [01] \(blob sha256:[0-9a-f]{64}\) uncompresses to sha256:[0-9a-f]{64}, but the config's diff_id is/);
     const dir2 = await umociLayout('count');
     await editManifest(dir2, 'sample', (m) => {
       m.layers.pop();

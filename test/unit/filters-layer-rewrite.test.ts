@@ -272,7 +272,7 @@ test('a layer that is not a tar: both files released, an input error naming the 
     })(),
     (e: unknown) => {
       assert.ok(OccystrapError.is(e) && e.code === 'EINPUT', String(e));
-      assert.match(e.message, /^normalize-timestamps: layer 1 \(sha256:[0-9a-f]{64}\) is not a tar we can rewrite: invalid tar header checksum/);
+      assert.match(e.message, /^normalize-timestamps: layer 1 \(diff_id sha256:[0-9a-f]{64}\) is not a tar we can rewrite: invalid tar header checksum/);
       return true;
     },
   );

@@ -209,7 +209,7 @@ export class LayerRewriteFilter implements ImageFilter {
       if (!twin) {
         const why = element.payload._tag === 'Skipped' ? element.payload.reason : 'unknown';
         throw inputError(
-          `${this.name}: layer ${element.layer.index} (${element.layer.diffId}) arrived without data (${why}) and no other layer carried its content; ${this.name} has to rewrite every layer`,
+          `${this.name}: layer ${element.layer.index} (diff_id ${element.layer.diffId}) arrived without data (${why}) and no other layer carried its content; ${this.name} has to rewrite every layer`,
         );
       }
       yield resolved(element, twin);
@@ -285,7 +285,7 @@ export class LayerRewriteFilter implements ImageFilter {
 
   private describe(error: unknown, layer: LayerDescriptor, signal: AbortSignal): unknown {
     if (signal.aborted) return error instanceof AbortError ? error : new AbortError(signal.reason);
-    const where = `${this.name}: layer ${layer.index} (${layer.diffId})`;
+    const where = `${this.name}: layer ${layer.index} (diff_id ${layer.diffId})`;
     if (hasCode(error, 'ETAR')) return inputError(`${where} is not a tar we can rewrite: ${error.message} (at byte ${(error as TarReadError).offset})`, error);
     if (hasCode(error, 'ETRANSFORM')) return inputError(`${where}: ${error.message}`, error);
     return error;

@@ -404,7 +404,7 @@ export class SearchFilter implements ImageFilter {
   ): void {
     if (result._tag === 'Unreadable') {
       unreadable.push({ index: layer.index, name: layerNameOf(layer), diffId: layer.diffId, reason: result.reason });
-      this.options.warn?.(`search: layer ${layer.index} (${layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
+      this.options.warn?.(`search: layer ${layer.index} (diff_id ${layer.diffId}) is not a readable tar: ${result.reason}; skipped`);
     } else if (result.matches.length > 0) {
       found.set(layer.diffId, { index: layer.index, name: layerNameOf(layer), diffId: layer.diffId, matches: result.matches });
     }

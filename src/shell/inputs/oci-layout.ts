@@ -282,7 +282,7 @@ export class OciLayoutInput implements ImageInput {
               }
               if (result.rawDigest !== blob.digest) throw digestError(`${label}: ${what} ${blobPath(blob.digest)} has digest ${result.rawDigest}; the layout is corrupt`);
               if (result.content && result.content.digest !== layer.diffId) {
-                throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}; the layout is corrupt`);
+                throw digestError(`${label}: layer ${layer.index} (blob ${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}; the layout is corrupt`);
               }
             },
           },

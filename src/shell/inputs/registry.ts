@@ -127,7 +127,7 @@ export class RegistryInput implements ImageInput {
           verify: (result) => {
             if (result.rawDigest !== blob.digest) throw digestError(`${label}: layer ${layer.index} blob ${blob.digest} has digest ${result.rawDigest}; the registry sent corrupt data`);
             if (result.content && result.content.digest !== layer.diffId) {
-              throw digestError(`${label}: layer ${layer.index} (${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}`);
+              throw digestError(`${label}: layer ${layer.index} (blob ${blob.digest}) uncompresses to ${result.content.digest}, but the config's diff_id is ${layer.diffId}`);
             }
           },
         },

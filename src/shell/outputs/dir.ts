@@ -248,7 +248,7 @@ export class DirDestination implements ImageDestination<string> {
     run.lock = await this.lock(root, ctx.signal);
     for (const layer of config.layers) {
       if (!(await this.layerVerified(root, layer.diffId))) {
-        throw outputError(`${this.description}: layer ${layer.index} (${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
+        throw outputError(`${this.description}: layer ${layer.index} (diff_id ${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
       }
     }
     const storedConfig = await readRegularFile(path.join(root, savedConfigPath(config.digest)), MAX_JSON_BYTES).catch(() => undefined);
