@@ -10,6 +10,7 @@ export * from './codecs/index.js';
 export * from './element.js';
 export * from './errors.js';
 export * from './ownership.js';
+export * from './ledger-effects.js';
 export * from './fs-port.js';
 export * from './archive-path.js';
 export * from './uri.js';

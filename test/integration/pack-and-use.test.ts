@@ -12,17 +12,23 @@ after(async () => {
   await cleanupTmpDirs();
 });
 
-const EXAMPLE = `import { buildFilters, openInput, openOutput, runPipeline, TempScope } from 'occystrap';
-import { parseDigest, type ImageFilter } from 'occystrap/core';
+const EXAMPLE = `import { buildFilters, DEFAULT_PLATFORM, openInput, openOutput, runPipeline, TempScope, type InputSettings } from 'occystrap';
+import { LedgerEffects, parseDigest, type ImageFilter, type LayerElement, type ProgressObserver } from 'occystrap/core';
 
 const [source, destination] = process.argv.slice(2) as [string, string];
 const filters: ImageFilter[] = buildFilters(['normalize-timestamps:ts=0']);
-const input = await openInput(source);
+const settings: InputSettings = { retries: 1, platform: DEFAULT_PLATFORM };
+const input = await openInput(source, settings);
 const scope = await TempScope.open({ parent: process.env['TMPDIR'] ?? '/tmp' });
+const stored: number[] = [];
+const progress: ProgressObserver = { written: (layer: LayerElement) => void stored.push(layer.layer.index) };
 try {
-  const summary = await runPipeline({ input, filters, output: await openOutput(destination), effects: scope, parallelism: 2 });
+  const summary = await runPipeline({ input, filters, output: await openOutput(destination), effects: scope, parallelism: 2, progress });
   const ok = parseDigest('sha256:' + '0'.repeat(64))._tag === 'Right';
-  console.log(JSON.stringify({ layers: summary.layers, digestParses: ok }));
+  // The in-memory effects are the package's too: a file made and released, nothing written.
+  const memory = new LedgerEffects();
+  await memory.perform({ _tag: 'Release', file: await memory.perform({ _tag: 'CreateTemp', owner: 'me', purpose: 'x' }), owner: 'me' });
+  console.log(JSON.stringify({ layers: summary.layers, digestParses: ok, storedSeen: stored.length, memoryLive: memory.ledger.liveCount() }));
 } finally {
   await input.close?.();
   await scope.close();
@@ -66,7 +72,8 @@ test('npm pack, unpack into a new project, compile a strict example against the 
   const store = path.join(work, 'store');
   const r = await run(process.execPath, [path.join(project, 'out', 'index.js'), `tar://${fixturePath('docker-classic.tar')}`, `dir://${store}`], { cwd: project, env: { ...process.env, TMPDIR: work } });
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), { layers: fixture('docker-classic.tar').images[0]?.diffIds.length, digestParses: true });
+  const layers = fixture('docker-classic.tar').images[0]?.diffIds.length;
+  assert.deepEqual(JSON.parse(r.stdout), { layers, digestParses: true, storedSeen: layers, memoryLive: 0 });
   assert.ok(readdirSync(store).includes('manifest.json'));
 
   // The CLI the package ships runs from the unpacked copy.

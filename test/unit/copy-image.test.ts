@@ -13,7 +13,7 @@ import { elementPositions } from '../../src/core/pipeline/compose.js';
 import { copyInto, type DestinationNeeds, type ImageDestination, type LayerRecord } from '../../src/core/pipeline/copy-image.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { StageContext } from '../../src/core/pipeline/types.js';
-import { LedgerEffects } from '../support/ledger-effects.js';
+import { LedgerEffects } from '../../src/core/ledger-effects.js';
 
 const OWNER = 'output';
 const digest = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}` as Digest;

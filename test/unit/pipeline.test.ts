@@ -14,7 +14,7 @@ import { handOver } from '../../src/core/pipeline/hand-over.js';
 import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
-import { LedgerEffects } from '../support/ledger-effects.js';
+import { LedgerEffects } from '../../src/core/ledger-effects.js';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -29,7 +29,7 @@ import { TarReadError } from '../../src/core/tar/reader.js';
 import type { TempFile } from '../../src/core/ownership.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import type { ImageFilter, ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
-import { LedgerEffects } from '../support/ledger-effects.js';
+import { LedgerEffects } from '../../src/core/ledger-effects.js';
 
 // ----------------------------------------------------------------- support
 
