@@ -179,6 +179,54 @@ test(`${DOCS.join(', ')}: the blocks that do not run (usage and type sketches) a
   assert.deepEqual(sketches.flatMap(syntaxErrors), []);
 });
 
+/**
+ * The type errors of the runnable examples, compiled as written with `strict` against the
+ * built package's declarations (`occystrap` and `occystrap/core` mapped to dist/src).
+ */
+function typeErrors(examples: readonly Example[]): string[] {
+  const dir = fs.mkdtempSync(path.join(tmp, 'typecheck-'));
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
+  const files = examples.map((ex, i) => {
+    const file = path.join(dir, `example-${i}.ts`);
+    // Each example is a module of its own (some declare the same names).
+    fs.writeFileSync(file, `${ex.code}\nexport {};\n`);
+    return { file, ex };
+  });
+  const options: ts.CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2022.d.ts', 'lib.esnext.disposable.d.ts'],
+    types: ['node'],
+    typeRoots: [path.join(repoRoot, 'node_modules', '@types')],
+    skipLibCheck: true,
+    paths: {
+      'occystrap/core': [path.join(repoRoot, 'dist', 'src', 'core', 'index.d.ts')],
+      occystrap: [path.join(repoRoot, 'dist', 'src', 'index.d.ts')],
+    },
+  };
+  const program = ts.createProgram(files.map((f) => f.file), options);
+  const byFile = new Map(files.map((f) => [f.file, f.ex]));
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const ex = d.file ? byFile.get(d.file.fileName) : undefined;
+    const line = d.file && d.start !== undefined ? d.file.getLineAndCharacterOfPosition(d.start).line + 1 : 0;
+    return `${ex?.where ?? d.file?.fileName ?? 'options'} (line ${line} of the block): ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`;
+  });
+}
+
+test('the runnable examples type-check as written with strict (against the built declarations)', () => {
+  assert.deepEqual(typeErrors(runnable), []);
+});
+
+test('typeErrors catches an example that does not type-check (not vacuous)', () => {
+  const errors = typeErrors([
+    { where: 'bad.md:1', code: "import { buffer } from 'occystrap/core';\nconst n: number = buffer;\nconst seen = [];\nseen.push(1);" },
+  ]);
+  assert.ok(errors.some((e) => /^bad\.md:1 \(line 2 of the block\): Type .* is not assignable to type 'number'/.test(e)), errors.join('\n'));
+});
+
 let executed = 0;
 for (const example of runnable) {
   test(`doc example ${example.where} produces ${example.name}: ${JSON.stringify(example.expected)}`, async () => {

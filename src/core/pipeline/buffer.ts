@@ -27,7 +27,7 @@ export interface BufferOptions<T> {
  * import { buffer } from 'occystrap/core';
  * async function* numbers() { for (let i = 0; i < 5; i++) yield i; }
  * const seen: number[] = [];
- * for await (const n of buffer(2, { dispose: async () => {} })(numbers())) seen.push(n);
+ * for await (const n of buffer<number>(2, { dispose: async () => {} })(numbers())) seen.push(n);
  * // seen: [0, 1, 2, 3, 4]
  * ```
  */
