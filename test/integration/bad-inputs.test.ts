@@ -5,7 +5,7 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cleanupTmpDirs, fixture, fixturePath, sha256File, tmpDir } from './fixtures.js';
+import { BAD_ARCHIVES, cleanupTmpDirs, fixture, fixturePath, sha256File, tmpDir } from './fixtures.js';
 import { errorLines, identity, listDir, occystrap, runDirs, strayTempFiles, summaryLines } from './cli-helpers.js';
 
 after(async () => {
@@ -52,22 +52,8 @@ function expectations(name: string): RegExp[] {
   }
 }
 
-const BAD = [
-  'bad-truncated.tar',
-  'bad-missing-layer.tar',
-  'bad-dotdot-config.tar',
-  'bad-dotdot-layer.tar',
-  'bad-digest-mismatch.tar',
-  'bad-digest-syntax.tar',
-  'bad-digest-uppercase.tar',
-  'bad-digest-short.tar',
-  'bad-diffid-mismatch.tar',
-  'legacy-repositories-only.tar',
-  'bad-not-a-tar.tar',
-];
-
 describe('bad archives: exit 1, one error line, nothing left behind', { concurrency: 4 }, () => {
-  for (const name of BAD) {
+  for (const name of BAD_ARCHIVES) {
     for (const kind of ['dir', 'tar'] as const) {
       test(`${name} -> ${kind}://`, async () => {
         const base = await tmpDir(`bad-${kind}-${name}`);

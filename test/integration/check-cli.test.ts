@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tarStream from 'tar-stream';
-import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, tmpDir } from './fixtures.js';
+import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, tmpDir, VALID_ARCHIVES } from './fixtures.js';
 import { errorLines, listDir, makeBigArchive, occystrap } from './cli-helpers.js';
 
 after(async () => {
@@ -15,14 +15,7 @@ after(async () => {
 });
 
 const VALID = [
-  'skopeo-legacy.tar',
-  'podman-legacy.tar',
-  'docker-classic.tar',
-  'docker25-gzip.tar',
-  'docker25-zstd.tar',
-  'docker25-plain.tar',
-  'docker25-manifest-first.tar',
-  'podman-multi.tar',
+  ...VALID_ARCHIVES,
   // Built by test/fixtures/make-filter-fixtures.mjs (capability xattr, uid 3000000, GNU and PAX layers, whiteouts).
   'filters-sample.tar',
 ];

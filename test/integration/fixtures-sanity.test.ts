@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import {
+  BAD_ARCHIVES,
   cleanupTmpDirs,
   fixture,
   fixtureIndex,
@@ -13,9 +14,11 @@ import {
   podman,
   repoRoot,
   run,
+  SAMPLE_ARCHIVES,
   sha256File,
   skopeo,
   tmpDir,
+  VALID_ARCHIVES,
 } from './fixtures.js';
 
 after(async () => {
@@ -32,26 +35,7 @@ interface SkopeoInspect {
 test('fixtures.json lists files that exist with the recorded size and hash', async () => {
   const index = fixtureIndex();
   const names = Object.keys(index.fixtures);
-  for (const required of [
-    'oci',
-    'skopeo-legacy.tar',
-    'podman-legacy.tar',
-    'podman-multi.tar',
-    'docker25-gzip.tar',
-    'docker25-zstd.tar',
-    'docker25-plain.tar',
-    'docker25-manifest-first.tar',
-    'docker-classic.tar',
-    'bad-truncated.tar',
-    'bad-missing-layer.tar',
-    'bad-dotdot-config.tar',
-    'bad-dotdot-layer.tar',
-    'bad-digest-mismatch.tar',
-    'bad-digest-syntax.tar',
-    'bad-diffid-mismatch.tar',
-    'legacy-repositories-only.tar',
-    'bad-not-a-tar.tar',
-  ]) {
+  for (const required of ['oci', ...VALID_ARCHIVES, ...BAD_ARCHIVES]) {
     assert.ok(names.includes(required), `fixtures.json lacks ${required}`);
   }
   for (const [name, entry] of Object.entries(index.fixtures)) {
@@ -82,7 +66,7 @@ test('the sample image has the edge cases the fixtures promise', () => {
   assert.match(sample.notable.nonAsciiName, /[^\x00-\x7f]/);
   assert.ok(Buffer.byteLength(sample.notable.longPath) > 100);
   // Every valid sample:v1 archive carries exactly the OCI source's diff_ids.
-  for (const name of ['skopeo-legacy.tar', 'podman-legacy.tar', 'docker-classic.tar', 'docker25-gzip.tar', 'docker25-zstd.tar', 'docker25-plain.tar', 'docker25-manifest-first.tar']) {
+  for (const name of SAMPLE_ARCHIVES) {
     assert.deepEqual(fixture(name).diffIds, sample.diffIds, name);
     assert.equal(fixture(name).configDigest, sample.configDigest, name);
   }

@@ -200,6 +200,35 @@ export function fixture(name: string): FixtureEntry {
   return entry;
 }
 
+/** The valid docker-save archives of sample:v1, one per producer and layout. */
+export const SAMPLE_ARCHIVES: readonly string[] = [
+  'skopeo-legacy.tar',
+  'podman-legacy.tar',
+  'docker-classic.tar',
+  'docker25-gzip.tar',
+  'docker25-zstd.tar',
+  'docker25-plain.tar',
+  'docker25-manifest-first.tar',
+];
+
+/** Every valid docker-save archive build.sh makes from the OCI layout: the sample's, and the two-image one. */
+export const VALID_ARCHIVES: readonly string[] = [...SAMPLE_ARCHIVES, 'podman-multi.tar'];
+
+/** The broken inputs (each with exactly one defect), in the order the tests run them. */
+export const BAD_ARCHIVES: readonly string[] = [
+  'bad-truncated.tar',
+  'bad-missing-layer.tar',
+  'bad-dotdot-config.tar',
+  'bad-dotdot-layer.tar',
+  'bad-digest-mismatch.tar',
+  'bad-digest-syntax.tar',
+  'bad-digest-uppercase.tar',
+  'bad-digest-short.tar',
+  'bad-diffid-mismatch.tar',
+  'legacy-repositories-only.tar',
+  'bad-not-a-tar.tar',
+];
+
 // -------------------------------------------------------------- processes
 
 export interface RunResult {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { cleanupTmpDirs, fixture, fixturePath, sha256File, tmpDir, type ImageFacts } from './fixtures.js';
+import { cleanupTmpDirs, fixture, fixturePath, sha256File, tmpDir, VALID_ARCHIVES, type ImageFacts } from './fixtures.js';
 import {
   errorLines,
   hexOf,
@@ -24,16 +24,6 @@ after(async () => {
   await cleanupTmpDirs();
 });
 
-const VALID = [
-  'skopeo-legacy.tar',
-  'podman-legacy.tar',
-  'docker-classic.tar',
-  'docker25-gzip.tar',
-  'docker25-zstd.tar',
-  'docker25-plain.tar',
-  'docker25-manifest-first.tar',
-  'podman-multi.tar',
-];
 
 interface Workspace {
   base: string;
@@ -88,7 +78,7 @@ async function assertImageInStore(store: string, manifestName: string, facts: Im
 }
 
 describe('tar:// -> dir:// for every valid fixture', () => {
-  for (const name of VALID) {
+  for (const name of VALID_ARCHIVES) {
     test(name, async () => {
       const facts = fixture(name);
       const image = facts.images[0] as ImageFacts;
