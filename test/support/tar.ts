@@ -55,6 +55,28 @@ export function gnuTar(root: string, format: string, extra: readonly string[] = 
 }
 
 /**
+ * `root/tree` with one entry of each kind GNU tar archives: a directory with a file
+ * (`sub/file.txt`), a `bigFile` of `size` bytes of `fill` (`big.bin`), a name over 100
+ * bytes, a non-ASCII name, a symlink with a target over 100 bytes and a short one, a hard
+ * link, a fifo and (as root) a character device. Returns the tree's path.
+ */
+export function entryKindsTree(root: string, bigFile: { readonly size: number; readonly fill: number }): string {
+  const d = path.join(root, 'tree');
+  fs.mkdirSync(d);
+  fs.mkdirSync(path.join(d, 'sub'));
+  fs.writeFileSync(path.join(d, 'sub', 'file.txt'), 'hello\n');
+  fs.writeFileSync(path.join(d, 'big.bin'), Buffer.alloc(bigFile.size, bigFile.fill));
+  fs.writeFileSync(path.join(d, `${'x'.repeat(120)}.txt`), 'long\n');
+  fs.writeFileSync(path.join(d, 'données-日本.txt'), 'utf8\n');
+  fs.symlinkSync(`${'t'.repeat(130)}/target`, path.join(d, 'longlink'));
+  fs.symlinkSync('sub/file.txt', path.join(d, 'symlink'));
+  fs.linkSync(path.join(d, 'sub', 'file.txt'), path.join(d, 'hardlink'));
+  execFileSync('mkfifo', [path.join(d, 'fifo')]);
+  if (isRoot) execFileSync('mknod', [path.join(d, 'chardev'), 'c', '1', '3']);
+  return d;
+}
+
+/**
  * A tree for GNU tar's `--sparse`: `root/tree/sparse.img` holding 'start' at 0 and 'end'
  * at `holeEnd` (a hole between), and one plain file `name` with `content`.
  */

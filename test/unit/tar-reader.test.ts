@@ -9,7 +9,7 @@ import * as tarStream from 'tar-stream';
 import { encodeHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../src/core/tar/header.js';
 import { parsePaxRecords, readTar, TarReadError, type TarEntry } from '../../src/core/tar/reader.js';
 import { concatBytes as concat } from '../../src/core/bytes.js';
-import { archive, chunked, gnuTar, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
+import { archive, chunked, entryKindsTree, gnuTar, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
 
 const enc = new TextEncoder();
 const tmp = scratchDirs('occystrap-tar-reader-');
@@ -40,18 +40,7 @@ const hex = (v: unknown) => Buffer.from(v as Uint8Array).toString('hex');
 /** A tree with one of everything GNU tar archives (no devices unless root). */
 function makeTree(): string {
   const root = tmp();
-  const d = path.join(root, 'tree');
-  fs.mkdirSync(d);
-  fs.mkdirSync(path.join(d, 'sub'));
-  fs.writeFileSync(path.join(d, 'sub', 'file.txt'), 'hello\n');
-  fs.writeFileSync(path.join(d, 'big.bin'), Buffer.alloc(10_000, 7));
-  fs.writeFileSync(path.join(d, `${'x'.repeat(120)}.txt`), 'long\n');
-  fs.writeFileSync(path.join(d, 'données-日本.txt'), 'utf8\n');
-  fs.symlinkSync(`${'t'.repeat(130)}/target`, path.join(d, 'longlink'));
-  fs.symlinkSync('sub/file.txt', path.join(d, 'symlink'));
-  fs.linkSync(path.join(d, 'sub', 'file.txt'), path.join(d, 'hardlink'));
-  execFileSync('mkfifo', [path.join(d, 'fifo')]);
-  if (isRoot) execFileSync('mknod', [path.join(d, 'chardev'), 'c', '1', '3']);
+  const d = entryKindsTree(root, { size: 10_000, fill: 7 });
   for (const f of ['sub/file.txt', 'big.bin', 'fifo']) execFileSync('touch', ['-h', '-d', '@1700000000.123456789', path.join(d, f)]);
   return root;
 }

@@ -12,7 +12,7 @@ import type { TarHeader } from '../../src/core/tar/header.js';
 import { readTar, TarReadError } from '../../src/core/tar/reader.js';
 import { emptyRewriteStats, rewriteTar, sameHeader, type TarTransform } from '../../src/core/tar/rewrite.js';
 import { concatBytes as concat } from '../../src/core/bytes.js';
-import { archive, chunked, gnuTar as gnuTarPlain, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
+import { archive, chunked, entryKindsTree, gnuTar as gnuTarPlain, H, isRoot, scratchDirs, sparseTree, tarEnv } from '../support/tar.js';
 
 const enc = new TextEncoder();
 const tmp = scratchDirs('occystrap-tar-rewrite-');
@@ -49,21 +49,10 @@ function gnuList(file: string): string[] {
 /** A tree with every entry kind, sub-second times, long and non-ASCII names, big ids. */
 function makeTree(): { root: string; dir: string } {
   const root = tmp();
-  const d = path.join(root, 'tree');
-  fs.mkdirSync(d);
-  fs.mkdirSync(path.join(d, 'sub'));
-  fs.writeFileSync(path.join(d, 'sub', 'file.txt'), 'hello\n');
-  fs.writeFileSync(path.join(d, 'big.bin'), Buffer.alloc(100_000, 9));
-  fs.writeFileSync(path.join(d, `${'x'.repeat(120)}.txt`), 'long\n');
+  const d = entryKindsTree(root, { size: 100_000, fill: 9 });
   fs.mkdirSync(path.join(d, `${'p'.repeat(90)}`, `${'q'.repeat(90)}`, `${'r'.repeat(90)}`), { recursive: true });
   fs.writeFileSync(path.join(d, `${'p'.repeat(90)}`, `${'q'.repeat(90)}`, `${'r'.repeat(90)}`, 'deep.txt'), 'deep\n');
-  fs.writeFileSync(path.join(d, 'données-日本.txt'), 'utf8\n');
-  fs.symlinkSync(`${'t'.repeat(130)}/target`, path.join(d, 'longlink'));
-  fs.symlinkSync('sub/file.txt', path.join(d, 'symlink'));
-  fs.linkSync(path.join(d, 'sub', 'file.txt'), path.join(d, 'hardlink'));
-  execFileSync('mkfifo', [path.join(d, 'fifo')]);
   if (isRoot) {
-    execFileSync('mknod', [path.join(d, 'chardev'), 'c', '1', '3']);
     execFileSync('mknod', [path.join(d, 'blockdev'), 'b', '7', '200']);
     execFileSync('setcap', ['cap_net_raw,cap_setuid+ep', path.join(d, 'sub', 'file.txt')]);
   }
