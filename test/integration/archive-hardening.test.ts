@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tarStream from 'tar-stream';
 import { cleanupTmpDirs, run, tmpDir } from './fixtures.js';
-import { cliPath, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
+import { assertOneErrorLine, cliPath, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
 import { type ArchiveEntry, makeImage, manifestBytes, sha256Hex, tarBytes, writeArchive } from './archive-builder.js';
 
 after(async () => {
@@ -23,12 +23,9 @@ test('a registry URI with a bad port or address is a usage error (exit 2), befor
     ['registry://[::1::2]:5000/a', /IPv6/],
   ] as const) {
     for (const command of [['info', uri], ['process', uri, 'tar:///nonexistent-dir/x.tar']]) {
-      const r = await occystrap(command);
-      assert.equal(r.code, 2, `${command.join(' ')}: ${r.stderr}`);
-      const lines = errorLines(r.stderr);
-      assert.equal(lines.length, 1, r.stderr);
-      assert.match(lines[0] as string, /^occystrap: usage error: /);
-      assert.match(lines[0] as string, why);
+      const line = assertOneErrorLine(await occystrap(command), 2, command.join(' '));
+      assert.match(line, /^occystrap: usage error: /);
+      assert.match(line, why);
     }
   }
 });

@@ -1,5 +1,6 @@
 // Helpers for the integration tests that run the real occystrap CLI as a
 // child process (node bin/occystrap.js ...). No side effects on import.
+import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -58,6 +59,18 @@ export function startOccystrap(args: readonly string[], env: NodeJS.ProcessEnv =
 /** stderr lines that report an error (`occystrap: error:` or `occystrap: usage error:`). */
 export function errorLines(stderr: string): string[] {
   return stderr.split('\n').filter((l) => /^occystrap: (usage )?error:/.test(l));
+}
+
+/**
+ * Asserts that a run exited with `status` and printed exactly one error line (see
+ * errorLines) on stderr; returns that line. `what` prefixes the assertion messages.
+ */
+export function assertOneErrorLine(r: RunResult, status: number, what = ''): string {
+  const prefix = what === '' ? '' : `${what}: `;
+  assert.equal(r.code, status, `${prefix}exit status; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  const lines = errorLines(r.stderr);
+  assert.equal(lines.length, 1, `${prefix}exactly one error line:\n${r.stderr}`);
+  return lines[0] as string;
 }
 
 /** The `Summary: ...` line(s) on stderr. */

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { isPlanned } from '../../src/shell/transports/types.js';
 import { TRANSPORTS } from '../../src/shell/transports/index.js';
-import { cleanEnv, errorLines, occystrap } from './cli-helpers.js';
+import { assertOneErrorLine, cleanEnv, errorLines, occystrap } from './cli-helpers.js';
 import { availableSchemes } from '../../src/shell/transports/derive.js';
 
 /** The source list messages give, derived from the table as the code derives it. */
@@ -23,12 +23,10 @@ const SAMPLE = 'skopeo-legacy.tar';
 
 async function oneUsageLine(args: string[]): Promise<string> {
   const r = await occystrap(args);
-  assert.equal(r.code, 2, r.stderr);
+  const line = assertOneErrorLine(r, 2);
   assert.equal(r.stdout, '');
-  const lines = errorLines(r.stderr);
-  assert.equal(lines.length, 1, r.stderr);
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-  return lines[0] as string;
+  return line;
 }
 
 describe('planned schemes: one line per role', () => {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { cleanEnv, errorLines, hexOf, listDir, occystrap } from '../integration/cli-helpers.js';
+import { assertOneErrorLine, cleanEnv, errorLines, hexOf, listDir, occystrap } from '../integration/cli-helpers.js';
 import { sha256File, tmpDir, type RunResult } from '../integration/fixtures.js';
 
 export interface Workspace {
@@ -65,11 +65,9 @@ export function assertOk(r: RunResult, ws: Workspace, what = 'occystrap'): RunRe
 
 /** Exit 1 with exactly one `occystrap: error:` line (returned), temp dir empty. */
 export function assertFailsOneLine(r: RunResult, ws: Workspace, status = 1): string {
-  assert.equal(r.code, status, `exit status; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
-  const lines = errorLines(r.stderr);
-  assert.equal(lines.length, 1, `exactly one error line:\n${r.stderr}`);
+  const line = assertOneErrorLine(r, status);
   assertTempEmpty(ws);
-  return lines[0] as string;
+  return line;
 }
 
 export interface StoreExpectation {
