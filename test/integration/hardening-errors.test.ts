@@ -65,33 +65,52 @@ describe('errno errors name the endpoint, say what failed and what to do', { con
     });
   }
 
-  test('a full temp dir met by a filter is the temp dir\'s, not the source\'s', async () => {
-    const base = await tmpDir('errno-temp-full');
+  interface FullTempDirRun {
+    readonly name: string;
+    readonly image: Parameters<typeof writeValidImage>[1];
+    /** Size of the tmpfs the --temp-dir is on. */
+    readonly tempSize: string;
+    readonly kind: 'tar' | 'dir';
+    /** The destination's name, beside the temp dir. */
+    readonly dest: string;
+    readonly extra?: readonly string[];
+  }
+
+  /**
+   * A run of `image` into `kind://dest` with its --temp-dir on a small tmpfs: it fails
+   * cleanly and leaves neither its run directory nor the destination. Returns the temp dir
+   * and the error line.
+   */
+  async function fullTempDirRun(run: FullTempDirRun): Promise<{ temp: string; line: string }> {
+    const base = await tmpDir(run.name);
     const archive = path.join(base, 'in.tar');
-    // One 200 KiB layer: it fits in the 300 KiB temp dir once, not twice (the filter's copy).
-    writeValidImage(archive, { layers: 1, files: 2, bytesPerFile: 100 * 1024 });
+    writeValidImage(archive, run.image);
     const temp = path.join(base, 'tmp');
-    mountTmpfs(temp, 'size=300k');
-    const dest = path.join(base, 'out.tar');
-    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `tar://${dest}`, '-f', 'exclude:pattern=nothing']);
+    mountTmpfs(temp, `size=${run.tempSize}`);
+    const dest = path.join(base, run.dest);
+    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `${run.kind}://${dest}`, ...(run.extra ?? [])]);
     assertCleanFailure(r.stderr, r.code);
-    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: cannot write.*\\(ENOSPC\\); free some space or choose another --temp-dir`));
     assert.deepEqual(listDir(temp), [], 'the run directory is gone');
     assert.ok(!existsSync(dest));
+    return { temp, line: errorLines(r.stderr)[0] as string };
+  }
+
+  test('a full temp dir met by a filter is the temp dir\'s, not the source\'s', async () => {
+    // One 200 KiB layer: it fits in the 300 KiB temp dir once, not twice (the filter's copy).
+    const { temp, line } = await fullTempDirRun({
+      name: 'errno-temp-full',
+      image: { layers: 1, files: 2, bytesPerFile: 100 * 1024 },
+      tempSize: '300k',
+      kind: 'tar',
+      dest: 'out.tar',
+      extra: ['-f', 'exclude:pattern=nothing'],
+    });
+    assert.match(line, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: cannot write.*\\(ENOSPC\\); free some space or choose another --temp-dir`));
   });
 
   test('a full temp dir met while the input spools a layer is the temp dir\'s', async () => {
-    const base = await tmpDir('errno-temp-spool');
-    const archive = path.join(base, 'in.tar');
-    writeValidImage(archive, { layers: 1, files: 1, bytesPerFile: 512 * 1024 });
-    const temp = path.join(base, 'tmp');
-    mountTmpfs(temp, 'size=256k');
-    const dest = path.join(base, 'store');
-    const r = await occystrap(['--temp-dir', temp, 'process', `tar://${archive}`, `dir://${dest}`]);
-    assertCleanFailure(r.stderr, r.code);
-    assert.match(errorLines(r.stderr)[0] as string, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: .*\\(ENOSPC\\); free some space or choose another --temp-dir`));
-    assert.deepEqual(listDir(temp), [], 'the run directory is gone');
-    assert.ok(!existsSync(dest));
+    const { temp, line } = await fullTempDirRun({ name: 'errno-temp-spool', image: { layers: 1, files: 1, bytesPerFile: 512 * 1024 }, tempSize: '256k', kind: 'dir', dest: 'store' });
+    assert.match(line, new RegExp(`^occystrap: error: temp dir ${escapeRe(temp)}: .*\\(ENOSPC\\); free some space or choose another --temp-dir`));
   });
 
   test('a store problem found while the input asks what the store needs is the destination\'s', async () => {
