@@ -9,14 +9,14 @@ import path from 'node:path';
 import { cleanupTmpDirs, fixture, fixturePath, run, skopeo, tmpDir } from './fixtures.js';
 import { errorLines, hexOf, occystrap, summaryLines } from './cli-helpers.js';
 import { makeImage, manifestBytes, writeArchive } from './archive-builder.js';
-import { pushImage, startRegistry, type Registry } from '../registry/harness.js';
+import type { Registry } from '../registry/harness.js';
+import { registryWith } from '../support/sample-registry.js';
 import { TRANSPORTS } from '../../src/shell/transports/index.js';
 
 let registry: Registry;
 
 before(async () => {
-  registry = await startRegistry();
-  await pushImage(registry, 'sample', 'team/sample:v1');
+  ({ registry } = await registryWith([['sample', 'team/sample:v1']]));
 });
 
 after(async () => {

@@ -16,7 +16,8 @@ import * as tarStream from 'tar-stream';
 import { Readable } from 'node:stream';
 import { cleanupTmpDirs, fixture, fixturePath, run, skopeo } from './fixtures.js';
 import { errorLines, jsonSummary, listDir, startOccystrap, waitFor } from './cli-helpers.js';
-import { blobPath, httpGet, pushImage, pushImageDocker, startFaultProxy, startRegistry, type FaultProxy, type PushedImage, type Registry } from '../registry/harness.js';
+import { blobPath, httpGet, startFaultProxy, type FaultProxy, type PushedImage, type Registry } from '../registry/harness.js';
+import { registryWith } from '../support/sample-registry.js';
 import { assertFailsOneLine, assertOk, cli, isolatedEnv, workspace, type Workspace } from '../registry/cli.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
@@ -27,9 +28,7 @@ let oci: PushedImage;
 let docker: PushedImage;
 
 before(async () => {
-  registry = await startRegistry();
-  oci = await pushImage(registry, 'sample', 'sample:v1');
-  docker = await pushImageDocker(registry, 'sample', 'team/sample-docker:v1');
+  ({ registry, pushed: [oci, docker] } = await registryWith([['sample', 'sample:v1'], ['sample', 'team/sample-docker:v1', 'v2s2']]));
 });
 
 after(async () => {

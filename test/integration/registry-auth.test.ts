@@ -12,9 +12,7 @@ import { cleanupTmpDirs } from './fixtures.js';
 import {
   blobPath,
   DEFAULT_USER,
-  pushImage,
   startFaultProxy,
-  startRegistry,
   startTokenServer,
   TOKEN_SERVICE,
   type Credentials,
@@ -23,7 +21,7 @@ import {
   type Registry,
   type TokenServer,
 } from '../registry/harness.js';
-import { sample } from '../support/sample-registry.js';
+import { registryWith, sample } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, fakeCredentialHelper, fileLines, workspace, writeDockerConfig, type Workspace } from '../registry/cli.js';
 
 const USER: Credentials = DEFAULT_USER;
@@ -48,8 +46,7 @@ describe('htpasswd registry (Basic)', () => {
   let registry: Registry;
   let image: PushedImage;
   before(async () => {
-    registry = await startRegistry({ auth: 'htpasswd', users: [USER, ODD] });
-    image = await pushImage(registry, 'sample', 'private/sample:v1', USER);
+    ({ registry, pushed: [image] } = await registryWith([['sample', 'private/sample:v1']], { auth: 'htpasswd', users: [USER, ODD] }, USER));
   });
   after(() => registry?.stop());
 
@@ -146,8 +143,7 @@ describe('token registry (bearer)', () => {
   let image: PushedImage;
   before(async () => {
     tokens = await startTokenServer({ users: [USER] });
-    registry = await startRegistry({ auth: 'token', tokenServer: tokens });
-    image = await pushImage(registry, 'sample', 'sample:v1', USER);
+    ({ registry, pushed: [image] } = await registryWith([['sample', 'sample:v1']], { auth: 'token', tokenServer: tokens }, USER));
   });
   after(async () => {
     await registry?.stop();

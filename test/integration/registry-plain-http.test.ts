@@ -4,14 +4,14 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { errorLines, occystrap } from './cli-helpers.js';
-import { pushImage, startRegistry, type Registry } from '../registry/harness.js';
+import type { Registry } from '../registry/harness.js';
+import { registryWith } from '../support/sample-registry.js';
 import { openInput } from '../../src/shell/endpoints.js';
 
 let registry: Registry;
 
 before(async () => {
-  registry = await startRegistry();
-  await pushImage(registry, 'sample', 'sample:v1');
+  ({ registry } = await registryWith([['sample', 'sample:v1']]));
 });
 
 after(async () => {

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { cleanupTmpDirs, podman, skopeo, tmpDir } from './fixtures.js';
 import { errorLines, hexOf, summaryLines } from './cli-helpers.js';
-import { pushImage, pushImageDocker, startRegistry, type PushedImage, type Registry } from '../registry/harness.js';
-import { ociImage, sample } from '../support/sample-registry.js';
+import type { PushedImage, Registry } from '../registry/harness.js';
+import { ociImage, registryWith, sample } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 
 let registry: Registry;
@@ -17,10 +17,7 @@ let docker: PushedImage;
 let other: PushedImage;
 
 before(async () => {
-  registry = await startRegistry();
-  oci = await pushImage(registry, 'sample', 'sample:v1');
-  docker = await pushImageDocker(registry, 'sample', 'team/sample-docker:v1');
-  other = await pushImage(registry, 'other', 'other:v2');
+  ({ registry, pushed: [oci, docker, other] } = await registryWith([['sample', 'sample:v1'], ['sample', 'team/sample-docker:v1', 'v2s2'], ['other', 'other:v2']]));
 });
 
 after(async () => {

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, run, tmpDir, type ImageFacts } from './fixtures.js';
 import { assertOneErrorLine, errorLines, hexOf, listDir, occystrap, splitRepoTag } from './cli-helpers.js';
-import { probe, pushImage, startRegistry, type PushedImage, type Registry } from '../registry/harness.js';
+import { probe, type PushedImage, type Registry } from '../registry/harness.js';
+import { registryWith } from '../support/sample-registry.js';
 import { assertOk, cli, workspace } from '../registry/cli.js';
 
 let registry: Registry | undefined;
@@ -274,8 +275,7 @@ describe("occystrap's script-friendly fields: IMAGE:TAG:LAYER:PATH", () => {
     /** The layer digests hex of the manifest as the registry serves it. */
     let manifestLayers: string[];
     before(async () => {
-      registry = await startRegistry();
-      pushed = await pushImage(registry, 'sample', 'fixtures/small:latest');
+      ({ registry, pushed: [pushed] } = await registryWith([['sample', 'fixtures/small:latest']]));
       const m = await probe(`${registry.url}/v2/fixtures/small/manifests/latest`, { Accept: 'application/vnd.oci.image.manifest.v1+json' });
       assert.equal(m?.status, 200, m?.body);
       manifestLayers = (JSON.parse(m.body) as { layers: { digest: string }[] }).layers.map((l) => hexOf(l.digest));

@@ -29,7 +29,7 @@ import {
   type PushedImage,
   type Registry,
 } from './harness.js';
-import { sample } from '../support/sample-registry.js';
+import { registryWith, sample } from '../support/sample-registry.js';
 
 const CREDS = `${DEFAULT_USER.username}:${DEFAULT_USER.password}`;
 
@@ -62,9 +62,7 @@ describe('anonymous registry', () => {
   let oci: PushedImage;
   let docker: PushedImage;
   before(async () => {
-    registry = await startRegistry();
-    oci = await pushImage(registry, 'sample', 'sample:v1');
-    docker = await pushImageDocker(registry, 'sample', 'sample-docker:v1');
+    ({ registry, pushed: [oci, docker] } = await registryWith([['sample', 'sample:v1'], ['sample', 'sample-docker:v1', 'v2s2']]));
   });
   after(() => registry?.stop());
 
@@ -143,8 +141,7 @@ describe('anonymous registry', () => {
 describe('htpasswd registry', () => {
   let registry: Registry;
   before(async () => {
-    registry = await startRegistry({ auth: 'htpasswd' });
-    await pushImage(registry, 'sample', 'sample:v1', DEFAULT_USER);
+    ({ registry } = await registryWith([['sample', 'sample:v1']], { auth: 'htpasswd' }, DEFAULT_USER));
   });
   after(() => registry?.stop());
 

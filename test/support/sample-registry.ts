@@ -4,7 +4,41 @@
 import { after, before, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { cleanupTmpDirs, fixture, type ImageFacts, type LayerFacts } from '../integration/fixtures.js';
-import { pushImage, pushImageDocker, startFaultProxy, startRegistry, type FaultProxy, type PushedImage, type Registry } from '../registry/harness.js';
+import {
+  pushImage,
+  startFaultProxy,
+  startRegistry,
+  type Credentials,
+  type FaultProxy,
+  type PushedImage,
+  type PushOptions,
+  type Registry,
+  type RegistryOptions,
+} from '../registry/harness.js';
+
+/** A push of the fixture OCI layout's image `image` (`sample`, `other`...) as `target`, in `format` (default oci). */
+export type Push = readonly [image: string, target: string, format?: PushOptions['format']];
+
+/**
+ * Starts a registry (`options`) and pushes `pushes` into it in order (with `creds`, for a
+ * registry with auth); returns the registry and what each push stored. A failed push stops
+ * the registry again before the error is passed on.
+ */
+export async function registryWith<const P extends readonly Push[]>(
+  pushes: P,
+  options: RegistryOptions = {},
+  creds?: Credentials,
+): Promise<{ registry: Registry; pushed: { -readonly [K in keyof P]: PushedImage } }> {
+  const registry = await startRegistry(options);
+  try {
+    const pushed: PushedImage[] = [];
+    for (const [image, target, format] of pushes) pushed.push(await pushImage(registry, image, target, creds, { format: format ?? 'oci' }));
+    return { registry, pushed: pushed as { -readonly [K in keyof P]: PushedImage } };
+  } catch (error) {
+    await registry.stop();
+    throw error;
+  }
+}
 
 export interface FaultSuite {
   /** The fault proxy in front of the registry (set once the suite's `before` ran). */
@@ -30,9 +64,9 @@ export function sampleBehindFaultProxy(options: { docker?: string } = {}): Fault
   let oci: PushedImage | undefined;
   let docker: PushedImage | undefined;
   before(async () => {
-    registry = await startRegistry();
-    oci = await pushImage(registry, 'sample', 'sample:v1');
-    if (options.docker !== undefined) docker = await pushImageDocker(registry, 'sample', options.docker);
+    const pushes: Push[] = [['sample', 'sample:v1']];
+    if (options.docker !== undefined) pushes.push(['sample', options.docker, 'v2s2']);
+    ({ registry, pushed: [oci, docker] } = await registryWith(pushes));
     proxy = await startFaultProxy(registry.url);
   });
   after(async () => {
