@@ -5,22 +5,12 @@
 // origin (no Authorization may arrive there), corrupted blobs (digest error,
 // nothing left behind). Each test says what it injected and checks what the
 // proxy recorded.
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { hexOf, strayTempFiles, summaryLines } from './cli-helpers.js';
-import {
-  blobPath,
-  DEFAULT_USER,
-  fixtureBlob,
-  manifestPath,
-  pushImage,
-  startFaultProxy,
-  startRegistry,
-  type FaultProxy,
-  type Registry,
-} from '../registry/harness.js';
+import { blobPath, DEFAULT_USER, fixtureBlob, manifestPath } from '../registry/harness.js';
 import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { assertDirStore, assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 
@@ -186,37 +176,26 @@ describe('resume', () => {
 });
 
 describe('redirects', () => {
-  let authRegistry: Registry;
-  let authProxy: FaultProxy;
-  before(async () => {
-    authRegistry = await startRegistry({ auth: 'htpasswd' });
-    await pushImage(authRegistry, 'sample', 'sample:v1', DEFAULT_USER);
-    authProxy = await startFaultProxy(authRegistry.url);
-  });
-  after(async () => {
-    await authProxy?.stop();
-    await authRegistry?.stop();
-  });
-  beforeEach(() => {
-    authProxy.setRules([]);
-    authProxy.requests.length = 0;
-    authProxy.objectStore.requests.length = 0;
-  });
+  const auth = sampleBehindFaultProxy({ registry: { auth: 'htpasswd' }, creds: DEFAULT_USER });
 
-  test('every blob GET redirected (307) to another origin: succeeds; no Authorization arrives there', async () => {
-    authProxy.setRules([{ method: 'GET', path: blobPath(), times: Infinity, fault: { kind: 'redirect' } }]);
-    const ws = await workspace('fault-redirect');
+  /** Pulls the sample through the proxy in front of the htpasswd registry, with credentials; checks the store. */
+  async function pullWithCredentials(name: string): Promise<void> {
+    const ws = await workspace(name);
     const store = ws.out('store');
-    const ref = `${authProxy.host}/sample:v1`;
     assertOk(
-      await cli(ws, ['--insecure', '--username', DEFAULT_USER.username, '--password', DEFAULT_USER.password, 'process', `registry://${ref}`, `dir://${store}`]),
+      await cli(ws, ['--insecure', '--username', DEFAULT_USER.username, '--password', DEFAULT_USER.password, 'process', `registry://${auth.ref()}`, `dir://${store}`]),
       ws,
     );
-    await assertDirStore(store, { ...expectedStore(), repoTag: ref });
-    const blobGets = authProxy.matching(blobPath(), 'GET');
+    await assertDirStore(store, auth.expectedStore());
+  }
+
+  test('every blob GET redirected (307) to another origin: succeeds; no Authorization arrives there', async () => {
+    auth.proxy.setRules([{ method: 'GET', path: blobPath(), times: Infinity, fault: { kind: 'redirect' } }]);
+    await pullWithCredentials('fault-redirect');
+    const blobGets = auth.proxy.matching(blobPath(), 'GET');
     assert.ok(blobGets.length >= 1 && blobGets.every((q) => q.status === 307));
     assert.ok(blobGets.every((q) => q.authorization?.startsWith('Basic ')), 'the registry itself got credentials');
-    const store2 = authProxy.objectStore.requests;
+    const store2 = auth.proxy.objectStore.requests;
     const distinct = new Set([sample().configDigest as string, ...(sample().layers ?? []).map((l) => l.digest)]);
     assert.equal(new Set(store2.map((q) => /([0-9a-f]{64})/.exec(q.path)?.[1])).size, distinct.size, 'every blob came from the object store');
     for (const q of store2) {
@@ -230,21 +209,14 @@ describe('redirects', () => {
     // The registry's first answer for the big layer is cut after 500 000 bytes; the
     // follow-up request is redirected, so the Range must reach the object store
     // (and Authorization must not).
-    authProxy.setRules([
+    auth.proxy.setRules([
       { method: 'GET', path: blobPath(big.digest), fault: { kind: 'cut', afterBytes: 500_000 } },
       { method: 'GET', path: blobPath(big.digest), times: Infinity, fault: { kind: 'redirect' } },
     ]);
-    const ws = await workspace('fault-redirect-cut');
-    const store = ws.out('store');
-    const ref = `${authProxy.host}/sample:v1`;
-    assertOk(
-      await cli(ws, ['--insecure', '--username', DEFAULT_USER.username, '--password', DEFAULT_USER.password, 'process', `registry://${ref}`, `dir://${store}`]),
-      ws,
-    );
-    await assertDirStore(store, { ...expectedStore(), repoTag: ref });
-    const atStore = authProxy.objectStore.requests.filter((q) => q.path.includes(hexOf(big.digest)));
+    await pullWithCredentials('fault-redirect-cut');
+    const atStore = auth.proxy.objectStore.requests.filter((q) => q.path.includes(hexOf(big.digest)));
     const trace = JSON.stringify({
-      proxy: authProxy.matching(blobPath(big.digest)).map((q) => [q.status, q.fault, q.range, q.bytes]),
+      proxy: auth.proxy.matching(blobPath(big.digest)).map((q) => [q.status, q.fault, q.range, q.bytes]),
       store: atStore.map((q) => [q.status, q.headers.range, q.bytes]),
     });
     assert.equal(atStore.length, 1, trace);

@@ -55,10 +55,12 @@ export interface FaultSuite {
 }
 
 /**
- * Install the suite's hooks in the calling test file and return its handles. `docker`:
- * also push the sample with Docker media types, as this target (e.g. `sample-docker:v1`).
+ * Install the suite's hooks in the calling test file (or describe) and return its handles.
+ * `docker`: also push the sample with Docker media types, as this target (e.g.
+ * `sample-docker:v1`). `registry` and `creds`: a registry with auth, and the credentials
+ * to push with.
  */
-export function sampleBehindFaultProxy(options: { docker?: string } = {}): FaultSuite {
+export function sampleBehindFaultProxy(options: { docker?: string; registry?: RegistryOptions; creds?: Credentials } = {}): FaultSuite {
   let registry: Registry | undefined;
   let proxy: FaultProxy | undefined;
   let oci: PushedImage | undefined;
@@ -66,7 +68,7 @@ export function sampleBehindFaultProxy(options: { docker?: string } = {}): Fault
   before(async () => {
     const pushes: Push[] = [['sample', 'sample:v1']];
     if (options.docker !== undefined) pushes.push(['sample', options.docker, 'v2s2']);
-    ({ registry, pushed: [oci, docker] } = await registryWith(pushes));
+    ({ registry, pushed: [oci, docker] } = await registryWith(pushes, options.registry, options.creds));
     proxy = await startFaultProxy(registry.url);
   });
   after(async () => {
