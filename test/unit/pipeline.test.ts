@@ -15,6 +15,7 @@ import { parallelMap } from '../../src/core/pipeline/parallel-map.js';
 import { reorder } from '../../src/core/pipeline/reorder.js';
 import type { ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
 import { LedgerEffects } from '../../src/core/ledger-effects.js';
+import { diskFullOutput } from '../support/disk-full-output.js';
 
 const tick = () => new Promise<void>((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -388,21 +389,8 @@ describe('runPipeline', () => {
 
   test('when the output fails, every file still held by the stages is released', async () => {
     const effects = new LedgerEffects();
-    const output: ImageOutput = {
-      description: 'fails after one layer',
-      order: 'manifest',
-      wants: async () => Forms.tar,
-      async consume(elements, ctx) {
-        for await (const e of elements) {
-          if (e._tag === 'Layer' && e.payload._tag === 'Tar') {
-            await ctx.effects.perform({ _tag: 'Release', file: tarOf(e.payload)!.file, owner: ctx.owner });
-            throw new Error('disk full');
-          }
-        }
-        throw new Error('unreachable');
-      },
-    };
-    await assert.rejects(runPipeline({ input: shuffledInput([3, 1, 2, 0, 4]), output, effects, parallelism: 2, bufferDepth: 2 }), /disk full/);
+    // Every layer of shuffledInput is a tar: the output releases the first and fails.
+    await assert.rejects(runPipeline({ input: shuffledInput([3, 1, 2, 0, 4]), output: diskFullOutput('manifest'), effects, parallelism: 2, bufferDepth: 2 }), /disk full/);
     // The input's generator was returned mid-way, so the layers it never created do not exist;
     // everything it did create ended released (by the output, the reorderer or the buffer).
     assert.ok(effects.ledger.all().length > 0);

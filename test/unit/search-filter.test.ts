@@ -30,6 +30,7 @@ import type { TempFile } from '../../src/core/ownership.js';
 import { runPipeline } from '../../src/core/pipeline/compose.js';
 import type { ImageFilter, ImageInput, ImageOutput } from '../../src/core/pipeline/types.js';
 import { LedgerEffects } from '../../src/core/ledger-effects.js';
+import { diskFullOutput } from '../support/disk-full-output.js';
 
 // ----------------------------------------------------------------- support
 
@@ -512,20 +513,11 @@ describe('SearchFilter', () => {
     const l0 = await tarOf([{ name: 'a', data: 'a' }]);
     const img = memoryImage([l0, l0]);
     let reported = false;
-    const output: ImageOutput = {
-      description: 'failing',
-      order: 'completion',
-      wants: async () => Forms.tar,
-      async consume(elements, ctx) {
-        for await (const e of elements) {
-          if (e._tag === 'Layer' && e.payload._tag === 'Tar') await ctx.effects.perform({ _tag: 'Release', file: tarFormOf(e.payload)!.file, owner: ctx.owner });
-          if (e._tag === 'Layer') throw new Error('disk full');
-        }
-        throw new Error('unreachable');
-      },
-    };
     const effects = new LedgerEffects();
-    await assert.rejects(runPipeline({ input: img.input, filters: [new SearchFilter({ pattern: '*', read: img.read, report: () => void (reported = true) })], output, effects }), /disk full/);
+    await assert.rejects(
+      runPipeline({ input: img.input, filters: [new SearchFilter({ pattern: '*', read: img.read, report: () => void (reported = true) })], output: diskFullOutput('completion'), effects }),
+      /disk full/,
+    );
     assert.equal(reported, false);
   });
 });
