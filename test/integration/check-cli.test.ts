@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as tarStream from 'tar-stream';
 import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, tmpDir, VALID_ARCHIVES } from './fixtures.js';
-import { assertOneErrorLine, errorLines, listDir, makeBigArchive, occystrap } from './cli-helpers.js';
+import { assertOneErrorLine, errorLines, imageConfig, listDir, makeBigArchive, occystrap } from './cli-helpers.js';
 
 after(async () => {
   await cleanupTmpDirs();
@@ -103,16 +103,7 @@ const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('h
  */
 async function dockerSave(file: string, layers: readonly Buffer[], repoTag = 'crafted:v1'): Promise<void> {
   const diffIds = layers.map(sha256);
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      created: '2024-01-01T00:00:00Z',
-      config: { Cmd: ['/bin/sh'] },
-      rootfs: { type: 'layers', diff_ids: diffIds },
-      history: layers.map((_, i) => ({ created: '2024-01-01T00:00:00Z', created_by: `crafted layer ${i}` })),
-    }),
-  );
+  const config = imageConfig(diffIds, '/bin/sh', (i) => `crafted layer ${i}`);
   const configName = `${sha256(config).slice(7)}.json`;
   const layerNames = layers.map((_, i) => `${createHash('sha256').update(`id-${i}`).digest('hex')}/layer.tar`);
   const manifest = Buffer.from(JSON.stringify([{ Config: configName, RepoTags: [repoTag], Layers: layerNames }]));

@@ -161,6 +161,23 @@ export interface BigArchive {
   archiveSize: number;
 }
 
+/**
+ * The JSON config of a linux/amd64 image created 2024-01-01 that runs `cmd`: rootfs
+ * `diffIds`, and one history entry per layer, created by `createdBy(i)`.
+ */
+export function imageConfig(diffIds: readonly string[], cmd: string, createdBy: (i: number) => string): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      created: '2024-01-01T00:00:00Z',
+      config: { Cmd: [cmd] },
+      rootfs: { type: 'layers', diff_ids: diffIds },
+      history: diffIds.map((_, i) => ({ created: '2024-01-01T00:00:00Z', created_by: createdBy(i) })),
+    }),
+  );
+}
+
 /** A reusable 1 MiB block of pseudo-random bytes (xorshift32, fixed seed). */
 function noiseBlock(): Buffer {
   const buf = Buffer.alloc(1 << 20);
@@ -209,16 +226,7 @@ export async function makeBigArchive(file: string, dataBytes: number, repoTag = 
     layerSize += (chunk as Buffer).length;
   }
   const diffId = `sha256:${hash.digest('hex')}`;
-  const config = Buffer.from(
-    JSON.stringify({
-      architecture: 'amd64',
-      os: 'linux',
-      created: '2024-01-01T00:00:00Z',
-      config: { Cmd: ['/bin/true'] },
-      rootfs: { type: 'layers', diff_ids: [diffId] },
-      history: [{ created: '2024-01-01T00:00:00Z', created_by: 'integration test: big layer' }],
-    }),
-  );
+  const config = imageConfig([diffId], '/bin/true', () => 'integration test: big layer');
   const configDigest = `sha256:${createHash('sha256').update(config).digest('hex')}`;
   const layerId = createHash('sha256').update(`layer-id:${diffId}`).digest('hex');
   const configName = `${hexOf(configDigest)}.json`;
