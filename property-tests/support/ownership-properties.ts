@@ -134,19 +134,32 @@ class CreateTemp implements Cmd {
   }
 }
 
-class HandOver implements Cmd {
-  constructor(
-    readonly n: number,
-    readonly to: Owner,
-  ) {}
+/** A command on one live file, `live[n]`: it applies while some file is live. */
+abstract class OnLiveFile implements Cmd {
+  constructor(readonly n: number) {}
   check(m: Readonly<Model>): boolean {
     return liveIndexes(m as Model).length > 0;
   }
-  async run(m: Model, r: Real): Promise<void> {
+  /** The live file the command is about: its index, its temp file and its owner. */
+  protected target(m: Model, r: Real): { i: number; file: TempFile; owner: Owner } {
     const i = pick(liveIndexes(m), this.n);
-    const from = m.files.get(i) as Owner;
+    return { i, file: r.files.get(i) as TempFile, owner: m.files.get(i) as Owner };
+  }
+  abstract run(m: Model, r: Real): Promise<void>;
+  abstract toString(): string;
+}
+
+class HandOver extends OnLiveFile {
+  constructor(
+    n: number,
+    readonly to: Owner,
+  ) {
+    super(n);
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    const { i, file, owner: from } = this.target(m, r);
     const ops = r.fs.log.length;
-    await r.scope.perform({ _tag: 'HandOver', file: r.files.get(i) as TempFile, from, to: this.to });
+    await r.scope.perform({ _tag: 'HandOver', file, from, to: this.to });
     if (r.fs.log.length !== ops) fail('HandOver touched the file system');
     count(r, 'HandOver');
     m.files.set(i, this.to);
@@ -157,15 +170,10 @@ class HandOver implements Cmd {
   }
 }
 
-class Release implements Cmd {
-  constructor(readonly n: number) {}
-  check(m: Readonly<Model>): boolean {
-    return liveIndexes(m as Model).length > 0;
-  }
+class Release extends OnLiveFile {
   async run(m: Model, r: Real): Promise<void> {
-    const i = pick(liveIndexes(m), this.n);
-    const file = r.files.get(i) as TempFile;
-    await r.scope.perform({ _tag: 'Release', file, owner: m.files.get(i) as Owner });
+    const { i, file, owner } = this.target(m, r);
+    await r.scope.perform({ _tag: 'Release', file, owner });
     if (r.fs.exists(file.path)) fail(`Release: ${file.path} is still on disk`);
     const unlinks = r.fs.opsOn('unlink', file.path).length;
     if (unlinks !== 1) fail(`Release: ${file.path} was unlinked ${unlinks} times`);
@@ -177,18 +185,15 @@ class Release implements Cmd {
   }
 }
 
-class MoveIntoPlace implements Cmd {
+class MoveIntoPlace extends OnLiveFile {
   constructor(
-    readonly n: number,
+    n: number,
     readonly otherDevice: boolean,
-  ) {}
-  check(m: Readonly<Model>): boolean {
-    return liveIndexes(m as Model).length > 0;
+  ) {
+    super(n);
   }
   async run(m: Model, r: Real): Promise<void> {
-    const i = pick(liveIndexes(m), this.n);
-    const file = r.files.get(i) as TempFile;
-    const owner = m.files.get(i) as Owner;
+    const { i, file, owner } = this.target(m, r);
     const destination = `${this.otherDevice ? OTHER_DEVICE_DEST : SAME_DEVICE_DEST}/m${i}`;
     const crossDevice = r.fs.deviceOf(file.path) !== r.fs.deviceOf(destination);
     // Predict: rename; on EXDEV (real or injected) copy to staging + rename staging.
@@ -227,19 +232,16 @@ class MoveIntoPlace implements Cmd {
 }
 
 /** A stage that does not own the file asks to release/hand over/move it: rejected, no I/O. */
-class WrongOwner implements Cmd {
+class WrongOwner extends OnLiveFile {
   constructor(
-    readonly n: number,
+    n: number,
     readonly shift: number,
     readonly action: 'Release' | 'HandOver' | 'MoveIntoPlace',
-  ) {}
-  check(m: Readonly<Model>): boolean {
-    return liveIndexes(m as Model).length > 0;
+  ) {
+    super(n);
   }
   async run(m: Model, r: Real): Promise<void> {
-    const i = pick(liveIndexes(m), this.n);
-    const file = r.files.get(i) as TempFile;
-    const owner = m.files.get(i) as Owner;
+    const { i, file, owner } = this.target(m, r);
     const wrong = OWNERS[(OWNERS.indexOf(owner) + 1 + (this.shift % (OWNERS.length - 1))) % OWNERS.length] as Owner;
     const ops = r.fs.log.length;
     const state = JSON.stringify(r.scope.ledger.entry(file.id)?.state);
