@@ -275,25 +275,43 @@ export function makeFormsFilter(world: FormsWorld, spec: FormsFilterSpec, search
   }
 }
 
+/** A layer element that carries files (its payload is not Skipped). */
+type DataLayer = LayerElement & { readonly payload: DataPayload };
+
+/**
+ * The walk of the filter `name` over `elements`: configs and skipped layers pass as they
+ * are, every other layer goes through `step` (its result passes on), except the layer at
+ * `throwAtLayer`, where the filter releases what the layer carries and fails.
+ */
+async function* eachDataLayer(
+  world: FormsWorld,
+  ctx: StageContext,
+  name: string,
+  throwAtLayer: number | undefined,
+  elements: AsyncIterable<ImageElement>,
+  step: (e: DataLayer) => Promise<ImageElement>,
+): AsyncGenerator<ImageElement> {
+  for await (const e of elements) {
+    if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
+      yield e;
+      continue;
+    }
+    if (throwAtLayer === e.layer.index) {
+      await releaseAllQuietly(world, ctx, e, name);
+      throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
+    }
+    yield await step(e as DataLayer);
+  }
+}
+
 function keepOneFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind: 'keepOne' }>): ImageFilter {
   const name = `keep-${spec.keep}`;
   return {
     name,
     wants: (inner) => async (d) => (wantsAny(await inner(d)) ? Forms.both : Forms.none),
-    async *apply(elements, ctx) {
-      for await (const e of elements) {
-        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
-          yield e;
-          continue;
-        }
-        if (spec.throwAtLayer === e.layer.index) {
-          await releaseAllQuietly(world, ctx, e, name);
-          throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
-        }
-        if (e.payload._tag !== 'Both') {
-          yield e;
-          continue;
-        }
+    apply: (elements, ctx) =>
+      eachDataLayer(world, ctx, name, spec.throwAtLayer, elements, async (e) => {
+        if (e.payload._tag !== 'Both') return e;
         const { tar, blob } = e.payload;
         const dropped = spec.keep === 'tar' ? blob.file : tar.file;
         if (!spec.leakDropped) {
@@ -304,9 +322,8 @@ function keepOneFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind:
             throw error;
           }
         }
-        yield { _tag: 'Layer', layer: e.layer, payload: spec.keep === 'tar' ? { _tag: 'Tar', tar } : { _tag: 'Blob', blob } };
-      }
-    },
+        return { _tag: 'Layer', layer: e.layer, payload: spec.keep === 'tar' ? { _tag: 'Tar', tar } : { _tag: 'Blob', blob } };
+      }),
   };
 }
 
@@ -315,16 +332,11 @@ function readTarFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind:
   return {
     name,
     ...(spec.asks ? { wants: (inner: WantsLayer): WantsLayer => async (d) => unionForms(await inner(d), Forms.tar) } : {}),
-    async *apply(elements, ctx) {
+    apply(elements, ctx) {
       const formCtx = { effects: ctx.effects, owner: ctx.owner };
-      for await (const e of elements) {
-        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
-          yield e;
-          continue;
-        }
+      return eachDataLayer(world, ctx, name, spec.throwAtLayer, elements, async (e) => {
         let payload: DataPayload = e.payload;
         try {
-          if (spec.throwAtLayer === e.layer.index) throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
           if (spec.wasteful && payload._tag === 'Both') {
             const blobOnly: DataPayload = { _tag: 'Blob', blob: payload.blob };
             await ctx.effects.perform({ _tag: 'Release', file: payload.tar.file, owner: ctx.owner });
@@ -344,8 +356,8 @@ function readTarFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind:
           await releaseAllQuietly(world, ctx, element, name);
           throw error;
         }
-        yield element;
-      }
+        return element;
+      });
     },
   };
 }
@@ -356,20 +368,11 @@ function trimFilter(world: FormsWorld, spec: Extract<FormsFilterSpec, { kind: 't
   return {
     name,
     wants: (inner) => downstream.wrap(inner, Forms.none),
-    async *apply(elements, ctx) {
-      for await (const e of elements) {
-        if (e._tag !== 'Layer' || e.payload._tag === 'Skipped') {
-          yield e;
-          continue;
-        }
-        if (spec.throwAtLayer === e.layer.index) {
-          await releaseAllQuietly(world, ctx, e, name);
-          throw new InjectedError(`${name} failed at layer ${e.layer.index}`);
-        }
+    apply: (elements, ctx) =>
+      eachDataLayer(world, ctx, name, spec.throwAtLayer, elements, async (e) => {
         const payload = await keepForms(e.payload, downstream.of(e.layer.index), { effects: ctx.effects, owner: ctx.owner });
-        yield payload === e.payload ? e : { _tag: 'Layer', layer: e.layer, payload };
-      }
-    },
+        return payload === e.payload ? e : { _tag: 'Layer', layer: e.layer, payload };
+      }),
   };
 }
 
