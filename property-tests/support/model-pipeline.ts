@@ -222,34 +222,53 @@ export interface PeekOutputSpec {
 
 export type OutputSpec = DirOutputSpec | TarOutputSpec | PeekOutputSpec;
 
-function checkLayer(seen: Set<number>, config: ConfigElement | undefined, e: LayerElement): void {
-  if (!config) throw new Error(`protocol: layer ${e.layer.index} arrived before the config`);
-  if (e.layer.index < 0 || e.layer.index >= config.layers.length || seen.has(e.layer.index)) {
-    throw new Error(`protocol: layer ${e.layer.index} arrived twice or out of range`);
+/** What an output checks of its stream as it arrives: one config first, then each of its layers once, all of them by the end. */
+class StreamCheck {
+  private config: ConfigElement | undefined;
+  private readonly seen = new Set<number>();
+
+  /** How many layers have arrived. */
+  get arrived(): number {
+    return this.seen.size;
   }
-  seen.add(e.layer.index);
+
+  onConfig(e: ConfigElement): void {
+    if (this.config) throw new Error('protocol: a second config');
+    this.config = e;
+  }
+
+  onLayer(e: LayerElement): void {
+    if (!this.config) throw new Error(`protocol: layer ${e.layer.index} arrived before the config`);
+    if (e.layer.index < 0 || e.layer.index >= this.config.layers.length || this.seen.has(e.layer.index)) {
+      throw new Error(`protocol: layer ${e.layer.index} arrived twice or out of range`);
+    }
+    this.seen.add(e.layer.index);
+  }
+
+  complete(): void {
+    if (!this.config) throw new Error('protocol: the stream ended without a config');
+    if (this.seen.size !== this.config.layers.length) throw new Error(`protocol: the stream ended after ${this.seen.size} of ${this.config.layers.length} layers`);
+  }
 }
 
-function checkComplete(seen: Set<number>, config: ConfigElement | undefined): ConfigElement {
-  if (!config) throw new Error('protocol: the stream ended without a config');
-  if (seen.size !== config.layers.length) throw new Error(`protocol: the stream ended after ${seen.size} of ${config.layers.length} layers`);
-  return config;
+/** `wants` of an output whose destination already holds the layers `present`: nothing for those, the tar for the others. */
+function tarUnlessPresent(present: readonly number[]): ImageOutput['wants'] {
+  const held = new Set(present);
+  return async (d) => (held.has(d.index) ? Forms.none : Forms.tar);
 }
 
 /** Completion order; moves every layer into `dest`, removes everything it made on failure. */
 export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
-  const present = new Set(spec.present);
   return {
     description: `dir://${spec.dest}`,
     order: 'completion',
-    wants: async (d) => (present.has(d.index) ? Forms.none : Forms.tar),
+    wants: tarUnlessPresent(spec.present),
     async consume(elements, ctx): Promise<OutputSummary> {
       const { fs } = world;
       const made: string[] = [];
       let madeDir = false;
       let held: TempFile | undefined;
-      let config: ConfigElement | undefined;
-      const seen = new Set<number>();
+      const stream = new StreamCheck();
       let layers = 0;
       let skipped = 0;
       let bytes = 0;
@@ -257,8 +276,7 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
       try {
         for await (const e of elements) {
           if (e._tag === 'Config') {
-            if (config) throw new Error('protocol: a second config');
-            config = e;
+            stream.onConfig(e);
             await fs.mkdir(spec.dest);
             madeDir = true;
             const configPath = `${spec.dest}/config.json`;
@@ -266,7 +284,7 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
             made.push(configPath);
             continue;
           }
-          checkLayer(seen, config, e);
+          stream.onLayer(e);
           if (e.payload._tag === 'Skipped') {
             skipped++;
             continue;
@@ -281,7 +299,7 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
           bytes += tarOf(e.payload)!.size;
           if (r.copied) copied++;
         }
-        checkComplete(seen, config);
+        stream.complete();
         return { destination: spec.dest, layers, layersSkipped: skipped, bytes, copiedAcrossDevices: copied };
       } catch (error) {
         if (held) await releaseQuietly(world, ctx, held, 'dir output');
@@ -298,25 +316,22 @@ export function dirOutput(world: World, spec: DirOutputSpec): ImageOutput {
 
 /** Manifest order; appends each layer to a temp file beside the target, renamed over it at the end. */
 export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
-  const present = new Set(spec.present);
   return {
     description: `tar://${spec.target}`,
     order: 'manifest',
-    wants: async (d) => (present.has(d.index) ? Forms.none : Forms.tar),
+    wants: tarUnlessPresent(spec.present),
     async consume(elements, ctx): Promise<OutputSummary> {
       const { fs } = world;
       let tar: TempFile | undefined;
       let held: TempFile | undefined;
-      let config: ConfigElement | undefined;
-      const seen = new Set<number>();
+      const stream = new StreamCheck();
       let layers = 0;
       let skipped = 0;
       let bytes = 0;
       try {
         for await (const e of elements) {
           if (e._tag === 'Config') {
-            if (config) throw new Error('protocol: a second config');
-            config = e;
+            stream.onConfig(e);
             tar = await ctx.effects.perform({
               _tag: 'CreateTemp',
               owner: ctx.owner,
@@ -326,8 +341,8 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
             await fs.writeFile(tar.path, new TextDecoder().decode(e.raw));
             continue;
           }
-          checkLayer(seen, config, e);
-          if (e.layer.index !== seen.size - 1) throw new Error(`protocol: manifest order broken, got layer ${e.layer.index} after ${seen.size - 1} layers`);
+          stream.onLayer(e);
+          if (e.layer.index !== stream.arrived - 1) throw new Error(`protocol: manifest order broken, got layer ${e.layer.index} after ${stream.arrived - 1} layers`);
           if (!tar) throw new Error('protocol: no tar file');
           if (e.payload._tag === 'Skipped') {
             skipped++;
@@ -344,7 +359,7 @@ export function tarOutput(world: World, spec: TarOutputSpec): ImageOutput {
           layers++;
           bytes += tarOf(e.payload)!.size;
         }
-        checkComplete(seen, config);
+        stream.complete();
         if (!tar) throw new Error('protocol: no tar file');
         const r = await ctx.effects.perform({ _tag: 'MoveIntoPlace', file: tar, owner: ctx.owner, destination: spec.target });
         tar = undefined;
