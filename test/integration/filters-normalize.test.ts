@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { cleanupTmpDirs, fixture, podman, skopeo, tmpDir } from './fixtures.js';
+import { cleanupTmpDirs, fixture, podmanLoadAndInspect, skopeo, tmpDir } from './fixtures.js';
 import { errorLines, hexOf, listDir, occystrap } from './cli-helpers.js';
 import { filterFacts, fixtureFile, FIXTURE, gnuListing, isRoot, parseListing, readSaved, sha256, tarEnv } from './filters-helpers.js';
 
@@ -114,24 +114,9 @@ describe('normalize-timestamps on real layers', () => {
   test('podman load accepts the output (private store; rmi afterwards)', async () => {
     assert.notEqual(outA, '', 'needs the first test');
     const saved = await readSaved(outA);
-    const state = await tmpDir('podman-state');
-    const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
-    const load = await podman(['load', '-i', outA], { env, timeoutMs: 180_000 });
-    assert.equal(load.code, 0, load.stderr);
-    const m = /Loaded image(?:\(s\))?: (\S+)/.exec(load.stdout);
-    assert.ok(m, `podman load names the image: ${load.stdout}`);
-    const ref = (m[1] as string).split(',')[0] as string;
-    try {
-      const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
-      assert.equal(inspect.code, 0, inspect.stderr);
-      const [id, layersJson] = inspect.stdout.trim().split(' ', 2) as [string, string];
-      assert.equal(id, hexOf(sha256(saved.configBytes)), 'image id = new config digest');
-      assert.deepEqual(JSON.parse(layersJson), saved.config.rootfs.diff_ids);
-    } finally {
-      const rmi = await podman(['rmi', ref], { env });
-      assert.equal(rmi.code, 0, rmi.stderr);
-      await cleanupTmpDirs(state);
-    }
+    const { id, layers } = await podmanLoadAndInspect(outA, { timeoutMs: 180_000 });
+    assert.equal(id, hexOf(sha256(saved.configBytes)), 'image id = new config digest');
+    assert.deepEqual(layers, saved.config.rootfs.diff_ids);
   });
 
   test('tar:// -> dir://: every layer.tar hashes to the new config\'s diff_ids, the same ones as the tar:// output', async () => {

@@ -3,6 +3,7 @@
 //
 // Importing this module has no side effects beyond registering a
 // process-exit safety net for temporary directories.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, readFileSync, rmSync } from 'node:fs';
@@ -281,6 +282,42 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
 export function podman(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const env = { ...(opts.env ?? process.env), OCCYSTRAP_FIXTURES: fixturesDir() };
   return run('bash', [podmanScript, ...args], { ...opts, env });
+}
+
+export interface PodmanLoaded {
+  /** The first image `podman load` named. */
+  readonly ref: string;
+  /** Its id and RootFS layers, as `podman image inspect` reports them. */
+  readonly id: string;
+  readonly layers: string[];
+}
+
+/**
+ * `podman load -i archive` into a fresh private store and `podman image inspect` of the
+ * first image it names, then `podman rmi` of that image and the store removed; asserts
+ * that load, inspect and rmi succeed.
+ */
+export async function podmanLoadAndInspect(archive: string, opts: { timeoutMs?: number } = {}): Promise<PodmanLoaded> {
+  const state = await tmpDir('podman-state');
+  const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
+  try {
+    const load = await podman(['load', '-i', archive], { env, ...opts });
+    assert.equal(load.code, 0, load.stderr);
+    const m = /Loaded image(?:\(s\))?: (\S+)/.exec(load.stdout);
+    assert.ok(m, `podman load names the image: ${load.stdout}`);
+    const ref = (m[1] as string).split(',')[0] as string;
+    try {
+      const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
+      assert.equal(inspect.code, 0, inspect.stderr);
+      const [id, layersJson] = inspect.stdout.trim().split(' ', 2) as [string, string];
+      return { ref, id, layers: JSON.parse(layersJson) as string[] };
+    } finally {
+      const rmi = await podman(['rmi', ref], { env });
+      assert.equal(rmi.code, 0, rmi.stderr);
+    }
+  } finally {
+    await cleanupTmpDirs(state);
+  }
 }
 
 /**

@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { errorLines, hexOf, jsonSummary, occystrap } from './cli-helpers.js';
-import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, podman, run, sha256File, skopeo, tmpDir } from './fixtures.js';
+import { cleanupTmpDirs, fixture, fixtureIndex, fixturePath, podmanLoadAndInspect, run, sha256File, skopeo, tmpDir } from './fixtures.js';
 import { blobOf, Forms, type ImageElement, type LayerForms, tarOf } from '../../src/core/element.js';
 import { openOciLayoutInput } from '../../src/shell/inputs/oci-layout.js';
 import { parseOciLayoutReference } from '../../src/core/plans/oci-layout.js';
@@ -157,20 +157,10 @@ describe('layouts written by real tools', () => {
     assert.equal(r.code, 0, r.stderr);
     // Each distinct gzip layer inflated once, while it was read (the duplicate not at all).
     assert.equal(jsonSummary(r.stdout).inflated, 4);
-    const state = await tmpDir('ocidir-podman-state');
-    const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
-    const load = await podman(['load', '-i', out], { env });
-    assert.equal(load.code, 0, load.stderr);
-    const m = /Loaded image(?:\(s\))?: (\S+)/.exec(load.stdout);
-    assert.ok(m, `podman load names the image: ${load.stdout}`);
-    const ref = (m[1] as string).split(',')[0] as string;
+    const { ref, id, layers } = await podmanLoadAndInspect(out);
     assert.match(ref, /oci:sample$/, 'named after the layout directory and the tag');
-    const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
-    assert.equal(inspect.code, 0, inspect.stderr);
-    const [id, layersJson] = inspect.stdout.trim().split(' ', 2) as [string, string];
     assert.equal(id, hexOf(sample.configDigest));
-    assert.deepEqual(JSON.parse(layersJson), sample.diffIds);
-    await cleanupTmpDirs(state);
+    assert.deepEqual(layers, sample.diffIds);
   });
 
   test('umoci layout: the other tag, and no tag refused listing the tags', async () => {

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { cleanupTmpDirs, podman, skopeo, tmpDir } from './fixtures.js';
+import { cleanupTmpDirs, podmanLoadAndInspect, skopeo } from './fixtures.js';
 import { errorLines, hexOf, summaryLines } from './cli-helpers.js';
 import type { PushedImage, Registry } from '../registry/harness.js';
 import { ociImage, registryWith, sample } from '../support/sample-registry.js';
@@ -97,25 +97,10 @@ describe('registry:// -> tar://', () => {
 
   test('podman load accepts it (private store; rmi afterwards)', async () => {
     assert.notEqual(archive, '', 'needs the previous test');
-    const state = await tmpDir('podman-state');
-    const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
-    const load = await podman(['load', '-i', archive], { env });
-    assert.equal(load.code, 0, load.stderr);
-    const m = /Loaded image(?:\(s\))?: (\S+)/.exec(load.stdout);
-    assert.ok(m, `podman load names the image: ${load.stdout}`);
-    const ref = (m[1] as string).split(',')[0] as string;
+    const { ref, id, layers } = await podmanLoadAndInspect(archive);
     assert.match(ref, /sample:v1$/);
-    try {
-      const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
-      assert.equal(inspect.code, 0, inspect.stderr);
-      const [id, layers] = inspect.stdout.trim().split(' ', 2) as [string, string];
-      assert.equal(id, hexOf(sample().configDigest as string), 'image id = config digest');
-      assert.deepEqual(JSON.parse(layers), sample().diffIds);
-    } finally {
-      const rmi = await podman(['rmi', '--all', '--force'], { env });
-      assert.equal(rmi.code, 0, rmi.stderr);
-      await cleanupTmpDirs(state);
-    }
+    assert.equal(id, hexOf(sample().configDigest as string), 'image id = config digest');
+    assert.deepEqual(layers, sample().diffIds);
   });
 
   test('by digest reference too', async () => {

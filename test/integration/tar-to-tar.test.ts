@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import * as tarStream from 'tar-stream';
-import { cleanupTmpDirs, fixture, fixturePath, podman, sha256File, skopeo, tmpDir, type ImageFacts } from './fixtures.js';
+import { cleanupTmpDirs, fixture, fixturePath, podmanLoadAndInspect, sha256File, skopeo, tmpDir, type ImageFacts } from './fixtures.js';
 import { errorLines, hexOf, jsonSummary, listDir, occystrap, strayTempFiles, summaryLines } from './cli-helpers.js';
 
 after(async () => {
@@ -154,26 +154,11 @@ for (const name of ['skopeo-legacy.tar', 'docker25-zstd.tar']) {
     test('podman load accepts it (private store; rmi afterwards)', async () => {
       assert.notEqual(outA, '', 'needs the first test');
       const img = image();
-      const state = await tmpDir('podman-state');
-      const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
-      const load = await podman(['load', '-i', outA], { env });
-      assert.equal(load.code, 0, load.stderr);
-      const m = /Loaded image(?:\(s\))?: (\S+)/.exec(load.stdout);
-      assert.ok(m, `podman load names the image: ${load.stdout}`);
-      const ref = (m[1] as string).split(',')[0] as string;
+      const { ref, id, layers } = await podmanLoadAndInspect(outA);
       const expectedRepo = (img.repoTags[0] as string).replace(/^docker\.io\/library\//, '');
       assert.ok(ref.endsWith(expectedRepo), `${ref} is ${expectedRepo}`);
-      try {
-        const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
-        assert.equal(inspect.code, 0, inspect.stderr);
-        const [id, layersJson] = inspect.stdout.trim().split(' ', 2) as [string, string];
-        assert.equal(id, hexOf(img.configDigest as string), 'image id = config digest');
-        assert.deepEqual(JSON.parse(layersJson), img.diffIds);
-      } finally {
-        const rmi = await podman(['rmi', ref], { env });
-        assert.equal(rmi.code, 0, rmi.stderr);
-        await cleanupTmpDirs(state);
-      }
+      assert.equal(id, hexOf(img.configDigest as string), 'image id = config digest');
+      assert.deepEqual(layers, img.diffIds);
     });
   });
 }
