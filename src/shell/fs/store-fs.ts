@@ -83,8 +83,12 @@ export const identityOf = (st: Stats): FileIdentity => ({ dev: st.dev, ino: st.i
 
 export const sameIdentity = (a: FileIdentity, b: FileIdentity): boolean => a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeMs === b.mtimeMs;
 
-/** Open a regular file without following a link or blocking; undefined when it does not exist. */
-async function openRegular(p: string): Promise<{ handle: fs.FileHandle; stats: Stats } | undefined> {
+/**
+ * Open a regular file without following a link or blocking; undefined when it does not
+ * exist. Throws {@link StoreEntryError} for a link or anything but a regular file, judged
+ * before the open (lstat) and after it (fstat), so a swap in between is caught too.
+ */
+export async function openRegular(p: string): Promise<{ handle: fs.FileHandle; stats: Stats } | undefined> {
   const before = await lstatEntry(p);
   if (before.kind === 'missing') return undefined;
   if (before.kind !== 'file') throw new StoreEntryError(p, before.kind, `is ${describeKind(before.kind)}, not a regular file`);

@@ -19,7 +19,7 @@
  *
  * @module
  */
-import { constants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { decodeDockerSaveManifest } from '../../core/codecs/docker-save.js';
@@ -34,10 +34,9 @@ import { decodeCatalog } from '../../core/plans/dir-store.js';
 import { selectManifestEntry, selectStoreImage, type StoreImageWanted, storeEntryPath, storeLayerSourceId } from '../../core/plans/dir-store-read.js';
 import { printable } from '../../core/printable.js';
 import { sha256Bytes } from '../fs/hash.js';
-import { describeKind, kindOf, lstatEntry, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
+import { describeKind, kindOf, lstatEntry, openRegular, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
 import { fetchInParallel, fetchLayerForms } from './layer-fetch.js';
 
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 const CATALOG = 'catalog.json';
 
 export interface DirStoreInputOptions {
@@ -147,28 +146,15 @@ export class DirStoreInput implements ImageInput {
   private async openLayer(relative: string, what: string): Promise<{ handle: fs.FileHandle; size: number }> {
     await this.checkDirsOnTheWay(relative, what);
     const file = path.join(this.options.root, relative);
-    const missing = () => this.fail(`${what} ${printable(relative)} is not in the store; the store is incomplete (write the image into it again)`);
-    const before = await lstatEntry(file);
-    if (before.kind === 'missing') throw missing();
-    if (before.kind !== 'file') throw this.fail(`${what} ${printable(relative)} is ${describeKind(before.kind)}, not a regular file; refusing it`);
-    let handle: fs.FileHandle;
+    let opened: Awaited<ReturnType<typeof openRegular>>;
     try {
-      handle = await fs.open(file, OPEN_FLAGS);
+      opened = await openRegular(file);
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'ELOOP') throw this.fail(`${what} ${printable(relative)} is a symbolic link, not a regular file; refusing it`);
-      if (code === 'ENOENT') throw missing();
+      if (e instanceof StoreEntryError) throw this.fail(`${what} ${printable(relative)} ${e.message}; refusing it`);
       throw e;
     }
-    const st = await handle.stat().catch(async (e: unknown) => {
-      await handle.close();
-      throw e;
-    });
-    if (!st.isFile()) {
-      await handle.close();
-      throw this.fail(`${what} ${printable(relative)} is ${describeKind(kindOf(st))}, not a regular file; refusing it`);
-    }
-    return { handle, size: st.size };
+    if (!opened) throw this.fail(`${what} ${printable(relative)} is not in the store; the store is incomplete (write the image into it again)`);
+    return { handle: opened.handle, size: opened.stats.size };
   }
 
   private async *read(ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {

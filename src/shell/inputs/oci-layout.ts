@@ -15,7 +15,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
-import { constants, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
@@ -39,12 +39,11 @@ import {
 } from '../../core/plans/oci-layout-read.js';
 import { checkImageReference, isTag } from '../../core/reference.js';
 import { sha256Bytes } from '../fs/hash.js';
-import { describeKind, kindOf, lstatEntry, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
+import { describeKind, kindOf, lstatEntry, openRegular, readRegularFile, StoreEntryError } from '../fs/store-fs.js';
 import type { Target, TransportSettings } from '../transports/types.js';
 import { fetchInParallel, fetchLayerForms, repeatsAnEarlierBlob } from './layer-fetch.js';
 import { stringOption } from '../transports/target-options.js';
 
-const OPEN_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** The annotation containerd, buildkit and Docker 25+ use for the full image name. */
 const IMAGE_NAME_ANNOTATION = 'io.containerd.image.name';
@@ -208,27 +207,15 @@ export class OciLayoutInput implements ImageInput {
   /** Open a blob without following a link or blocking; it must be a regular file. */
   private async openBlob(digest: Digest, what: string): Promise<fs.FileHandle> {
     const file = await this.blobFile(digest);
-    const before = await lstatEntry(file);
-    if (before.kind === 'missing') throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
-    if (before.kind !== 'file') throw this.fail(`${what} ${blobPath(digest)} is ${describeKind(before.kind)}, not a regular file; refusing it`);
-    let handle: fs.FileHandle;
+    let opened: Awaited<ReturnType<typeof openRegular>>;
     try {
-      handle = await fs.open(file, OPEN_FLAGS);
+      opened = await openRegular(file);
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      if (code === 'ELOOP') throw this.fail(`${what} ${blobPath(digest)} is a symbolic link, not a regular file; refusing it`);
-      if (code === 'ENOENT') throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
+      if (e instanceof StoreEntryError) throw this.fail(`${what} ${blobPath(digest)} ${e.message}; refusing it`);
       throw e;
     }
-    const st = await handle.stat().catch(async (e: unknown) => {
-      await handle.close();
-      throw e;
-    });
-    if (!st.isFile()) {
-      await handle.close();
-      throw this.fail(`${what} ${blobPath(digest)} is ${describeKind(kindOf(st))}, not a regular file; refusing it`);
-    }
-    return handle;
+    if (!opened) throw this.fail(`${what} ${digest} is missing (no ${blobPath(digest)}); the layout is incomplete`);
+    return opened.handle;
   }
 
   private async *read(ctx: InputContext): AsyncGenerator<ImageElement, void, undefined> {
