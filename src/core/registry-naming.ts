@@ -16,3 +16,8 @@ export function normalizeRegistryReference(ref: RegistryReference): RegistryRefe
 export function pullScope(name: string): string {
   return `repository:${name}:pull`;
 }
+
+/** The scope string a token for pushing to `name` asks for (a push also reads: HEAD, mounts). */
+export function pushScope(name: string): string {
+  return `repository:${name}:pull,push`;
+}

@@ -10,10 +10,10 @@ import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js
 import type { Descriptor } from '../../core/codecs/common.js';
 import { decodeManifestDocument, type ImageIndex, type ImageManifest } from '../../core/codecs/oci.js';
 import { type Digest, digestHex, parseDigest } from '../../core/digest.js';
-import { AbortError, digestError, hasCode, inputError, isExplained } from '../../core/errors.js';
+import { AbortError, digestError, hasCode, inputError, isExplained, outputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import { availablePlatforms, choosePlatform, describePlatform, type PlatformWanted } from '../../core/platform.js';
-import { pullScope } from '../../core/registry-naming.js';
+import { pullScope, pushScope } from '../../core/registry-naming.js';
 import type { LayerSink } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { RegistryAuth } from './auth.js';
@@ -23,10 +23,13 @@ import {
   type DocumentResponse,
   headerValue,
   type HttpClient,
+  type HttpMethod,
   type HttpRequest,
   type HttpResponse,
   isRetryableError,
   MIN_PROGRESS_BYTES,
+  readBodyCapped,
+  type RequestBody,
   retryDelay,
   sleep,
   TransferError,
@@ -38,6 +41,8 @@ export interface ResolvedImage {
   readonly manifest: ImageManifest;
   readonly manifestDigest: Digest;
   readonly manifestMediaType: string;
+  /** The manifest's bytes as served (verified against its digest). */
+  readonly manifestRaw: Uint8Array;
   /** Set when the reference named an index. */
   readonly index?: { readonly digest: Digest; readonly mediaType: string; readonly document: ImageIndex };
   /** The platform chosen from the index, when there was one. */
@@ -54,6 +59,16 @@ export interface RegistryClientOptions {
   readonly label: string;
   /** How the caller turns plain HTTP on, in its own words (CLI options or API settings). */
   readonly insecureHint?: string;
+  /** Pull (a source; errors are EINPUT) or push (a destination; errors are EOUTPUT). Default pull. */
+  readonly access?: 'pull' | 'push';
+}
+
+/** A whole answer to a request made with {@link RegistryClient.call}. */
+export interface CallResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  /** The body, up to the JSON cap (undefined when larger); empty for HEAD. */
+  readonly body: Buffer | undefined;
 }
 
 /** The CLI's words for plain HTTP; library callers get {@link API_INSECURE_HINT}. */
@@ -75,12 +90,40 @@ export class RegistryClient {
 
   constructor(private readonly options: RegistryClientOptions) {
     this.base = `${options.insecure ? 'http' : 'https'}://${options.apiHost}`;
-    this.scope = pullScope(options.name);
+    this.scope = options.access === 'push' ? pushScope(options.name) : pullScope(options.name);
     this.auth = new RegistryAuth(options.http, options.apiHost, options.credentials, options.insecure);
   }
 
   private fail(message: string): Error {
-    return inputError(`${this.options.label}: ${message}`);
+    return this.options.access === 'push' ? outputError(`${this.options.label}: ${message}`) : inputError(`${this.options.label}: ${message}`);
+  }
+
+  /** The registry's API root (`https://HOST`), for resolving upload locations. */
+  get origin(): string {
+    return this.base;
+  }
+
+  /**
+   * One request with auth, its whole (small) answer read. `path` is under `/v2/` or an
+   * absolute URL on the registry (an upload location). With `retry`, connection errors
+   * and retryable statuses are retried (only for requests that may be repeated as they
+   * are); a streamed body is sent without the whole-document deadline.
+   */
+  async call(
+    path: string,
+    init: { readonly method: HttpMethod; readonly headers?: Record<string, string>; readonly body?: RequestBody; readonly retry: boolean },
+    what: string,
+    signal?: AbortSignal,
+  ): Promise<CallResponse> {
+    const http = this.options.http;
+    const headers = init.headers ?? {};
+    const send = async (r: HttpRequest): Promise<CallResponse> => {
+      const req = { ...r, method: init.method, ...(init.body !== undefined ? { body: init.body } : {}) };
+      if (init.retry && typeof init.body !== 'function') return http.document(req, MAX_JSON_BYTES);
+      const response = init.retry ? await http.request(req) : await http.once(req);
+      return { statusCode: response.statusCode, headers: response.headers, body: init.method === 'HEAD' ? Buffer.alloc(0) : await readBodyCapped(response, MAX_JSON_BYTES) };
+    };
+    return this.authorized(path, headers, send, async () => undefined, what, signal, !init.retry);
   }
 
   /**
@@ -94,14 +137,17 @@ export class RegistryClient {
     discard: (response: R) => Promise<void>,
     what: string,
     signal?: AbortSignal,
+    /** Let a retryable network error through as it is (the caller resumes). */
+    passRetryable = false,
   ): Promise<R> {
-    const url = `${this.base}/v2/${path}`;
+    const url = /^https?:\/\//.test(path) ? path : `${this.base}/v2/${path}`;
     for (let round = 0; ; round++) {
       const request = { url, headers: { ...headers, ...this.auth.headersFor(this.scope) }, ...(signal ? { signal } : {}) };
       let response: R;
       try {
         response = await send(request);
       } catch (e) {
+        if (passRetryable && !signal?.aborted && isRetryableError(e)) throw e;
         throw this.networkFailure(e, what, signal);
       }
       if (response.statusCode !== 401 || round >= 2) {
@@ -181,7 +227,7 @@ export class RegistryClient {
     const doc = decodeManifestDocument(`${this.options.label}: manifest`, first.bytes, first.mediaType);
     if (E.isLeft(doc)) throw inputError(describeDecodeError(doc.left));
     if (doc.right._tag === 'Manifest') {
-      return { manifest: doc.right.manifest, manifestDigest: first.digest, manifestMediaType: doc.right.mediaType };
+      return { manifest: doc.right.manifest, manifestDigest: first.digest, manifestMediaType: doc.right.mediaType, manifestRaw: first.bytes };
     }
     const index = doc.right.index;
     const chosen = choosePlatform(index.manifests, platform);
@@ -197,6 +243,7 @@ export class RegistryClient {
       manifest: inner.right.manifest,
       manifestDigest: second.digest,
       manifestMediaType: inner.right.mediaType,
+      manifestRaw: second.bytes,
       index: { digest: first.digest, mediaType: doc.right.mediaType, document: index },
       platform: describePlatform(chosen.platform as NonNullable<Descriptor['platform']>),
     };

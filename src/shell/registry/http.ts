@@ -142,9 +142,18 @@ export interface DocumentResponse {
   readonly body: Buffer | undefined;
 }
 
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * A request body: bytes, or a factory that makes a fresh stream for each attempt (a retry
+ * or a 307/308 redirect sends the body again).
+ */
+export type RequestBody = Uint8Array | (() => Readable);
+
 export interface HttpRequest {
   readonly url: string;
-  readonly method?: 'GET' | 'HEAD';
+  readonly method?: HttpMethod;
+  readonly body?: RequestBody;
   readonly headers?: Record<string, string>;
   readonly signal?: AbortSignal;
   /** A large body read as a stream (a blob): sent over node:http (see bulk-http.ts). */
@@ -199,26 +208,31 @@ export class HttpClient {
   async once(req: HttpRequest, firstSlotTaken = false): Promise<HttpResponse> {
     let url = new URL(req.url);
     let headers: Record<string, string> = { 'user-agent': this.options.userAgent, ...req.headers };
+    let method: HttpMethod = req.method ?? 'GET';
+    let body = req.body;
     const visited = new Set<string>();
     for (let hops = 0; ; hops++) {
       visited.add(url.href);
       if (hops > 0 || !firstSlotTaken) await this.limiter?.acquire(req.signal);
       this.stats.requests++;
       // The final headers within timeoutMs: undici's headersTimeout restarts on every
-      // 1xx, so endless `102 Processing` would hold the request forever.
+      // 1xx, so endless `102 Processing` would hold the request forever. A streamed
+      // body (an upload) may take longer to send than that: undici's idle timeouts watch it.
       const headersDeadline = new AbortController();
-      const timer = setTimeout(() => headersDeadline.abort(), this.timeoutMs);
+      const timer = typeof body === 'function' ? undefined : setTimeout(() => headersDeadline.abort(), this.timeoutMs);
       let response: HttpResponse;
       try {
         const signal = req.signal ? AbortSignal.any([req.signal, headersDeadline.signal]) : headersDeadline.signal;
-        response = req.bulk
-          ? await this.bulk.request(url, req.method ?? 'GET', headers, signal)
-          : await this.dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method: req.method ?? 'GET', headers, signal });
+        const payload = typeof body === 'function' ? body() : body;
+        response =
+          req.bulk && payload === undefined
+            ? await this.bulk.request(url, method, headers, signal)
+            : await this.dispatcher.request({ origin: url.origin, path: url.pathname + url.search, method, headers, signal, ...(payload !== undefined ? { body: payload } : {}) });
       } catch (e) {
         if (headersDeadline.signal.aborted && !req.signal?.aborted) throw new TransferError(`no answer within ${this.timeoutMs / 1000} s (OCCYSTRAP_HTTP_TIMEOUT)`);
         throw e;
       } finally {
-        clearTimeout(timer);
+        if (timer) clearTimeout(timer);
       }
       if (response.statusCode === 429) this.stats.rateLimited++;
       const location = headerValue(response.headers, 'location');
@@ -239,6 +253,12 @@ export class HttpClient {
       }
       if (next.origin !== url.origin) {
         headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !['authorization', 'cookie', 'proxy-authorization'].includes(k.toLowerCase())));
+      }
+      // 307/308 repeat the request as it was; 303 (and 301/302 after a POST) become a GET.
+      if (response.statusCode === 303 || (method === 'POST' && (response.statusCode === 301 || response.statusCode === 302))) {
+        method = 'GET';
+        body = undefined;
+        headers = Object.fromEntries(Object.entries(headers).filter(([k]) => !['content-length', 'content-type', 'content-range'].includes(k.toLowerCase())));
       }
       url = next;
     }
