@@ -87,6 +87,12 @@ export interface ConfigElement {
    * follows.
    */
   readonly provisional?: boolean;
+  /**
+   * The source's manifest as it served it (registry sources). A destination that pushes
+   * manifests may put these very bytes, keeping the digest, when the config and every
+   * layer blob it pushes are the source's; a filter that changes the config drops it.
+   */
+  readonly sourceManifest?: { readonly mediaType: string; readonly raw: Uint8Array };
 }
 
 /** Why a layer arrives without data. */

@@ -126,9 +126,19 @@ describe('usage errors: exit 2 with one line', { concurrency: 4 }, () => {
       phrase: /unknown destination scheme "bar:\/\/"/,
     },
     {
-      title: 'registry:// as a destination is not available yet',
-      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'registry://127.0.0.1:9/x/y:z'],
-      phrase: /registry:\/\/ as a destination is not available/,
+      title: 'docker:// as a destination is not available yet',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'docker://x/y:z'],
+      phrase: /docker:\/\/ as a destination is not available/,
+    },
+    {
+      title: 'registry:// destination with an unknown compression',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'registry://127.0.0.1:9/x/y:z?compression=lz4'],
+      phrase: /\?compression= takes gzip or zstd, got "lz4"/,
+    },
+    {
+      title: 'registry:// destination with an unknown manifest format',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'registry://127.0.0.1:9/x/y:z?format=v1'],
+      phrase: /\?format= takes auto, oci or docker, got "v1"/,
     },
     {
       title: 'bad registry reference',

@@ -76,7 +76,7 @@ describe('summary output', () => {
     assert.equal(r.code, 0, r.stderr);
     const s = jsonSummary(r.stdout);
     assert.deepEqual(Object.keys(s).sort(), [
-      'bytes', 'compressed', 'copiedAcrossDevices', 'destination', 'downloaded', 'image', 'images', 'inflated', 'layers', 'layersSkipped', 'rate', 'rateLimited', 'retries', 'seconds', 'source', 'written',
+      'bytes', 'compressed', 'copiedAcrossDevices', 'destination', 'downloaded', 'image', 'images', 'inflated', 'layers', 'layersSkipped', 'rate', 'rateLimited', 'retries', 'seconds', 'source', 'uploaded', 'written',
     ]);
     assert.equal(s.images, 1);
     assert.equal(s.image, `${image().repoTags?.[0] ?? ''}`, 'the image, NAME:TAG');

@@ -708,7 +708,9 @@ export type Fault =
   /** Wait before forwarding. */
   | { kind: 'delay'; ms: number }
   /** Forward with the body paced to about this many bytes per second. */
-  | { kind: 'throttle'; bytesPerSecond: number };
+  | { kind: 'throttle'; bytesPerSecond: number }
+  /** Forward the first `afterBytes` bytes of the request body (an upload), then drop both connections. */
+  | { kind: 'cut-upload'; afterBytes: number };
 
 export interface FaultRule {
   /** Method to match (default: any). */
@@ -739,6 +741,8 @@ export interface ProxyRecord {
   rule: number | undefined;
   /** Body bytes sent to the client. */
   bytes: number;
+  /** Request body bytes received from the client (an upload). */
+  requestBytes: number;
   /** Response headers sent to the client. */
   responseHeaders: http.OutgoingHttpHeaders;
   done: boolean;
@@ -907,6 +911,7 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
       bytes: 0,
       responseHeaders: {},
       done: false,
+      requestBytes: 0,
     };
     requests.push(record);
     const respond = (status: number, headers: http.OutgoingHttpHeaders, body = ''): void => {
@@ -1078,6 +1083,26 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
         if (!res.headersSent) respond(502, { 'content-type': 'text/plain' }, `fault proxy: upstream error ${e.message}\n`);
         else res.destroy();
       });
+      // Counted here, where the body starts to flow (not earlier: a delayed forward would lose it).
+      req.on('data', (chunk: Buffer) => (record.requestBytes += chunk.length));
+      if (fault?.kind === 'cut-upload') {
+        let forwarded = 0;
+        req.on('data', (chunk: Buffer) => {
+          if (forwarded >= fault.afterBytes) return;
+          const part = chunk.subarray(0, fault.afterBytes - forwarded);
+          forwarded += part.length;
+          upReq.write(part);
+          if (forwarded >= fault.afterBytes) {
+            // The registry keeps what arrived; the client sees its connection reset mid-body.
+            setTimeout(() => {
+              upReq.destroy();
+              req.socket.destroy();
+              record.done = true;
+            }, 200).unref();
+          }
+        });
+        return;
+      }
       req.pipe(upReq);
     };
     if (fault?.kind === 'delay') setTimeout(forward, fault.ms);

@@ -106,4 +106,6 @@ export interface ImageOutput {
   readonly order: LayerOrder;
   readonly wants: WantsLayer;
   consume(elements: AsyncIterable<ImageElement>, ctx: StageContext): Promise<OutputSummary>;
+  /** Network counters for the summary (outputs that talk HTTP); `uploaded`: blob bytes sent. */
+  stats?(): { readonly retries: number; readonly rateLimited: number; readonly requests: number; readonly uploaded?: number };
 }

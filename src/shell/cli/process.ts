@@ -74,6 +74,7 @@ export class ProcessCommand extends GlobalCommand {
       }
     });
     const net = input.stats?.();
+    const push = output.stats?.();
     const seconds = (performance.now() - started) / 1000;
     const facts = {
       images: { done: 1, total: 1 },
@@ -83,8 +84,8 @@ export class ProcessCommand extends GlobalCommand {
       downloaded: net?.downloaded,
       seconds,
       copiedAcrossDevices: summary.copiedAcrossDevices,
-      retries: net?.retries ?? 0,
-      rateLimited: net?.rateLimited ?? 0,
+      retries: (net?.retries ?? 0) + (push?.retries ?? 0),
+      rateLimited: (net?.rateLimited ?? 0) + (push?.rateLimited ?? 0),
     };
     if (settings.outputFormat === 'json') {
       this.context.stdout.write(
@@ -94,6 +95,7 @@ export class ProcessCommand extends GlobalCommand {
           ...summary,
           written: summary.bytes,
           downloaded: net?.downloaded ?? 0,
+          uploaded: push?.uploaded ?? 0,
           // Layers decompressed anywhere in the run: while downloading, or by an Inflate effect.
           inflated: (summary.inflated ?? 0) + (net?.inflated ?? 0),
           compressed: summary.compressed ?? 0,

@@ -78,7 +78,7 @@ export class RegistryInput implements ImageInput {
     const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, registry: ref.host, ...(ref.digest ? { digest: ref.digest } : {}) };
     return {
       resolved,
-      config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers },
+      config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers, sourceManifest: { mediaType: resolved.manifestMediaType, raw: resolved.manifestRaw } },
     };
   }
 

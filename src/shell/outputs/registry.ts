@@ -1,0 +1,155 @@
+/**
+ * `registry://HOST/NAME[:TAG|@DIGEST]` as a destination: push one image.
+ *
+ * Blobs go first, the manifest last, so a failed or interrupted push never leaves a tag
+ * naming missing blobs. A layer no filter changed is pushed as the source's blob (same
+ * digest, never recompressed); one that arrives as a tar is compressed (gzip or zstd)
+ * by the copy loop's `Compress` effect. `has` asks the registry (HEAD) before the source
+ * fetches a layer, so a blob the registry has is neither fetched nor sent. Upload
+ * sessions still open when the run fails are cancelled.
+ *
+ * @module
+ */
+import { createReadStream } from 'node:fs';
+import { type Digest, parseDigest } from '../../core/digest.js';
+import { blobOf, type BlobDescriptor, type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
+import { outputError } from '../../core/errors.js';
+import { type Compression, layerCompression } from '../../core/media-types.js';
+import { type CommittedImage, CopyOutput, type DestinationNeeds, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
+import type { StageContext } from '../../core/pipeline/types.js';
+import { chooseManifestFormat, type ManifestFormatWanted, type PushedLayer, pushManifest, reusableManifest } from '../../core/plans/registry-push.js';
+import * as E from 'fp-ts/lib/Either.js';
+import type { BlobPusher } from '../registry/push.js';
+
+export interface RegistryDestinationOptions {
+  readonly pusher: BlobPusher;
+  /** `registry://HOST/NAME:TAG` in messages and the summary. */
+  readonly label: string;
+  /** The tag to put the manifest under, or the digest it must have. */
+  readonly reference: { readonly tag: string } | { readonly digest: Digest };
+  readonly compression: 'gzip' | 'zstd';
+  readonly format: ManifestFormatWanted;
+  /** Blobs sent at once. */
+  readonly concurrency: number;
+  /** Release the HTTP connections (after the run). */
+  readonly close: () => Promise<void>;
+  /** Request counters and blob bytes sent, for the summary. */
+  readonly stats: () => { readonly retries: number; readonly rateLimited: number; readonly requests: number; readonly uploaded: number };
+}
+
+/** What the destination remembers of a pushed layer, for the manifest. */
+type Pushed = PushedLayer;
+
+export class RegistryDestination implements ImageDestination<Pushed> {
+  readonly description: string;
+  readonly order = 'completion' as const;
+  readonly needs: DestinationNeeds;
+  readonly concurrency: number;
+
+  constructor(private readonly options: RegistryDestinationOptions) {
+    this.description = options.label;
+    this.needs = { _tag: 'Blob', compression: options.compression };
+    this.concurrency = Math.max(1, options.concurrency);
+  }
+
+  private fail(message: string): Error {
+    return outputError(`${this.description}: ${message}`);
+  }
+
+  private validDigest(d: string, what: string): Digest {
+    const parsed = parseDigest(d);
+    if (E.isLeft(parsed)) throw this.fail(`${what} has an invalid digest ${JSON.stringify(d)}`);
+    return parsed.right;
+  }
+
+  /** The source's blob is there already: the input need not fetch it. */
+  async has(layer: LayerDescriptor, signal?: AbortSignal): Promise<boolean> {
+    const blob = layer.blob;
+    if (!blob || E.isLeft(parseDigest(blob.digest))) return false;
+    const size = await this.options.pusher.exists(blob.digest, signal);
+    return size === blob.size;
+  }
+
+  async begin(): Promise<void> {}
+
+  async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<Pushed>> {
+    const { effects, owner } = ctx;
+    const tar = tarOf(payload);
+    const blob = blobOf(payload);
+    // Only the blob is pushed; a tar that came along is not needed.
+    if (tar) await effects.perform({ _tag: 'Release', file: tar.file, owner }).catch(() => undefined);
+    if (!blob) throw this.fail(`layer ${layer.index} arrived without its blob`);
+    try {
+      const digest = this.validDigest(blob.digest, `layer ${layer.index}`);
+      const stored: Pushed = { blob: { digest, size: blob.size, mediaType: blob.mediaType }, compression: blob.compression, sourceMediaType: layer.mediaType };
+      const pusher = this.options.pusher;
+      if ((await pusher.exists(digest, ctx.signal)) === blob.size) {
+        pusher.stats.blobsPresent++;
+        return { stored, bytes: 0, kept: true };
+      }
+      await pusher.upload(digest, blob.size, (start, end) => createReadStream(blob.file.path, { start, end, highWaterMark: 1 << 20 }), ctx.signal);
+      return { stored, bytes: blob.size };
+    } finally {
+      await effects.perform({ _tag: 'Release', file: blob.file, owner }).catch(() => undefined);
+    }
+  }
+
+  private config: ConfigElement | undefined;
+
+  async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
+    const digest = this.validDigest(config.digest, 'the config');
+    await this.options.pusher.ensureBytes(config.raw, digest, ctx.signal);
+    this.config = config;
+  }
+
+  async commit(image: CommittedImage<Pushed>, ctx: StageContext): Promise<{ readonly destination: string }> {
+    const layers: Pushed[] = [];
+    for (const record of image.layers) {
+      if (record._tag === 'Stored') layers.push(record.stored);
+      else if (record._tag === 'Duplicate') layers.push(layers[record.of] as Pushed);
+      else {
+        const blob = record.layer.blob as BlobDescriptor | undefined;
+        if (!blob) throw this.fail(`layer ${record.layer.index} was skipped as present but has no blob`);
+        const compression: Compression = layerCompression(blob.mediaType) ?? 'gzip';
+        layers.push({ blob: { digest: this.validDigest(blob.digest, `layer ${record.layer.index}`), size: blob.size, mediaType: blob.mediaType }, compression, sourceMediaType: record.layer.mediaType });
+      }
+    }
+    const chosen = chooseManifestFormat(layers, this.options.format);
+    if (!chosen.ok) throw this.fail(chosen.reason);
+    const config = image.config;
+    const configDigest = this.validDigest(config.digest, 'the config');
+    const { mediaType, bytes } =
+      reusableManifest(config.sourceManifest, configDigest, layers, this.options.format) ?? pushManifest(chosen.format, { digest: configDigest, size: config.raw.length }, layers);
+    const reference = this.options.reference;
+    const { createHash } = await import('node:crypto');
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if ('digest' in reference && reference.digest !== digest) {
+      throw this.fail(`the manifest pushed would be ${digest}, not the ${reference.digest} the URI names; push by tag (NAME:TAG) instead`);
+    }
+    const put = await this.options.pusher.putManifest('tag' in reference ? reference.tag : reference.digest, mediaType, bytes, ctx.signal);
+    return { destination: `${this.description}@${put}` };
+  }
+
+  async abort(): Promise<void> {
+    await this.options.pusher.cancelOpenUploads();
+  }
+}
+
+/** The output: the destination on the copy loop, closing its connections after the run. */
+export class RegistryOutput extends CopyOutput<Pushed> {
+  constructor(private readonly registry: RegistryDestinationOptions) {
+    super(new RegistryDestination(registry));
+  }
+
+  stats() {
+    return this.registry.stats();
+  }
+
+  override async consume(...args: Parameters<CopyOutput<Pushed>['consume']>): ReturnType<CopyOutput<Pushed>['consume']> {
+    try {
+      return await super.consume(...args);
+    } finally {
+      await this.registry.close();
+    }
+  }
+}

@@ -1,0 +1,202 @@
+// registry:// as a destination, against a real docker-registry (distribution 2.8) behind
+// the recording fault proxy: pushes from tar:// and registry:// sources are read back by
+// skopeo (manifest, config, diff_ids), a second push sends no blob bytes, an unchanged
+// registry copy keeps the source's manifest digest, chunked uploads resume after a cut,
+// a 5xx on the manifest PUT is retried, and a failed push leaves no tag and no open
+// upload session.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { fixture, fixturePath, skopeo } from './fixtures.js';
+import { assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
+import { sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
+
+const suite = sampleBehindFaultProxy();
+
+interface Inspect {
+  Digest: string;
+  Layers: string[];
+}
+
+async function inspect(ref: string): Promise<Inspect> {
+  const r = await skopeo(['inspect', '--tls-verify=false', `docker://${ref}`]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as Inspect;
+}
+
+async function rawManifest(ref: string): Promise<{ mediaType: string; config: { digest: string }; layers: { mediaType: string; digest: string }[] }> {
+  const r = await skopeo(['inspect', '--raw', '--tls-verify=false', `docker://${ref}`]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** The diff_ids of the image at `ref`, as skopeo reads its config. */
+async function diffIdsOf(ref: string): Promise<string[]> {
+  const r = await skopeo(['inspect', '--config', '--tls-verify=false', `docker://${ref}`]);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { rootfs: { diff_ids: string[] } }).rootfs.diff_ids;
+}
+
+/** skopeo copies the pushed image back out whole (every blob read and verified). */
+async function copyBack(ref: string, dir: string): Promise<void> {
+  const r = await skopeo(['copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${dir}:back`]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+/**
+ * Upload sessions the registry still holds open for `repository`: directories under its
+ * `_uploads` with their `startedat` and `data` (a cancelled session loses both; distribution
+ * leaves only an empty-ish `hashstates` behind).
+ */
+function openUploads(repository: string): string[] {
+  const dir = path.join(suite.registry.storage, 'docker', 'registry', 'v2', 'repositories', repository, '_uploads');
+  return existsSync(dir) ? readdirSync(dir).filter((id) => existsSync(path.join(dir, id, 'startedat'))) : [];
+}
+
+const uploadBodies = () => suite.proxy.requests.filter((q) => (q.method === 'PUT' || q.method === 'PATCH') && /\/blobs\/uploads\//.test(q.path));
+const blobBytesSent = () => uploadBodies().reduce((n, q) => n + q.requestBytes, 0);
+
+describe('registry:// destination', () => {
+  test('tar:// -> registry://: skopeo reads it back with the same config and diff_ids; a Docker source gets a Docker manifest', async () => {
+    const ws = await workspace('push-tar');
+    const ref = `${suite.proxy.host}/pushed/classic:v1`;
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${ref}`]), ws);
+    const facts = fixture('docker-classic.tar').images[0];
+    assert.ok(facts);
+    const manifest = await rawManifest(ref);
+    assert.equal(manifest.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    assert.equal(manifest.config.digest, facts.configDigest);
+    assert.ok(manifest.layers.every((l) => l.mediaType === 'application/vnd.docker.image.rootfs.diff.tar.gzip'));
+    assert.deepEqual(await diffIdsOf(ref), facts.diffIds);
+    await copyBack(ref, ws.out('back'));
+    const summary = stdoutJson<RegistrySummary>(r);
+    assert.match(String(summary.destination), new RegExp(`^registry://${suite.proxy.host.replace(/\./g, '\\.')}/pushed/classic:v1@sha256:[0-9a-f]{64}$`));
+    assert.equal((await inspect(ref)).Digest, String(summary.destination).split('@')[1]);
+    assert.deepEqual(openUploads('pushed/classic'), []);
+  });
+
+  test('the same push again: HEADs and one manifest PUT, no blob bytes', async () => {
+    const ws = await workspace('push-again');
+    const ref = `${suite.proxy.host}/pushed/again:v1`;
+    assertOk(await cli(ws, ['--insecure', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${ref}`]), ws);
+    const first = await inspect(ref);
+    suite.proxy.requests.length = 0;
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${ref}`]), ws);
+    assert.deepEqual(uploadBodies().map((q) => `${q.method} ${q.path}`), [], 'no upload');
+    assert.equal(suite.proxy.requests.filter((q) => q.method === 'POST').length, 0, 'no upload session opened');
+    assert.deepEqual(
+      suite.proxy.requests.filter((q) => q.method === 'PUT').map((q) => q.path),
+      ['/v2/pushed/again/manifests/v1'],
+    );
+    assert.equal((await inspect(ref)).Digest, first.Digest, 'the same manifest');
+    assert.equal(stdoutJson<RegistrySummary>(r).bytes, 0);
+  });
+
+  test('registry:// -> registry:// with no filter: blobs pass through, the manifest digest is the source\'s', async () => {
+    const ws = await workspace('push-copy');
+    const dest = `${suite.proxy.host}/copies/sample:v1`;
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${suite.ref()}`, `registry://${dest}`]), ws);
+    const summary = stdoutJson<RegistrySummary>(r);
+    assert.equal(summary['inflated'], 0, 'nothing decompressed');
+    assert.equal(summary['compressed'], 0, 'nothing recompressed');
+    assert.equal((await inspect(dest)).Digest, sample().manifestDigest);
+    // A second copy: the blobs are there, so the source's are not even downloaded.
+    suite.proxy.requests.length = 0;
+    const again = stdoutJson<RegistrySummary>(assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${suite.ref()}`, `registry://${dest}`]), ws));
+    assert.equal(again['downloaded'], 0);
+    assert.equal(blobBytesSent(), 0);
+  });
+
+  test('with a filter: rewritten layers are compressed and pushed, and read back with the new diff_ids', async () => {
+    const ws = await workspace('push-filter');
+    const dest = `${suite.proxy.host}/filtered/sample:v1`;
+    assertOk(await cli(ws, ['--insecure', 'process', `registry://${suite.ref()}`, `registry://${dest}`, '-f', 'normalize-timestamps:ts=0']), ws);
+    const ids = await diffIdsOf(dest);
+    assert.equal(ids.length, sample().diffIds.length);
+    assert.notDeepEqual(ids, sample().diffIds, 'the layers were rewritten');
+    await copyBack(dest, ws.out('back'));
+  });
+
+  test('zstd: an OCI manifest with zstd layers that skopeo copies back', async () => {
+    const ws = await workspace('push-zstd');
+    const dest = `${suite.proxy.host}/zstd/classic:v1`;
+    assertOk(await cli(ws, ['--insecure', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${dest}?compression=zstd`]), ws);
+    const manifest = await rawManifest(dest);
+    assert.equal(manifest.mediaType, 'application/vnd.oci.image.manifest.v1+json');
+    assert.ok(manifest.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd'));
+    assert.deepEqual(await diffIdsOf(dest), fixture('docker-classic.tar').images[0]?.diffIds);
+    await copyBack(dest, ws.out('back'));
+  });
+
+  test('format=docker with zstd is refused in one line, before anything is pushed', async () => {
+    const ws = await workspace('push-zstd-docker');
+    const dest = `${suite.proxy.host}/refused/classic:v1`;
+    const line = assertFailsOneLine(await cli(ws, ['--insecure', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${dest}?compression=zstd&format=docker`]), ws);
+    assert.match(line, /a Docker v2 manifest cannot carry zstd layers/);
+    const r = await skopeo(['inspect', '--tls-verify=false', `docker://${dest}`]);
+    assert.notEqual(r.code, 0, 'no tag');
+  });
+});
+
+describe('registry:// destination under faults', () => {
+  // distribution 2.8 cannot resume a session after a broken PATCH: its upload state (in the
+  // URL) no longer matches what it stored, so the status GET answers 404 BLOB_UPLOAD_INVALID.
+  // The push then starts that blob again in a new session; the resume from a reported
+  // offset is proven against a registry that can (test/unit/registry-push.test.ts).
+  test('chunked upload cut mid-chunk: the status is asked for; distribution cannot resume, so the blob starts again in a new session', async () => {
+    const ws = await workspace('push-chunk-cut');
+    const dest = `${suite.proxy.host}/chunked/sample:v1`;
+    // The second PATCH (of the big layer's chunks) loses its connection after 50 000 bytes.
+    suite.proxy.setRules([{ method: 'PATCH', path: /\/blobs\/uploads\//, skip: 1, fault: { kind: 'cut-upload', afterBytes: 50_000 } }]);
+    const r = assertOk(
+      await cli(ws, ['--insecure', '-j', '1', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${dest}`], { env: { OCCYSTRAP_PUSH_CHUNK_BYTES: '300000' } }),
+      ws,
+    );
+    const patches = suite.proxy.requests.filter((q) => q.method === 'PATCH');
+    assert.ok(patches.length > 3, `chunks were sent: ${patches.length}`);
+    const cut = patches.find((q) => q.fault === 'cut-upload');
+    assert.ok(cut, 'the cut happened');
+    const status = suite.proxy.requests.filter((q) => q.method === 'GET' && /\/blobs\/uploads\//.test(q.path));
+    assert.ok(status.length >= 1, 'the upload status was asked for');
+    assert.equal(status[0]?.status, 404, 'distribution cannot resume the broken session');
+    const cutAt = suite.proxy.requests.indexOf(cut);
+    const restart = suite.proxy.requests.slice(cutAt).find((q) => q.method === 'POST');
+    assert.ok(restart, 'a new upload session after the cut');
+    const after = suite.proxy.requests.slice(suite.proxy.requests.indexOf(restart)).find((q) => q.method === 'PATCH');
+    assert.equal(after?.headers['content-range'], '0-299999', 'the blob starts again from byte 0 in the new session');
+    assert.ok(suite.proxy.requests.slice(cutAt).some((q) => q.method === 'DELETE'), 'the broken session was cancelled');
+    assert.deepEqual(await diffIdsOf(dest), fixture('docker-classic.tar').images[0]?.diffIds);
+    await copyBack(dest, ws.out('back'));
+    // Only the broken session is left: its DELETE was sent, and distribution refused it for
+    // the same reason (its purge removes such sessions later).
+    const deletes = suite.proxy.requests.filter((q) => q.method === 'DELETE');
+    assert.equal(deletes.length, 1);
+    assert.equal(deletes[0]?.status, 404);
+    assert.equal(openUploads('chunked/sample').length, 1);
+    void r;
+  });
+
+  test('a 503 on the manifest PUT is retried; the push succeeds', async () => {
+    const ws = await workspace('push-manifest-503');
+    const dest = `${suite.proxy.host}/retried/classic:v1`;
+    suite.proxy.setRules([{ method: 'PUT', path: /\/manifests\//, fault: { kind: 'status', status: 503 } }]);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${dest}`]), ws);
+    assert.equal(suite.proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path)).length, 2);
+    assert.ok((stdoutJson<RegistrySummary>(r).retries as number) >= 1);
+    await inspect(dest);
+  });
+
+  test('a blob upload the registry keeps refusing: exit 1, one line, no tag, no open upload session', async () => {
+    const ws = await workspace('push-refused');
+    const dest = `${suite.proxy.host}/broken/classic:v1`;
+    suite.proxy.setRules([{ method: 'PUT', path: /\/blobs\/uploads\/.*digest=/, times: Infinity, fault: { kind: 'status', status: 400, body: JSON.stringify({ errors: [{ code: 'DIGEST_INVALID', message: 'injected' }] }) } }]);
+    const line = assertFailsOneLine(await cli(ws, ['--insecure', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${dest}`]), ws);
+    assert.match(line, /registry:\/\/.*broken\/classic:v1: uploading blob sha256:[0-9a-f]{64}: HTTP 400: DIGEST_INVALID injected/);
+    assert.equal(suite.proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path)).length, 0, 'no manifest put');
+    const r = await skopeo(['inspect', '--tls-verify=false', `docker://${dest}`]);
+    assert.notEqual(r.code, 0, 'no tag');
+    assert.ok(suite.proxy.requests.some((q) => q.method === 'DELETE'), 'open sessions were cancelled');
+    assert.deepEqual(openUploads('broken/classic'), []);
+  });
+});

@@ -1,0 +1,144 @@
+/**
+ * The push protocol (src/shell/registry/push.ts) against a loopback registry written here
+ * to do what distribution 2.8 cannot: report how much of a broken chunk it kept (`Range`
+ * on the upload's status), so the resume from that offset is proven; and to refuse whole
+ * bodies (413) and ask for a minimum chunk (`OCI-Chunk-Min-Length`).
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { after, describe, test } from 'node:test';
+import type { Digest } from '../../src/core/digest.js';
+import { RegistryClient } from '../../src/shell/registry/client.js';
+import { HttpClient } from '../../src/shell/registry/http.js';
+import { BlobPusher } from '../../src/shell/registry/push.js';
+
+interface Behaviour {
+  /** Refuse a whole-blob PUT with 413. */
+  refuseWhole?: boolean;
+  /** Answer the POST with this OCI-Chunk-Min-Length. */
+  minChunk?: number;
+  /** Keep only this many bytes of the nth PATCH (1-based), then drop the connection. */
+  breakPatch?: { nth: number; keep: number };
+}
+
+/** One upload session's bytes, a log of requests, and what the registry stores. */
+async function fakeRegistry(behaviour: Behaviour) {
+  const stored = new Map<string, Buffer>();
+  let upload = Buffer.alloc(0);
+  let patches = 0;
+  const log: string[] = [];
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const chunks: Buffer[] = [];
+    const range = () => (upload.length > 0 ? { range: `0-${upload.length - 1}` } : {});
+    log.push(`${req.method} ${url.pathname}${req.headers['content-range'] ? ` ${req.headers['content-range']}` : ''}`);
+    if (req.method === 'PATCH' && behaviour.breakPatch && ++patches === behaviour.breakPatch.nth) {
+      let kept = 0;
+      req.on('data', (c: Buffer) => {
+        const part = c.subarray(0, Math.max(0, behaviour.breakPatch!.keep - kept));
+        kept += part.length;
+        upload = Buffer.concat([upload, part]);
+        if (kept >= behaviour.breakPatch!.keep) req.socket.destroy();
+      });
+      return;
+    }
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.method === 'HEAD') {
+        const blob = stored.get(url.pathname.split('/').pop() as string);
+        res.writeHead(blob ? 200 : 404, blob ? { 'content-length': blob.length } : {}).end();
+      } else if (req.method === 'POST') {
+        upload = Buffer.alloc(0);
+        res.writeHead(202, { location: '/v2/r/blobs/uploads/u1', ...(behaviour.minChunk ? { 'oci-chunk-min-length': String(behaviour.minChunk) } : {}) }).end();
+      } else if (req.method === 'PATCH') {
+        const start = Number(/^(\d+)-/.exec(String(req.headers['content-range']))?.[1]);
+        if (start !== upload.length) return void res.writeHead(416, range()).end();
+        upload = Buffer.concat([upload, body]);
+        res.writeHead(202, { location: '/v2/r/blobs/uploads/u1', ...range() }).end();
+      } else if (req.method === 'GET') {
+        res.writeHead(204, { location: '/v2/r/blobs/uploads/u1', ...range() }).end();
+      } else if (req.method === 'PUT') {
+        if (behaviour.refuseWhole && body.length > 0) return void res.writeHead(413).end();
+        upload = Buffer.concat([upload, body]);
+        const digest = url.searchParams.get('digest') as string;
+        if (`sha256:${createHash('sha256').update(upload).digest('hex')}` !== digest) return void res.writeHead(400).end('{"errors":[{"code":"DIGEST_INVALID"}]}');
+        stored.set(digest, upload);
+        res.writeHead(201, { location: `/v2/r/blobs/${digest}` }).end();
+      } else if (req.method === 'DELETE') {
+        res.writeHead(204).end();
+      } else res.writeHead(405).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const httpClient = new HttpClient({ connections: 2, retries: 3, userAgent: 'test' });
+  const client = new RegistryClient({ apiHost: host, name: 'r', insecure: true, http: httpClient, credentials: undefined, label: `registry://${host}/r:t`, access: 'push' });
+  return {
+    stored,
+    log,
+    pusher: (chunkBytes: number) => new BlobPusher({ client, label: `registry://${host}/r:t`, name: 'r', retries: 3, chunkBytes }),
+    close: async () => {
+      await httpClient.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const blob = Buffer.from(Array.from({ length: 10_000 }, (_, i) => (i * 7) % 251));
+const digest = `sha256:${createHash('sha256').update(blob).digest('hex')}` as Digest;
+const source = (start: number, end: number) => Readable.from([blob.subarray(start, end + 1)]);
+
+const closers: (() => Promise<void>)[] = [];
+after(async () => {
+  for (const c of closers) await c();
+});
+
+describe('BlobPusher', () => {
+  test('a broken chunk resumes from the offset the registry reports, not from zero', async () => {
+    const reg = await fakeRegistry({ breakPatch: { nth: 2, keep: 1500 } });
+    closers.push(reg.close);
+    const pusher = reg.pusher(4000);
+    await pusher.upload(digest, blob.length, source);
+    assert.deepEqual(reg.stored.get(digest), blob, 'the registry has the blob, byte for byte');
+    assert.equal(pusher.stats.chunksResumed, 1);
+    // Chunk 2 (4000-7999) broke after 1500 bytes: the registry said 0-5499; the resume starts at 5500.
+    assert.deepEqual(
+      reg.log.filter((l) => l.startsWith('PATCH') || l.startsWith('GET')),
+      ['PATCH /v2/r/blobs/uploads/u1 0-3999', 'PATCH /v2/r/blobs/uploads/u1 4000-7999', 'GET /v2/r/blobs/uploads/u1', 'PATCH /v2/r/blobs/uploads/u1 5500-9499', 'PATCH /v2/r/blobs/uploads/u1 9500-9999'],
+    );
+    assert.ok(pusher.stats.bytesSent < 2 * blob.length, `not sent again from zero: ${pusher.stats.bytesSent} bytes`);
+  });
+
+  test('a whole PUT refused with 413 falls back to chunks', async () => {
+    const reg = await fakeRegistry({ refuseWhole: true });
+    closers.push(reg.close);
+    await reg.pusher(1_000_000).upload(digest, blob.length, source);
+    assert.deepEqual(reg.stored.get(digest), blob);
+    assert.ok(reg.log.some((l) => l.startsWith('PATCH')), reg.log.join('\n'));
+  });
+
+  test("OCI-Chunk-Min-Length: chunks are at least the registry's minimum", async () => {
+    const reg = await fakeRegistry({ minChunk: 6000 });
+    closers.push(reg.close);
+    await reg.pusher(1000).upload(digest, blob.length, source);
+    assert.deepEqual(reg.stored.get(digest), blob);
+    assert.deepEqual(
+      reg.log.filter((l) => l.startsWith('PATCH')),
+      ['PATCH /v2/r/blobs/uploads/u1 0-5999', 'PATCH /v2/r/blobs/uploads/u1 6000-9999'],
+    );
+  });
+
+  test('exists: HEAD says whether the registry has the blob, and its size', async () => {
+    const reg = await fakeRegistry({});
+    closers.push(reg.close);
+    const pusher = reg.pusher(100_000);
+    assert.equal(await pusher.exists(digest), undefined);
+    await pusher.upload(digest, blob.length, source);
+    assert.equal(await pusher.exists(digest), blob.length);
+  });
+});
