@@ -153,13 +153,19 @@ export class RegistryClient {
       if (response.statusCode !== 401 || round >= 2) {
         if (response.statusCode === 401) {
           await discard(response);
+          if (this.options.access === 'push') throw this.pushRefused(401);
           throw this.fail(`not authorized (HTTP 401) for ${this.options.name}; check the credentials${this.options.credentials ? ` from ${this.options.credentials.source}` : ' (none were found)'}`);
+        }
+        if (response.statusCode === 403 && this.options.access === 'push') {
+          await discard(response);
+          throw this.pushRefused(403);
         }
         return response;
       }
       const challenge = headerValue(response.headers, 'www-authenticate');
       await discard(response);
       if (!(await this.auth.handleUnauthorized(challenge, this.scope, signal))) {
+        if (this.options.access === 'push') throw this.pushRefused(401);
         throw this.fail(
           this.options.credentials
             ? `not authorized (HTTP 401) for ${this.options.name}: the registry refused the credentials from ${this.options.credentials.source}; check the username and password`
@@ -167,6 +173,14 @@ export class RegistryClient {
         );
       }
     }
+  }
+
+  /** A push refused: the scope asked for, and whose credentials (the user; never the secret). */
+  private pushRefused(status: 401 | 403): Error {
+    const c = this.options.credentials;
+    const who = c ? `the credentials of user ${JSON.stringify(c.username)} from ${c.source}` : 'no credentials (none were found)';
+    const todo = c ? 'use credentials with push access to this repository' : 'give --username/--password or log in with docker/podman';
+    return this.fail(`push refused (HTTP ${status}) for scope ${this.scope} with ${who}; ${todo}`);
   }
 
   /** The one-line error for a request that failed without an HTTP answer. */
