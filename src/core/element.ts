@@ -46,6 +46,11 @@ export interface BlobDescriptor {
   readonly digest: Digest;
   readonly size: number;
   readonly mediaType: string;
+  /**
+   * Where the blob lives, when a registry source serves it: a push to another repository
+   * of the same registry can mount it from there instead of uploading it.
+   */
+  readonly from?: { readonly registry: string; readonly repository: string };
 }
 
 /** What the input knows about a layer before fetching it. */
@@ -92,7 +97,12 @@ export interface ConfigElement {
    * manifests may put these very bytes, keeping the digest, when the config and every
    * layer blob it pushes are the source's; a filter that changes the config drops it.
    */
-  readonly sourceManifest?: { readonly mediaType: string; readonly raw: Uint8Array };
+  readonly sourceManifest?: {
+    readonly mediaType: string;
+    readonly raw: Uint8Array;
+    /** The registry and repository serving it (and so this config's blob). */
+    readonly from?: { readonly registry: string; readonly repository: string };
+  };
 }
 
 /** Why a layer arrives without data. */

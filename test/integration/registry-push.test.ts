@@ -93,14 +93,20 @@ describe('registry:// destination', () => {
     assert.equal(stdoutJson<RegistrySummary>(r).bytes, 0);
   });
 
-  test('registry:// -> registry:// with no filter: blobs pass through, the manifest digest is the source\'s', async () => {
+  test('registry:// -> registry:// on the same registry, no filter: blobs are mounted, not moved; the manifest digest is the source\'s', async () => {
     const ws = await workspace('push-copy');
     const dest = `${suite.proxy.host}/copies/sample:v1`;
     const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${suite.ref()}`, `registry://${dest}`]), ws);
     const summary = stdoutJson<RegistrySummary>(r);
     assert.equal(summary['inflated'], 0, 'nothing decompressed');
     assert.equal(summary['compressed'], 0, 'nothing recompressed');
+    assert.equal(summary['downloaded'], 0, 'no layer blob downloaded');
+    assert.equal(blobBytesSent(), 0, 'no layer blob uploaded');
+    const mounts = suite.proxy.requests.filter((q) => q.method === 'POST' && /[?&]mount=sha256%3A[0-9a-f]{64}&from=sample$/.test(q.path));
+    assert.equal(mounts.length, new Set(sample().layers?.map((l) => l.digest)).size + 1, 'one mount per distinct layer blob, and the config');
+    assert.ok(mounts.every((q) => q.status === 201));
     assert.equal((await inspect(dest)).Digest, sample().manifestDigest);
+    await copyBack(dest, ws.out('back'));
     // A second copy: the blobs are there, so the source's are not even downloaded.
     suite.proxy.requests.length = 0;
     const again = stdoutJson<RegistrySummary>(assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${suite.ref()}`, `registry://${dest}`]), ws));

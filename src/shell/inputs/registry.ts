@@ -73,12 +73,12 @@ export class RegistryInput implements ImageInput {
       diffId: diffIds[index] as Digest,
       mediaType: l.mediaType,
       size: l.size,
-      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType },
+      blob: { digest: l.digest, size: l.size, mediaType: l.mediaType, from: { registry: this.options.apiHost, repository: ref.name } },
     }));
     const image = { name: `${ref.host}/${ref.name}`, tag: ref.tag, registry: ref.host, ...(ref.digest ? { digest: ref.digest } : {}) };
     return {
       resolved,
-      config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers, sourceManifest: { mediaType: resolved.manifestMediaType, raw: resolved.manifestRaw } },
+      config: { _tag: 'Config', image, digest: manifest.config.digest, raw, config: config.right, layers, sourceManifest: { mediaType: resolved.manifestMediaType, raw: resolved.manifestRaw, from: { registry: this.options.apiHost, repository: ref.name } } },
     };
   }
 

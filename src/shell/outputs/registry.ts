@@ -31,6 +31,9 @@ export interface RegistryDestinationOptions {
   readonly format: ManifestFormatWanted;
   /** Blobs sent at once. */
   readonly concurrency: number;
+  /** The registry's API host and the repository pushed to (a blob from another repository of it is mounted). */
+  readonly registry: string;
+  readonly repository: string;
   /** Release the HTTP connections (after the run). */
   readonly close: () => Promise<void>;
   /** Request counters and blob bytes sent, for the summary. */
@@ -62,12 +65,18 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     return parsed.right;
   }
 
-  /** The source's blob is there already: the input need not fetch it. */
+  /**
+   * The source's blob is there already, or could be mounted from the source's repository
+   * of this registry: the input need not fetch it.
+   */
   async has(layer: LayerDescriptor, signal?: AbortSignal): Promise<boolean> {
     const blob = layer.blob;
     if (!blob || E.isLeft(parseDigest(blob.digest))) return false;
-    const size = await this.options.pusher.exists(blob.digest, signal);
-    return size === blob.size;
+    const pusher = this.options.pusher;
+    if ((await pusher.exists(blob.digest, signal)) === blob.size) return true;
+    const from = blob.from;
+    if (from && from.registry === this.options.registry && from.repository !== this.options.repository) return pusher.mount(blob.digest, from.repository, signal);
+    return false;
   }
 
   async begin(): Promise<void> {}
@@ -98,7 +107,16 @@ export class RegistryDestination implements ImageDestination<Pushed> {
 
   async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
     const digest = this.validDigest(config.digest, 'the config');
-    await this.options.pusher.ensureBytes(config.raw, digest, ctx.signal);
+    // The source's own config, from another repository of this registry: mount it.
+    const from = config.sourceManifest?.from;
+    const pusher = this.options.pusher;
+    if (from && from.registry === this.options.registry && from.repository !== this.options.repository && (await pusher.exists(digest, ctx.signal)) === undefined) {
+      if (await pusher.mount(digest, from.repository, ctx.signal)) {
+        this.config = config;
+        return;
+      }
+    }
+    await pusher.ensureBytes(config.raw, digest, ctx.signal);
     this.config = config;
   }
 

@@ -48,13 +48,15 @@ export interface PushStats {
   blobsUploaded: number;
   /** Blobs the registry already had (HEAD said so). */
   blobsPresent: number;
+  /** Blobs mounted from another repository of the registry (nothing sent). */
+  blobsMounted: number;
   chunksResumed: number;
   /** Uploads started again from zero (the registry could not resume them). */
   uploadsRestarted: number;
 }
 
 export class BlobPusher {
-  readonly stats: PushStats = { bytesSent: 0, blobsUploaded: 0, blobsPresent: 0, chunksResumed: 0, uploadsRestarted: 0 };
+  readonly stats: PushStats = { bytesSent: 0, blobsUploaded: 0, blobsPresent: 0, blobsMounted: 0, chunksResumed: 0, uploadsRestarted: 0 };
   /** Upload sessions opened and not yet finished (their current URL): cancelled by {@link cancelOpenUploads}. */
   private readonly open = new Set<Session>();
   private readonly chunkBytes: number;
@@ -88,6 +90,28 @@ export class BlobPusher {
 
   private get name(): string {
     return this.options.name;
+  }
+
+  /**
+   * Mount `digest` from repository `from` of the same registry (`POST ?mount=&from=`).
+   * True when the registry did (201); a registry that would rather take an upload answers
+   * 202 with a session, which is cancelled here (the caller uploads as usual).
+   */
+  async mount(digest: Digest, from: string, signal?: AbortSignal): Promise<boolean> {
+    const query = `mount=${encodeURIComponent(digest)}&from=${encodeURIComponent(from)}`;
+    const r = await this.client.call(`${this.name}/blobs/uploads/?${query}`, { method: 'POST', headers: { 'content-length': '0' }, body: new Uint8Array(0), retry: true }, `mounting blob ${digest} from ${from}`, signal);
+    if (r.statusCode === 201) {
+      this.stats.blobsMounted++;
+      return true;
+    }
+    if (r.statusCode === 202 && headerValue(r.headers, 'location')) {
+      const session: Session = { url: this.location(r, `the mount of ${digest}`), minChunk: 0 };
+      this.open.add(session);
+      await this.cancel(session);
+      return false;
+    }
+    // Refused (no read access to `from`, mounts disabled): upload instead.
+    return false;
   }
 
   /** Upload a blob the registry does not have; the registry checks `digest` (and so do we). */

@@ -114,6 +114,8 @@ const destination: DestinationRole = {
       compression: compressionRaw,
       format,
       concurrency: c.parallel,
+      registry: c.ref.apiHost,
+      repository: c.ref.name,
       close: () => c.http.close(),
       stats: () => ({ ...c.http.stats, uploaded: pusher.stats.bytesSent }),
     });
