@@ -141,4 +141,22 @@ describe('BlobPusher', () => {
     await pusher.upload(digest, blob.length, source);
     assert.equal(await pusher.exists(digest), blob.length);
   });
+
+  test('exists: a HEAD for a blob larger than the JSON cap is read by its headers, never as a body', async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(req.method === 'HEAD' ? 200 : 405, { 'content-length': String(100_000_000) });
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const httpClient = new HttpClient({ connections: 1, retries: 0, userAgent: 'test' });
+    closers.push(async () => {
+      await httpClient.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const client = new RegistryClient({ apiHost: host, name: 'r', insecure: true, http: httpClient, credentials: undefined, label: `registry://${host}/r:t`, access: 'push' });
+    const pusher = new BlobPusher({ client, label: `registry://${host}/r:t`, name: 'r', retries: 0 });
+    assert.equal(await pusher.exists(digest), 100_000_000);
+  });
 });

@@ -279,6 +279,11 @@ export class HttpClient {
       try {
         const response = await this.once({ ...req, signal }, true);
         if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) {
+          // A HEAD has no body, whatever its Content-Length says (a blob's size, far over the cap).
+          if (req.method === 'HEAD') {
+            await response.body.dump();
+            return { statusCode: response.statusCode, headers: response.headers, body: Buffer.alloc(0) };
+          }
           const body = await readBodyCapped(response, limit);
           return { statusCode: response.statusCode, headers: response.headers, body };
         }
