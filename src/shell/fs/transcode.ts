@@ -8,11 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { promisify } from 'node:util';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
-import { constants as zlibConstants, createGzip } from 'node:zlib';
+import { constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
 import type { Digest } from '../../core/digest.js';
 import { AbortError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
@@ -79,13 +81,60 @@ async function zstdFile(from: string, to: string, signal?: AbortSignal): Promise
   return { digest: `sha256:${result.hex}` as Digest, size: result.size };
 }
 
-async function compressFile(from: string, to: string, compression: BlobCompression, signal?: AbortSignal): Promise<TranscodeResult> {
-  if (compression === 'zstd') return zstdFile(from, to, signal);
+/** gzip blocks: a file is compressed as one gzip member per 8 MiB of input. */
+export const GZIP_BLOCK_BYTES = 8 * 1024 * 1024;
+const gzipBlock = promisify(gzipCallback);
+
+/**
+ * gzip a file as consecutive members of {@link GZIP_BLOCK_BYTES} of input each, compressed
+ * at once on the libuv thread pool (up to the machine's cores) and written in order: as
+ * pigz and skopeo's pgzip use every core. A multi-member gzip is one valid gzip stream
+ * (RFC 1952 §2.2; Go's, zlib's and node's readers take it). Each member's header has no
+ * name and mtime 0, and the block size is fixed, so equal input gives equal bytes. At most
+ * 2 × cores blocks are held in memory.
+ */
+async function gzipFile(from: string, to: string, signal?: AbortSignal): Promise<TranscodeResult> {
   const counter = new HashCount();
-  // gzip's header carries no name and mtime 0 in node's zlib, so equal input gives equal bytes.
-  const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 1 << 20, strategy: zlibConstants.Z_DEFAULT_STRATEGY });
-  await pipeline(createReadStream(from, { highWaterMark: 1 << 20 }), gzip, counter, createWriteStream(to, { flags: 'r+' }), ...(signal ? [{ signal }] : []));
+  const input = await open(from, 'r');
+  const lanes = Math.max(1, Math.min(8, availableParallelism()));
+  async function* members(): AsyncGenerator<Buffer> {
+    const pending: Promise<Buffer>[] = [];
+    let position = 0;
+    let eof = false;
+    const readNext = async (): Promise<Buffer | undefined> => {
+      const buf = Buffer.allocUnsafe(GZIP_BLOCK_BYTES);
+      let filled = 0;
+      while (filled < buf.length) {
+        const { bytesRead } = await input.read(buf, filled, buf.length - filled, position);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+        position += bytesRead;
+      }
+      if (filled < buf.length) eof = true;
+      return filled === 0 && position > 0 ? undefined : buf.subarray(0, filled);
+    };
+    for (;;) {
+      while (!eof && pending.length < lanes) {
+        signal?.throwIfAborted();
+        const block = await readNext();
+        if (block === undefined) break;
+        pending.push(gzipBlock(block, { level: GZIP_LEVEL, strategy: zlibConstants.Z_DEFAULT_STRATEGY }));
+      }
+      const next = pending.shift();
+      if (!next) return;
+      yield await next;
+    }
+  }
+  try {
+    await pipeline(members(), counter, createWriteStream(to, { flags: 'r+' }), ...(signal ? [{ signal }] : []));
+  } finally {
+    await input.close();
+  }
   return { digest: `sha256:${counter.hash.digest('hex')}` as Digest, size: counter.size };
+}
+
+async function compressFile(from: string, to: string, compression: BlobCompression, signal?: AbortSignal): Promise<TranscodeResult> {
+  return compression === 'zstd' ? zstdFile(from, to, signal) : gzipFile(from, to, signal);
 }
 
 export const nodeLayerCodecs: LayerCodecs = {
