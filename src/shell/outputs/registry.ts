@@ -10,7 +10,6 @@
  *
  * @module
  */
-import { createReadStream } from 'node:fs';
 import { type Digest, parseDigest } from '../../core/digest.js';
 import { blobOf, type BlobDescriptor, type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
@@ -19,10 +18,28 @@ import { type CommittedImage, CopyOutput, type DestinationNeeds, type ImageDesti
 import type { StageContext } from '../../core/pipeline/types.js';
 import { chooseManifestFormat, type ManifestFormatWanted, type PushedLayer, pushManifest, reusableManifest } from '../../core/plans/registry-push.js';
 import * as E from 'fp-ts/lib/Either.js';
-import type { BlobPusher } from '../registry/push.js';
+
+/**
+ * What the destination needs of a registry (BlobPusher is the real one; the property
+ * tests give one over a memory file system, with faults).
+ */
+export interface RegistryPush {
+  /** The size the registry has for `digest`, or undefined. */
+  exists(digest: Digest, signal?: AbortSignal): Promise<number | undefined>;
+  /** Mount from another repository of the registry; false when refused. */
+  mount(digest: Digest, from: string, signal?: AbortSignal): Promise<boolean>;
+  /** Upload the file at `path` (a temp file the destination owns) as blob `digest`. */
+  uploadFile(digest: Digest, size: number, path: string, signal?: AbortSignal): Promise<void>;
+  /** Upload small bytes unless the registry has them. */
+  ensureBytes(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<boolean>;
+  putManifest(reference: string, mediaType: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Digest>;
+  /** Cancel every upload session still open. */
+  cancelOpenUploads(): Promise<void>;
+  readonly stats: { blobsPresent: number };
+}
 
 export interface RegistryDestinationOptions {
-  readonly pusher: BlobPusher;
+  readonly pusher: RegistryPush;
   /** `registry://HOST/NAME:TAG` in messages and the summary. */
   readonly label: string;
   /** The tag to put the manifest under, or the digest it must have. */
@@ -96,7 +113,7 @@ export class RegistryDestination implements ImageDestination<Pushed> {
         pusher.stats.blobsPresent++;
         return { stored, bytes: 0, kept: true };
       }
-      await pusher.upload(digest, blob.size, (start, end) => createReadStream(blob.file.path, { start, end, highWaterMark: 1 << 20 }), ctx.signal);
+      await pusher.uploadFile(digest, blob.size, blob.file.path, ctx.signal);
       return { stored, bytes: blob.size };
     } finally {
       await effects.perform({ _tag: 'Release', file: blob.file, owner }).catch(() => undefined);

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { createReadStream } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { type Digest, digestHex } from '../../core/digest.js';
@@ -286,6 +287,11 @@ export class BlobPusher {
   /** Cancel every upload still open (the run failed or was stopped). */
   async cancelOpenUploads(): Promise<void> {
     await Promise.all([...this.open].map((session) => this.cancel(session)));
+  }
+
+  /** Upload a file's bytes as blob `digest` (read afresh for each attempt or chunk). */
+  uploadFile(digest: Digest, size: number, path: string, signal?: AbortSignal): Promise<void> {
+    return this.upload(digest, size, (start, end) => createReadStream(path, { start, end, highWaterMark: 1 << 20 }), signal);
   }
 
   /** Upload small bytes (a config) unless the registry has them. */
