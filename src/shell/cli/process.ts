@@ -4,6 +4,11 @@
  * @module
  */
 import { Command, Option } from 'clipanion';
+import * as E from 'fp-ts/lib/Either.js';
+import { usageError } from '../../core/errors.js';
+import { parsePlatformList } from '../../core/plans/registry-index.js';
+import type { PlatformWanted } from '../../core/platform.js';
+import { copyPlatforms } from './platforms.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
 import { destinationArea, openInput, openOutput } from '../endpoints.js';
@@ -38,6 +43,7 @@ export class ProcessCommand extends GlobalCommand {
       ['Several images in one store, with 8 workers', '$0 -j 8 process tar://a.tar dir://store?unique_names=true'],
       ['Pick the second image of a multi-image archive', '$0 process "tar://all.tar?index=1" tar://one.tar'],
       ['Pull from a local plain-HTTP registry', '$0 --insecure process registry://127.0.0.1:5000/team/app:1.2 tar://app.tar'],
+      ['Copy every platform of an image to another registry', '$0 process --all-platforms registry://src.example/app:1 registry://dst.example/app:1'],
       ['Reproducible layers without .git directories', '$0 process tar://in.tar tar://out.tar -f normalize-timestamps -f "exclude:pattern=**/.git/**"'],
     ],
   });
@@ -45,10 +51,22 @@ export class ProcessCommand extends GlobalCommand {
   source = Option.String({ name: 'SOURCE' });
   destination = Option.String({ name: 'DESTINATION' });
   filters = Option.Array('-f,--filter', [], { description: 'A filter NAME[:key=value,...]; repeatable, applied in order' });
+  allPlatforms = Option.Boolean('--all-platforms', false, { description: 'registry:// to registry://: copy every platform of an index, and the index' });
+  platforms = Option.String('--platforms', { description: 'registry:// to registry://: copy these platforms of an index (OS/ARCH[/VARIANT],...), and an index of them' });
 
   override async execute(): Promise<number> {
     const settings = this.settings();
     const reporter = new Reporter(settings.logLevel, this.context.stderr as NodeJS.WriteStream);
+    if (this.allPlatforms || this.platforms !== undefined) {
+      if (this.allPlatforms && this.platforms !== undefined) throw usageError('give --all-platforms or --platforms, not both');
+      let which: 'all' | PlatformWanted[] = 'all';
+      if (this.platforms !== undefined) {
+        const parsed = parsePlatformList(this.platforms);
+        if (E.isLeft(parsed)) throw usageError(`--platforms: ${parsed.left}`);
+        which = parsed.right;
+      }
+      return copyPlatforms({ source: this.source, destination: this.destination, filters: this.filters, which, settings, reporter, stdout: this.context.stdout });
+    }
     const input = await openInput(this.source, settings);
     const output: ImageOutput = await openOutput(this.destination, settings);
     const filters = buildFilters(this.filters);

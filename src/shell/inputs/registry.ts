@@ -9,7 +9,7 @@
  */
 import * as E from 'fp-ts/lib/Either.js';
 import { describeDecodeError } from '../../core/codecs/common.js';
-import { decodeImageConfig } from '../../core/codecs/oci.js';
+import { decodeImageConfig, decodeManifestDocument, type ImageIndex } from '../../core/codecs/oci.js';
 import { type Digest, digestHex } from '../../core/digest.js';
 import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement } from '../../core/element.js';
 import { digestError, inputError, isExplained } from '../../core/errors.js';
@@ -53,6 +53,19 @@ export class RegistryInput implements ImageInput {
       label: options.label,
       ...(options.insecureHint !== undefined ? { insecureHint: options.insecureHint } : {}),
     });
+  }
+
+  /**
+   * The index (or Docker manifest list) the reference names, as served and verified;
+   * undefined when it names a single manifest. For multi-platform copies.
+   */
+  async index(signal?: AbortSignal): Promise<{ readonly mediaType: string; readonly raw: Uint8Array; readonly digest: Digest; readonly document: ImageIndex } | undefined> {
+    const ref = this.options.reference;
+    const got = await this.client.fetchManifest(ref.digest ?? ref.tag, signal);
+    const doc = decodeManifestDocument(`${this.options.label}: manifest`, got.bytes, got.mediaType);
+    if (E.isLeft(doc)) throw inputError(describeDecodeError(doc.left));
+    if (doc.right._tag !== 'Index') return undefined;
+    return { mediaType: doc.right.mediaType, raw: got.bytes, digest: got.digest, document: doc.right.index };
   }
 
   /** Manifest and config, verified, without touching a layer (for `info` and the input itself). */

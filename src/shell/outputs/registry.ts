@@ -42,8 +42,8 @@ export interface RegistryDestinationOptions {
   readonly pusher: RegistryPush;
   /** `registry://HOST/NAME:TAG` in messages and the summary. */
   readonly label: string;
-  /** The tag to put the manifest under, or the digest it must have. */
-  readonly reference: { readonly tag: string } | { readonly digest: Digest };
+  /** The tag to put the manifest under, the digest it must have, or none (by its own digest: one image of an index). */
+  readonly reference: { readonly tag: string } | { readonly digest: Digest } | { readonly untagged: true };
   readonly compression: 'gzip' | 'zstd';
   readonly format: ManifestFormatWanted;
   /** Blobs sent at once. */
@@ -121,6 +121,8 @@ export class RegistryDestination implements ImageDestination<Pushed> {
   }
 
   private config: ConfigElement | undefined;
+  /** The manifest the last commit put. */
+  pushed: { readonly digest: Digest; readonly size: number; readonly mediaType: string } | undefined;
 
   async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
     const digest = this.validDigest(config.digest, 'the config');
@@ -161,7 +163,8 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     if ('digest' in reference && reference.digest !== digest) {
       throw this.fail(`the manifest pushed would be ${digest}, not the ${reference.digest} the URI names; push by tag (NAME:TAG) instead`);
     }
-    const put = await this.options.pusher.putManifest('tag' in reference ? reference.tag : reference.digest, mediaType, bytes, ctx.signal);
+    const put = await this.options.pusher.putManifest('tag' in reference ? reference.tag : digest, mediaType, bytes, ctx.signal);
+    this.pushed = { digest: put, size: bytes.length, mediaType };
     return { destination: `${this.description}@${put}` };
   }
 
@@ -174,6 +177,20 @@ export class RegistryDestination implements ImageDestination<Pushed> {
 export class RegistryOutput extends CopyOutput<Pushed> {
   constructor(private readonly registry: RegistryDestinationOptions) {
     super(new RegistryDestination(registry));
+  }
+
+  /** The manifest the run put (after a successful consume). */
+  get pushedManifest(): { readonly digest: Digest; readonly size: number; readonly mediaType: string } | undefined {
+    return (this.destination as RegistryDestination).pushed;
+  }
+
+  /** Put another document (an index) under `reference`, then release the connections. */
+  async putDocument(reference: string, mediaType: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Digest> {
+    try {
+      return await this.registry.pusher.putManifest(reference, mediaType, bytes, signal);
+    } finally {
+      await this.registry.close();
+    }
   }
 
   stats() {

@@ -110,7 +110,7 @@ const destination: DestinationRole = {
     return new RegistryOutput({
       pusher,
       label: c.name,
-      reference: c.ref.digest ? { digest: c.ref.digest } : { tag: c.ref.tag },
+      reference: settings.pushUntagged ? { untagged: true } : c.ref.digest ? { digest: c.ref.digest } : { tag: c.ref.tag },
       compression: compressionRaw,
       format,
       concurrency: c.parallel,

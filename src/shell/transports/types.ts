@@ -24,7 +24,11 @@ export interface Target extends ParsedUri {
  * so a transport that needs a new setting reads it here without another signature change.
  * Library callers may give any part; transports use defaults for the rest.
  */
-export type TransportSettings = Partial<GlobalSettings> & { readonly env?: NodeJS.ProcessEnv };
+export type TransportSettings = Partial<GlobalSettings> & {
+  readonly env?: NodeJS.ProcessEnv;
+  /** registry:// destinations: put the manifest by its own digest, not under the URI's tag (one image of an index). */
+  readonly pushUntagged?: boolean;
+};
 
 /** An image's manifest and config, read without its layers (for `info` and `check`). */
 export interface ImageDescription {
