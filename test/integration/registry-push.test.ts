@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { fixture, fixturePath, skopeo } from './fixtures.js';
+import { cleanupTmpDirs, fixture, fixturePath, podman, skopeo, tmpDir } from './fixtures.js';
 import { assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 import { sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 
@@ -74,6 +74,26 @@ describe('registry:// destination', () => {
     assert.match(String(summary.destination), new RegExp(`^registry://${suite.proxy.host.replace(/\./g, '\\.')}/pushed/classic:v1@sha256:[0-9a-f]{64}$`));
     assert.equal((await inspect(ref)).Digest, String(summary.destination).split('@')[1]);
     assert.deepEqual(openUploads('pushed/classic'), []);
+  });
+
+  test('podman pulls a pushed image and sees the source\'s image id and layers', async () => {
+    const ws = await workspace('push-podman');
+    const ref = `${suite.proxy.host}/pushed/for-podman:v1`;
+    assertOk(await cli(ws, ['--insecure', 'process', `tar://${fixturePath('docker-classic.tar')}`, `registry://${ref}`]), ws);
+    const state = await tmpDir('podman-state');
+    const env = { ...process.env, OCCYSTRAP_PODMAN_STATE: state };
+    try {
+      const pull = await podman(['pull', '-q', '--tls-verify=false', ref], { env, timeoutMs: 120_000 });
+      assert.equal(pull.code, 0, pull.stderr);
+      const inspect = await podman(['image', 'inspect', '--format', '{{.Id}} {{json .RootFS.Layers}}', ref], { env });
+      assert.equal(inspect.code, 0, inspect.stderr);
+      const [id, layers] = inspect.stdout.trim().split(' ', 2) as [string, string];
+      const facts = fixture('docker-classic.tar').images[0];
+      assert.equal(`sha256:${id}`, facts?.configDigest, 'the image id is the config digest');
+      assert.deepEqual(JSON.parse(layers), facts?.diffIds, 'the layers, in order (the repeated one too)');
+    } finally {
+      await cleanupTmpDirs(state);
+    }
   });
 
   test('the same push again: HEADs and one manifest PUT, no blob bytes', async () => {
