@@ -8,6 +8,10 @@
 //   registry-dir   occystrap registry:// → dir://   vs the same skopeo copy
 //   registry-ocidir occystrap registry:// → ocidir:// vs skopeo docker:// → oci: (both pass
 //                  the blobs through)
+//   push-registry  occystrap registry:// → registry:// (another registry, emptied before every
+//                  run) vs skopeo docker:// → docker://
+//   push-repeat    the same push again, every blob present (HEADs and a manifest)
+//   push-tar       occystrap tar:// (docker-save) → registry:// (gzip) vs skopeo docker-archive: → docker://
 //   floor          the largest layer inflated and hashed by a bare Node process (bench/floor.mjs)
 //   tar-dir        occystrap tar:// (docker-save of the big image) → dir://  (no peer)
 //   jobs           occystrap -j 1 vs -j 4, 8 layers, through a slow loopback proxy
@@ -417,6 +421,58 @@ async function main() {
           },
         }),
       );
+    }
+    if (wanted('push-registry') || wanted('push-repeat') || wanted('push-tar')) {
+      // Registry B keeps its storage under OUT, so every run pushes into an empty registry;
+      // registry C keeps its own, so after the warm-up every push finds its blobs there.
+      const cold = await startRegistry(path.join(BENCH, 'run-push'), path.join(OUT, 'pushreg'));
+      const warmDir = path.join(BENCH, 'pushreg-repeat');
+      fs.rmSync(warmDir, { recursive: true, force: true });
+      const warm = await startRegistry(path.join(BENCH, 'run-push-repeat'), warmDir);
+      const pushedTo = (host, repo) => `${host}/${repo}:${big.tag}`;
+      const checkPushed = (dir) => (m) => {
+        const bytes = treeBytes(dir);
+        if (bytes < big.blobBytes) throw new Error(`push: the registry storage ${dir} holds ${bytes} bytes, less than the ${big.blobBytes} blob bytes`);
+        void m;
+      };
+      const skopeoPush = (src, dest, display) => ({
+        label: 'skopeo',
+        cmd: 'skopeo',
+        args: ['--policy', policy, 'copy', '--quiet', '--src-tls-verify=false', '--dest-tls-verify=false', src, `docker://${dest}`],
+        display,
+        out: undefined,
+        check: undefined,
+      });
+      try {
+        if (wanted('push-registry')) {
+          const a = ours('occystrap', ['--insecure', 'process', `registry://${refs.big}`, `registry://${pushedTo(cold.host, 'ours')}`], undefined, undefined);
+          a.check = checkPushed(path.join(OUT, 'pushreg'));
+          const b = skopeoPush(`docker://${refs.big}`, pushedTo(cold.host, 'skopeo'), 'skopeo copy docker://HOST/big docker://HOST2/skopeo');
+          b.check = checkPushed(path.join(OUT, 'pushreg'));
+          results.push(await scenario({ name: 'push-registry', title: 'registry → registry (cold: the destination is empty)', ...facts(big), pairs: PAIRS, ratioLabel: 'occystrap / skopeo', a, b }));
+        }
+        if (wanted('push-repeat')) {
+          const a = ours('occystrap', ['--insecure', 'process', `registry://${refs.big}`, `registry://${pushedTo(warm.host, 'ours')}`], undefined, undefined);
+          const b = skopeoPush(`docker://${refs.big}`, pushedTo(warm.host, 'skopeo'), 'skopeo copy docker://HOST/big docker://HOST3/skopeo (again)');
+          results.push(await scenario({ name: 'push-repeat', title: 'registry → registry again (every blob present)', ...facts(big), pairs: PAIRS, ratioLabel: 'occystrap / skopeo', a, b }));
+        }
+        if (wanted('push-tar')) {
+          const saved = path.join(root, 'big-docker-save.tar');
+          if (!fs.existsSync(saved)) {
+            log(`${elapsed()} writing ${saved} with skopeo (docker-archive)`);
+            skopeo(policy, ['copy', '--quiet', '--src-tls-verify=false', `docker://${refs.big}`, `docker-archive:${saved}.tmp:${big.repo}:${big.tag}`], childEnv());
+            fs.renameSync(`${saved}.tmp`, saved);
+          }
+          const a = ours('occystrap', ['--insecure', 'process', `tar://${saved}`, `registry://${pushedTo(cold.host, 'ours')}`], undefined, undefined);
+          a.check = checkPushed(path.join(OUT, 'pushreg'));
+          const b = skopeoPush(`docker-archive:${saved}`, pushedTo(cold.host, 'skopeo'), 'skopeo copy docker-archive:big.tar docker://HOST2/skopeo');
+          b.check = checkPushed(path.join(OUT, 'pushreg'));
+          results.push(await scenario({ name: 'push-tar', title: 'tar (docker-save) → registry, gzip (cold)', ...facts(big), pairs: PAIRS, ratioLabel: 'occystrap / skopeo', a, b }));
+        }
+      } finally {
+        await cold.stop();
+        await warm.stop();
+      }
     }
     if (wanted('floor')) {
       // The largest layer of `big`: inflate + both hashes, in a bare Node process.
