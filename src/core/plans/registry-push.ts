@@ -40,20 +40,17 @@ export function chooseManifestFormat(layers: readonly PushedLayer[], wanted: Man
   return { ok: true, format: layers.length > 0 && layers.every((l) => DOCKER_LAYER_TYPES.has(l.sourceMediaType)) ? 'docker' : 'oci' };
 }
 
+/** The Docker v2 name of an OCI layer type that has one. */
+const DOCKER_NAME_OF: Readonly<Record<string, string>> = {
+  [MediaTypes.ociLayerGzip]: MediaTypes.dockerLayerGzip,
+  [MediaTypes.ociLayerNondistributableGzip]: MediaTypes.dockerLayerForeignGzip,
+  [MediaTypes.ociLayer]: MediaTypes.dockerLayerTar,
+};
+
 /** A layer blob's media type in a manifest of `format` (the bytes are the same either way). */
 export function layerMediaTypeFor(format: ManifestFormat, mediaType: string, compression: Compression): string {
   const oci = ociLayerMediaType(mediaType, compression);
-  if (format === 'oci') return oci;
-  switch (oci) {
-    case MediaTypes.ociLayerGzip:
-      return MediaTypes.dockerLayerGzip;
-    case MediaTypes.ociLayerNondistributableGzip:
-      return MediaTypes.dockerLayerForeignGzip;
-    case MediaTypes.ociLayer:
-      return MediaTypes.dockerLayerTar;
-    default:
-      return oci;
-  }
+  return format === 'oci' ? oci : (DOCKER_NAME_OF[oci] ?? oci);
 }
 
 const encoder = new TextEncoder();
