@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { type Digest, digestHex } from '../../core/digest.js';
 import { AbortError, OccystrapError, outputError } from '../../core/errors.js';
 import { type CallResponse, describeNetworkError, type RegistryClient } from './client.js';
-import { headerValue, isRetryableError, isRetryableStatus, retryDelay, sleep } from './http.js';
+import { headerValue, isRetryableError, isRetryableStatus, retryDelay, sleep, TransferError } from './http.js';
 
 /** Blobs up to this size go in one PUT; larger ones in chunks (OCCYSTRAP_PUSH_CHUNK_BYTES). */
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -206,9 +206,9 @@ export class BlobPusher {
     return 'done';
   }
 
-  /** A retryable status becomes a retryable error (the caller's loop starts again). */
+  /** A retryable status (408, 429, 5xx) becomes a transfer error, retried by the caller's loop. */
   private refusedOrRetry(what: string, r: CallResponse): Error {
-    if (isRetryableStatus(r.statusCode)) return Object.assign(new Error(`${what}: HTTP ${r.statusCode}`), { code: 'ECONNRESET' });
+    if (isRetryableStatus(r.statusCode)) return new TransferError(`${what}: HTTP ${r.statusCode}`);
     return this.refused(what, r);
   }
 
@@ -326,9 +326,7 @@ export class BlobPusher {
 }
 
 /** An upload the registry cannot resume: start it again in a new session (retried like a broken connection). */
-class RestartUpload extends Error {
-  readonly code = 'ECONNRESET';
-}
+class RestartUpload extends TransferError {}
 
 /** The last byte of a `Range: 0-N` (or `bytes=0-N`) header. */
 function rangeEnd(range: string | undefined): number | undefined {
