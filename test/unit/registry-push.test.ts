@@ -22,6 +22,8 @@ interface Behaviour {
   minChunk?: number;
   /** Keep only this many bytes of the nth PATCH (1-based), then drop the connection. */
   breakPatch?: { nth: number; keep: number };
+  /** Accept a cross-repository mount (201) instead of answering with an upload session (202). */
+  mountOk?: boolean;
 }
 
 /** One upload session's bytes, a log of requests, and what the registry stores. */
@@ -34,7 +36,7 @@ async function fakeRegistry(behaviour: Behaviour) {
     const url = new URL(req.url ?? '/', 'http://x');
     const chunks: Buffer[] = [];
     const range = () => (upload.length > 0 ? { range: `0-${upload.length - 1}` } : {});
-    log.push(`${req.method} ${url.pathname}${req.headers['content-range'] ? ` ${req.headers['content-range']}` : ''}`);
+    log.push(`${req.method} ${url.pathname}${url.searchParams.has('mount') ? `?mount&from=${url.searchParams.get('from')}` : ''}${req.headers['content-range'] ? ` ${req.headers['content-range']}` : ''}`);
     if (req.method === 'PATCH' && behaviour.breakPatch && ++patches === behaviour.breakPatch.nth) {
       let kept = 0;
       req.on('data', (c: Buffer) => {
@@ -51,6 +53,8 @@ async function fakeRegistry(behaviour: Behaviour) {
       if (req.method === 'HEAD') {
         const blob = stored.get(url.pathname.split('/').pop() as string);
         res.writeHead(blob ? 200 : 404, blob ? { 'content-length': blob.length } : {}).end();
+      } else if (req.method === 'POST' && url.searchParams.has('mount') && behaviour.mountOk) {
+        res.writeHead(201, { location: `/v2/r/blobs/${url.searchParams.get('mount')}` }).end();
       } else if (req.method === 'POST') {
         upload = Buffer.alloc(0);
         res.writeHead(202, { location: '/v2/r/blobs/uploads/u1', ...(behaviour.minChunk ? { 'oci-chunk-min-length': String(behaviour.minChunk) } : {}) }).end();
@@ -158,5 +162,18 @@ describe('BlobPusher', () => {
     const client = new RegistryClient({ apiHost: host, name: 'r', insecure: true, http: httpClient, credentials: undefined, label: `registry://${host}/r:t`, access: 'push' });
     const pusher = new BlobPusher({ client, label: `registry://${host}/r:t`, name: 'r', retries: 0 });
     assert.equal(await pusher.exists(digest), 100_000_000);
+  });
+
+  test('mount: 201 is a mount; a 202 (an upload session instead) is refused and its session cancelled', async () => {
+    const refusing = await fakeRegistry({});
+    closers.push(refusing.close);
+    assert.equal(await refusing.pusher(1000).mount(digest, 'other/repo'), false);
+    assert.deepEqual(refusing.log, ['POST /v2/r/blobs/uploads/?mount&from=other/repo', 'DELETE /v2/r/blobs/uploads/u1']);
+    const accepting = await fakeRegistry({ mountOk: true });
+    closers.push(accepting.close);
+    const pusher = accepting.pusher(1000);
+    assert.equal(await pusher.mount(digest, 'other/repo'), true);
+    assert.equal(pusher.stats.blobsMounted, 1);
+    assert.deepEqual(accepting.log, ['POST /v2/r/blobs/uploads/?mount&from=other/repo']);
   });
 });
