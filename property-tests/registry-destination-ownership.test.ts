@@ -42,7 +42,6 @@ interface RegistrySpec {
 class MemoryRegistry implements RegistryPush {
   readonly blobs = new Map<string, number>();
   readonly manifests: { reference: string; bytes: Uint8Array }[] = [];
-  readonly stats = { blobsPresent: 0 };
   openSessions = 0;
   readonly problems: string[] = [];
   private readonly faults: { op: RegistryOp; skip: number }[];

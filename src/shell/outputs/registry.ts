@@ -16,6 +16,7 @@ import { outputError } from '../../core/errors.js';
 import { type Compression, layerCompression } from '../../core/media-types.js';
 import { type CommittedImage, CopyOutput, type DestinationNeeds, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
+import { sha256Bytes } from '../fs/hash.js';
 import { chooseManifestFormat, type ManifestFormatWanted, type PushedLayer, pushManifest, reusableManifest } from '../../core/plans/registry-push.js';
 import * as E from 'fp-ts/lib/Either.js';
 
@@ -35,7 +36,6 @@ export interface RegistryPush {
   putManifest(reference: string, mediaType: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Digest>;
   /** Cancel every upload session still open. */
   cancelOpenUploads(): Promise<void>;
-  readonly stats: { blobsPresent: number };
 }
 
 export interface RegistryDestinationOptions {
@@ -91,9 +91,8 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     if (!blob || E.isLeft(parseDigest(blob.digest))) return false;
     const pusher = this.options.pusher;
     if ((await pusher.exists(blob.digest, signal)) === blob.size) return true;
-    const from = blob.from;
-    if (from && from.registry === this.options.registry && from.repository !== this.options.repository) return pusher.mount(blob.digest, from.repository, signal);
-    return false;
+    const from = this.mountableFrom(blob.from);
+    return from !== undefined && pusher.mount(blob.digest, from, signal);
   }
 
   async begin(): Promise<void> {}
@@ -109,10 +108,7 @@ export class RegistryDestination implements ImageDestination<Pushed> {
       const digest = this.validDigest(blob.digest, `layer ${layer.index}`);
       const stored: Pushed = { blob: { digest, size: blob.size, mediaType: blob.mediaType }, compression: blob.compression, sourceMediaType: layer.mediaType };
       const pusher = this.options.pusher;
-      if ((await pusher.exists(digest, ctx.signal)) === blob.size) {
-        pusher.stats.blobsPresent++;
-        return { stored, bytes: 0, kept: true };
-      }
+      if ((await pusher.exists(digest, ctx.signal)) === blob.size) return { stored, bytes: 0, kept: true };
       await pusher.uploadFile(digest, blob.size, blob.file.path, ctx.signal);
       return { stored, bytes: blob.size };
     } finally {
@@ -120,23 +116,21 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     }
   }
 
-  private config: ConfigElement | undefined;
   /** The manifest the last commit put. */
   pushed: { readonly digest: Digest; readonly size: number; readonly mediaType: string } | undefined;
 
   async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
     const digest = this.validDigest(config.digest, 'the config');
     // The source's own config, from another repository of this registry: mount it.
-    const from = config.sourceManifest?.from;
+    const from = this.mountableFrom(config.sourceManifest?.from);
     const pusher = this.options.pusher;
-    if (from && from.registry === this.options.registry && from.repository !== this.options.repository && (await pusher.exists(digest, ctx.signal)) === undefined) {
-      if (await pusher.mount(digest, from.repository, ctx.signal)) {
-        this.config = config;
-        return;
-      }
-    }
+    if (from !== undefined && (await pusher.exists(digest, ctx.signal)) === undefined && (await pusher.mount(digest, from, ctx.signal))) return;
     await pusher.ensureBytes(config.raw, digest, ctx.signal);
-    this.config = config;
+  }
+
+  /** The repository to mount from: another repository of this same registry, else none. */
+  private mountableFrom(from: { readonly registry: string; readonly repository: string } | undefined): string | undefined {
+    return from && from.registry === this.options.registry && from.repository !== this.options.repository ? from.repository : undefined;
   }
 
   async commit(image: CommittedImage<Pushed>, ctx: StageContext): Promise<{ readonly destination: string }> {
@@ -158,8 +152,7 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     const { mediaType, bytes } =
       reusableManifest(config.sourceManifest, configDigest, layers, this.options.format) ?? pushManifest(chosen.format, { digest: configDigest, size: config.raw.length }, layers);
     const reference = this.options.reference;
-    const { createHash } = await import('node:crypto');
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = sha256Bytes(bytes);
     if ('digest' in reference && reference.digest !== digest) {
       throw this.fail(`the manifest pushed would be ${digest}, not the ${reference.digest} the URI names; push by tag (NAME:TAG) instead`);
     }

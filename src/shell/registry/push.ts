@@ -9,8 +9,8 @@
  */
 import { createReadStream } from 'node:fs';
 import { Readable, Transform } from 'node:stream';
-import { createHash } from 'node:crypto';
-import { type Digest, digestHex } from '../../core/digest.js';
+import type { Digest } from '../../core/digest.js';
+import { sha256Bytes } from '../fs/hash.js';
 import { AbortError, OccystrapError, outputError } from '../../core/errors.js';
 import { type CallResponse, describeNetworkError, type RegistryClient } from './client.js';
 import { headerValue, isRetryableError, isRetryableStatus, retryDelay, sleep, TransferError } from './http.js';
@@ -29,8 +29,6 @@ export interface BlobPusherOptions {
   readonly retries: number;
   /** Whole-PUT limit and chunk size, bytes. */
   readonly chunkBytes?: number;
-  /** Told the bytes of a blob sent so far (for progress). */
-  readonly onBytes?: (digest: Digest, sent: number, total: number) => void;
 }
 
 /** An open upload session: its URL now (each answer names the next) and the smallest chunk it takes. */
@@ -46,18 +44,13 @@ export type BlobSource = (start: number, end: number) => Readable;
 export interface PushStats {
   /** Blob bytes sent in request bodies (retried parts included). */
   bytesSent: number;
-  blobsUploaded: number;
-  /** Blobs the registry already had (HEAD said so). */
-  blobsPresent: number;
   /** Blobs mounted from another repository of the registry (nothing sent). */
   blobsMounted: number;
   chunksResumed: number;
-  /** Uploads started again from zero (the registry could not resume them). */
-  uploadsRestarted: number;
 }
 
 export class BlobPusher {
-  readonly stats: PushStats = { bytesSent: 0, blobsUploaded: 0, blobsPresent: 0, blobsMounted: 0, chunksResumed: 0, uploadsRestarted: 0 };
+  readonly stats: PushStats = { bytesSent: 0, blobsMounted: 0, chunksResumed: 0 };
   /** Upload sessions opened and not yet finished (their current URL): cancelled by {@link cancelOpenUploads}. */
   private readonly open = new Set<Session>();
   private readonly chunkBytes: number;
@@ -128,15 +121,13 @@ export class BlobPusher {
           await this.sendChunks(session, digest, size, source, session.minChunk, signal);
         }
         this.open.delete(session);
-        this.stats.blobsUploaded++;
         return;
       } catch (e) {
         // Whatever happened (a stop too), the session is cancelled, not left open.
         await this.cancel(session);
         if (signal?.aborted) throw new AbortError(signal.reason);
-        // A whole PUT that broke, or chunks the registry cannot resume: start again with a
-        // new session.
-        if (e instanceof RestartUpload) this.stats.uploadsRestarted++;
+        // A whole PUT that broke, or chunks the registry cannot resume (RestartUpload): start
+        // again with a new session.
         if (!isRetryableError(e) || attempt >= this.options.retries) throw this.explain(e, `uploading blob ${digest}`);
         await sleep(retryDelay(attempt, undefined, Date.now()), signal);
       }
@@ -174,15 +165,12 @@ export class BlobPusher {
     return u.href;
   }
 
-  private counted(source: BlobSource, digest: Digest, start: number, end: number, total: number): () => Readable {
+  private counted(source: BlobSource, start: number, end: number): () => Readable {
     return () => {
-      let sent = start;
       // A Transform, not a 'data' listener: that would start the flow before the request reads it.
       const count = new Transform({
         transform: (chunk: Buffer, _encoding, done) => {
           this.stats.bytesSent += chunk.length;
-          sent += chunk.length;
-          this.options.onBytes?.(digest, sent, total);
           done(null, chunk);
         },
       });
@@ -194,7 +182,7 @@ export class BlobPusher {
 
   /** One PUT with the whole blob; `too large` when the registry wants chunks (413). */
   private async putWhole(url: string, digest: Digest, size: number, source: BlobSource, signal?: AbortSignal): Promise<'done' | 'too large'> {
-    const body = size === 0 ? new Uint8Array(0) : this.counted(source, digest, 0, size - 1, size);
+    const body = size === 0 ? new Uint8Array(0) : this.counted(source, 0, size - 1);
     const r = await this.client.call(
       this.withDigest(url, digest),
       { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body, retry: false },
@@ -229,7 +217,7 @@ export class BlobPusher {
           {
             method: 'PATCH',
             headers: { 'content-type': 'application/octet-stream', 'content-length': String(end - offset + 1), 'content-range': `${offset}-${end}` },
-            body: this.counted(source, digest, offset, end, size),
+            body: this.counted(source, offset, end),
             retry: false,
           },
           `uploading blob ${digest}`,
@@ -296,17 +284,14 @@ export class BlobPusher {
 
   /** Upload small bytes (a config) unless the registry has them. */
   async ensureBytes(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<boolean> {
-    if ((await this.exists(digest, signal)) !== undefined) {
-      this.stats.blobsPresent++;
-      return false;
-    }
+    if ((await this.exists(digest, signal)) !== undefined) return false;
     await this.upload(digest, bytes.length, (start, end) => Readable.from([Buffer.from(bytes.subarray(start, end + 1))]), signal);
     return true;
   }
 
   /** PUT the manifest under `reference` (a tag or its digest); returns its digest. */
   async putManifest(reference: string, mediaType: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Digest> {
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
+    const digest = sha256Bytes(bytes);
     const r = await this.client.call(
       `${this.name}/manifests/${reference}`,
       { method: 'PUT', headers: { 'content-type': mediaType, 'content-length': String(bytes.length) }, body: bytes, retry: true },
@@ -319,10 +304,6 @@ export class BlobPusher {
     return digest;
   }
 
-  /** Short name of a blob for messages. */
-  static short(digest: Digest): string {
-    return `${digest.slice(0, digest.indexOf(':') + 1)}${digestHex(digest).slice(0, 12)}`;
-  }
 }
 
 /** An upload the registry cannot resume: start it again in a new session (retried like a broken connection). */
