@@ -91,5 +91,10 @@ describe('multi-platform copies', () => {
     assert.match(notRegistry, /copy an index from a registry:\/\/ source to a registry:\/\/ destination/);
     const both = assertFailsOneLine(await cli(ws, ['--insecure', 'process', '--all-platforms', '--platforms', 'linux/amd64', `registry://${multi.reference}`, `registry://${target.host}/x/y:v1`]), ws, 2);
     assert.match(both, /give --all-platforms or --platforms, not both/);
+    // The index is pushed under a tag: a destination by digest (or without a tag) has none.
+    for (const dest of [`${target.host}/x/y@${multi.indexDigest}`, `${target.host}/x/y`]) {
+      const untagged = assertFailsOneLine(await cli(ws, ['--insecure', 'process', '--all-platforms', `registry://${multi.reference}`, `registry://${dest}`]), ws, 2);
+      assert.match(untagged, /a multi-platform copy needs a destination tag/);
+    }
   });
 });

@@ -12,6 +12,7 @@ import type { OutputSummary } from '../../core/pipeline/types.js';
 import { runPipeline } from '../../core/pipeline/compose.js';
 import { type CopiedEntry, choosePlatforms, indexToPush } from '../../core/plans/registry-index.js';
 import { describePlatform, type PlatformWanted } from '../../core/platform.js';
+import { parseRegistryReference, parseUri } from '../../core/uri.js';
 import { destinationArea, openInput, openOutput } from '../endpoints.js';
 import { buildFilters } from '../filters.js';
 import { formatSummary, meanRate, type Reporter } from '../log.js';
@@ -42,14 +43,27 @@ interface DocumentDestination {
   readonly pushedManifest?: { readonly digest: string; readonly size: number; readonly mediaType: string } | undefined;
 }
 
-const isRegistry = (uri: string) => /^registry:\/\//i.test(uri);
+/**
+ * For a registry:// URI (parsed as the transport table parses it), the tag it writes out:
+ * undefined for none (no tag, or `@DIGEST`). Not a registry:// URI: no answer at all.
+ */
+function registryTag(uri: string): { readonly tag: string | undefined } | undefined {
+  const parsed = parseUri(uri, {});
+  if (E.isLeft(parsed) || parsed.right.scheme !== 'registry') return undefined;
+  const ref = parseRegistryReference(parsed.right.body);
+  if (E.isLeft(ref)) throw usageError(`${uri}: ${ref.left}`);
+  const body = parsed.right.body;
+  const written = ref.right.digest === undefined && body.slice(body.lastIndexOf('/') + 1).includes(':');
+  return { tag: written ? ref.right.tag : undefined };
+}
 
 export async function copyPlatforms(job: PlatformCopy): Promise<number> {
   const { settings, reporter } = job;
-  if (!isRegistry(job.source) || !isRegistry(job.destination)) {
+  const destination = registryTag(job.destination);
+  if (registryTag(job.source) === undefined || destination === undefined) {
     throw usageError('--all-platforms and --platforms copy an index from a registry:// source to a registry:// destination; for other destinations pick one platform with --os/--architecture/--variant');
   }
-  const tag = /:([A-Za-z0-9_][A-Za-z0-9._-]{0,127})(\?.*)?$/.exec(job.destination.replace(/^registry:\/\/[^/]+/i, ''))?.[1];
+  const tag = destination.tag;
   if (tag === undefined) throw usageError(`${job.destination}: a multi-platform copy needs a destination tag (registry://HOST/NAME:TAG); the index is pushed under it`);
   buildFilters(job.filters); // refuse a bad -f before anything is fetched
   const started = performance.now();
