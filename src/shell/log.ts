@@ -132,10 +132,15 @@ export function meanRate(f: Pick<RunSummaryFacts, 'bytes' | 'downloaded' | 'seco
 export function formatSummary(f: RunSummaryFacts): string {
   const skipped = f.layersSkipped > 0 ? ` (${f.layersSkipped} skipped)` : '';
   const downloaded = f.downloaded !== undefined && f.downloaded > 0 ? ` (${formatBytes(f.downloaded)} downloaded)` : '';
-  const rate = f.seconds > 0 ? ` at ${formatBytes(Math.round(meanRate(f)))}/s` : '';
+  const rate = f.seconds > 0 ? ` at ${formatRate(meanRate(f))}` : '';
   const retried = f.retries > 0 ? `, ${plural(f.retries, 'retry', 'retries')}${f.rateLimited > 0 ? ` (${f.rateLimited} rate-limited)` : ''}` : '';
   const copied = f.copiedAcrossDevices > 0 ? `, ${f.copiedAcrossDevices} copied across filesystems` : '';
   return `Summary: ${f.images.done}/${f.images.total} images, ${plural(f.layers, 'layer')}${skipped}, ${formatBytes(f.bytes)} written${downloaded}, ${f.seconds.toFixed(1)}s${rate}${retried}${copied}`;
+}
+
+/** `4.3 MB/s`. */
+export function formatRate(bytesPerSecond: number): string {
+  return `${formatBytes(Math.round(bytesPerSecond))}/s`;
 }
 
 export function formatBytes(n: number): string {

@@ -15,7 +15,7 @@
 import { type ConfigElement, type LayerDescriptor, type LayerElement, payloadBytes } from '../core/element.js';
 import type { ProgressObserver } from '../core/pipeline/types.js';
 import { printable } from '../core/printable.js';
-import { formatBytes, plural, type LiveBlock, type Reporter } from './log.js';
+import { formatBytes, formatRate, plural, type LiveBlock, type Reporter } from './log.js';
 
 /** Redraws at most this often. */
 export const REDRAW_MS = 250;
@@ -58,10 +58,6 @@ interface LayerState {
   started: number | undefined;
 }
 
-export function formatRate(bytesPerSecond: number): string {
-  return `${formatBytes(Math.round(bytesPerSecond))}/s`;
-}
-
 export function formatEta(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '';
   const s = Math.ceil(seconds);
@@ -90,6 +86,8 @@ export class RunProgress implements ProgressObserver, LiveBlock {
   private configs = 0;
   private stored = 0;
   private storedBytes = 0;
+  /** Blob bytes fetched so far, every layer together. */
+  private overallFetched = 0;
   private timer: ReturnType<typeof setInterval> | undefined;
   private dirty = false;
   /** Finished lines not yet printed above the block. */
@@ -140,8 +138,6 @@ export class RunProgress implements ProgressObserver, LiveBlock {
     this.dirty = true;
   }
 
-  private overallFetched = 0;
-
   /** The image the run carries (`NAME:TAG`), once its config arrived. */
   get imageName(): string | undefined {
     return this.image || undefined;
@@ -162,15 +158,14 @@ export class RunProgress implements ProgressObserver, LiveBlock {
     const p = element.payload;
     const size = payloadBytes(p);
     this.storedBytes += size;
-    const of = this.layerCount !== undefined ? ` of ${this.layerCount}` : '';
     let line: string;
     if (p._tag === 'Skipped') {
-      line = `layer ${s.index}${of} ${s.label} skipped (${p.reason})`;
+      line = `${this.head(s)} skipped (${p.reason})`;
     } else {
       const seconds = s.started !== undefined ? (this.now() - s.started) / 1000 : undefined;
       const fetchedPart = s.fetched > 0 ? `${formatBytes(s.fetched)} fetched, ` : '';
       const timing = seconds !== undefined && seconds >= 0.1 && this.live ? ` in ${seconds.toFixed(1)}s` : '';
-      line = `layer ${s.index}${of} ${s.label} done: ${fetchedPart}${formatBytes(size)} stored${timing}`;
+      line = `${this.head(s)} done: ${fetchedPart}${formatBytes(size)} stored${timing}`;
     }
     if (this.live) {
       this.finished.push(line);
@@ -220,9 +215,13 @@ export class RunProgress implements ProgressObserver, LiveBlock {
     return n;
   }
 
+  /** `layer 2 of 5 blob sha256:…`: how every line names a layer. */
+  private head(s: LayerState): string {
+    return `layer ${s.index}${this.layerCount !== undefined ? ` of ${this.layerCount}` : ''} ${s.label}`;
+  }
+
   private layerLine(s: LayerState, now: number): string {
-    const of = this.layerCount !== undefined ? ` of ${this.layerCount}` : '';
-    const head = `layer ${s.index}${of} ${s.label}`;
+    const head = this.head(s);
     if (s.phase === 'writing') return `${head} writing${s.fetched > 0 ? ` (${formatBytes(s.fetched)} fetched)` : ''}`;
     if (s.phase === 'fetched') return `${head} fetched ${formatBytes(s.fetched)}, waiting to be written`;
     const rate = s.meter.rate(now);
