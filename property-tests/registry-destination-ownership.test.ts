@@ -1,14 +1,18 @@
 /**
  * The registry destination (src/shell/outputs/registry.ts) on the real copy loop, over the
  * memory file system and the real TempScope, pushing into a registry kept in memory with
- * injected faults (HEAD, mount, upload, config, manifest), blobs already present, early
- * aborts and scheduler-chosen interleavings. The forms inputs give layers as tars (so the
- * copy loop compresses them), as blobs (passed through) or both.
+ * injected faults (HEAD, mount, upload, config, manifest, a streamed upload refused or
+ * failing at its end), blobs already present, early aborts and scheduler-chosen
+ * interleavings. The forms inputs give layers as tars (so the copy loop compresses them),
+ * as blobs (passed through, fed to the stream the destination offers while they are
+ * written) or both.
  *
  * Properties: every temp file ends released once (the destination takes each blob and
  * releases it, whether it was uploaded, found present or failed); a run that succeeds put
  * exactly one manifest, naming for each position a blob the registry holds; a run that
- * fails put no manifest and left no upload session open.
+ * fails put no manifest and left no upload session open; no streamed upload is left
+ * neither finished nor cancelled, and a streamed upload that fails only costs sending the
+ * file.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -17,6 +21,7 @@ import type { Digest } from '../src/core/digest.js';
 import type { Effects, OwnershipEffect, ReplyOf } from '../src/core/ownership.js';
 import { runPipeline } from '../src/core/pipeline/compose.js';
 import { RegistryOutput, type RegistryPush } from '../src/shell/outputs/registry.js';
+import type { StreamedUpload } from '../src/shell/registry/push.js';
 import { formsDescriptors, formsInput, type FormsLayerSpec, type FormsWorld } from './support/forms-pipeline.js';
 import { invariantAfterClose, releasedFilesAreGone, settleScheduled, withDeadline } from './support/invariants.js';
 import { MemoryCodecs, shaOf } from './support/memory-codecs.js';
@@ -24,7 +29,9 @@ import { MemoryFs } from './support/memory-fs.js';
 import { InjectedError } from './support/model-pipeline.js';
 import { realScope } from './support/scopes.js';
 
-type RegistryOp = 'exists' | 'mount' | 'upload' | 'config' | 'manifest';
+/** `stream`: the registry will not open a streamed upload; `streamput`: the streamed upload fails at its end. */
+type RegistryOp = 'exists' | 'mount' | 'upload' | 'config' | 'manifest' | 'stream' | 'streamput';
+const STREAM_OPS: readonly RegistryOp[] = ['stream', 'streamput'];
 
 interface RegistrySpec {
   readonly layers: readonly FormsLayerSpec[];
@@ -43,6 +50,9 @@ class MemoryRegistry implements RegistryPush {
   readonly blobs = new Map<string, number>();
   readonly manifests: { reference: string; bytes: Uint8Array }[] = [];
   openSessions = 0;
+  /** Streamed uploads neither finished nor cancelled. */
+  readonly openStreams = new Set<object>();
+  streamedBlobs = 0;
   readonly problems: string[] = [];
   private readonly faults: { op: RegistryOp; skip: number }[];
 
@@ -56,14 +66,73 @@ class MemoryRegistry implements RegistryPush {
 
   private async step(op: RegistryOp): Promise<void> {
     await this.s.schedule(Promise.resolve(), `registry ${op}`);
+    if (this.faulted(op)) throw new InjectedError(`registry failed in ${op}`);
+  }
+
+  private faulted(op: RegistryOp): boolean {
     const f = this.faults.find((x) => x.op === op);
-    if (!f) return;
+    if (!f) return false;
     if (f.skip > 0) {
       f.skip--;
-      return;
+      return false;
     }
     this.faults.splice(this.faults.indexOf(f), 1);
-    throw new InjectedError(`registry failed in ${op}`);
+    return true;
+  }
+
+  /** As the real pusher: refused or failed → `done` false (the file is sent instead); never rejects. */
+  streamUpload(digest: Digest, size: number): StreamedUpload {
+    const refused = this.faulted('stream');
+    const session = {};
+    this.openStreams.add(session);
+    const chunks: Uint8Array[] = [];
+    let settle: (ok: boolean) => void = () => undefined;
+    let settled = false;
+    // The input's side: it may go on writing after the destination aborted the stream, never after `end`.
+    let ended = false;
+    const done = new Promise<boolean>((resolve) => (settle = resolve)).then((ok) => {
+      this.openStreams.delete(session);
+      return ok;
+    });
+    const finish = (ok: boolean) => {
+      if (settled) return;
+      settled = true;
+      settle(ok);
+    };
+    // The session opens while the first bytes arrive; a registry that refuses it fails the upload.
+    void this.s.schedule(Promise.resolve(), 'registry stream open').then(() => {
+      if (refused) finish(false);
+    });
+    return {
+      write: async (chunk) => {
+        if (ended) this.problems.push(`stream of ${digest}: written after it ended`);
+        if (settled) return;
+        chunks.push(chunk.slice());
+        await this.s.schedule(Promise.resolve(), 'registry stream write');
+      },
+      end: () => {
+        if (ended) this.problems.push(`stream of ${digest}: ended twice`);
+        ended = true;
+        if (settled) return;
+        void this.s.schedule(Promise.resolve(), 'registry stream put').then(() => {
+          if (this.faulted('streamput')) return finish(false);
+          const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+          let at = 0;
+          for (const c of chunks) {
+            all.set(c, at);
+            at += c.length;
+          }
+          const text = new TextDecoder().decode(all);
+          // The registry checks the digest at the end, as distribution does.
+          if (all.length !== size || shaOf(text) !== digest) return finish(false);
+          this.blobs.set(digest, size);
+          this.streamedBlobs++;
+          finish(true);
+        });
+      },
+      abort: () => finish(false),
+      done,
+    };
   }
 
   async exists(digest: Digest): Promise<number | undefined> {
@@ -105,6 +174,7 @@ class MemoryRegistry implements RegistryPush {
 
   async cancelOpenUploads(): Promise<void> {
     this.openSessions = 0;
+    this.openStreams.clear();
   }
 }
 
@@ -137,7 +207,7 @@ const specArb: fc.Arbitrary<RegistrySpec> = fc.integer({ min: 0, max: 4 }).chain
     present: fc.subarray(Array.from({ length: n }, (_, i) => i)),
     faults: fc.oneof(
       { arbitrary: fc.constant([]), weight: 3 },
-      { arbitrary: fc.array(fc.record({ op: fc.constantFrom<RegistryOp>('exists', 'mount', 'upload', 'upload', 'config', 'manifest'), skip: fc.nat({ max: 3 }) }), { minLength: 1, maxLength: 2 }), weight: 2 },
+      { arbitrary: fc.array(fc.record({ op: fc.constantFrom<RegistryOp>('exists', 'mount', 'upload', 'upload', 'config', 'manifest', 'stream', 'streamput'), skip: fc.nat({ max: 3 }) }), { minLength: 1, maxLength: 2 }), weight: 2 },
     ),
     abort: fc.oneof({ arbitrary: fc.constant(false), weight: 6 }, { arbitrary: fc.constant(true), weight: 1 }),
   }),
@@ -148,6 +218,7 @@ interface Stats {
   failed: number;
   uploaded: number;
   presentSkipped: number;
+  streamed: number;
 }
 
 async function checkRun(spec: RegistrySpec, s: fc.Scheduler, stats: Stats, broken = false): Promise<string[]> {
@@ -203,15 +274,18 @@ async function checkRun(spec: RegistrySpec, s: fc.Scheduler, stats: Stats, broke
     const expected = e instanceof InjectedError || (spec.abort && (e as { code?: string })?.code === 'EABORT');
     if (!expected) violations.push(`the push failed with an error nobody injected: ${(e as Error)?.stack ?? String(e)}`);
     if (registry.manifests.length > 0) violations.push('a failed push put a manifest');
-    if (spec.faults.length === 0 && !spec.abort) violations.push(`a fault-free push failed: ${String(e)}`);
+    // A streamed upload that fails or is refused only costs sending the file.
+    if (spec.faults.every((f) => STREAM_OPS.includes(f.op)) && !spec.abort) violations.push(`a push without faults (other than in streamed uploads) failed: ${String(e)}`);
   }
   if (registry.openSessions !== 0) violations.push(`${registry.openSessions} upload session(s) left open`);
+  if (registry.openStreams.size !== 0) violations.push(`${registry.openStreams.size} streamed upload(s) neither finished nor cancelled`);
   stats.uploaded += registry.blobs.size;
+  stats.streamed += registry.streamedBlobs;
   return violations;
 }
 
 test('registry destination: every temp file released once; a push succeeds with one manifest of blobs the registry holds, or fails with none and no open session', async () => {
-  const stats: Stats = { ok: 0, failed: 0, uploaded: 0, presentSkipped: 0 };
+  const stats: Stats = { ok: 0, failed: 0, uploaded: 0, presentSkipped: 0, streamed: 0 };
   await fc.assert(
     fc.asyncProperty(specArb, fc.scheduler(), async (spec, s) => {
       const violations = await checkRun(spec, s, stats);
@@ -221,6 +295,7 @@ test('registry destination: every temp file released once; a push succeeds with 
   );
   assert.ok(stats.ok > 250 && stats.failed > 100, `runs: ${JSON.stringify(stats)}`);
   assert.ok(stats.presentSkipped > 10, `blobs found present (not fetched): ${JSON.stringify(stats)}`);
+  assert.ok(stats.streamed > 100, `blobs uploaded while fetched: ${JSON.stringify(stats)}`);
 });
 
 test('test of the test: a destination that forgets one release is caught', async () => {
@@ -230,7 +305,7 @@ test('test of the test: a destination that forgets one release is caught', async
       specArb.filter((s) => s.layers.length > 0 && s.faults.length === 0 && !s.abort && s.present.length === 0),
       fc.scheduler(),
       async (spec, s) => {
-        const violations = await checkRun(spec, s, { ok: 0, failed: 0, uploaded: 0, presentSkipped: 0 }, true);
+        const violations = await checkRun(spec, s, { ok: 0, failed: 0, uploaded: 0, presentSkipped: 0, streamed: 0 }, true);
         if (violations.some((v) => /still owned after the run returned|scope.close\(\) had to release/.test(v))) caught++;
       },
     ),

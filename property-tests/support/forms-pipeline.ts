@@ -16,6 +16,7 @@ import type { Digest } from '../../src/core/digest.js';
 import {
   blobOf,
   type BlobFile,
+  type BlobStream,
   type ConfigElement,
   dataPayload,
   type DataPayload,
@@ -170,6 +171,7 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
     throwIfAborted(sig);
     let tar: TarFile | undefined;
     let blob: BlobFile | undefined;
+    let stream: BlobStream | undefined;
     try {
       // A place downstream offered: wait for the turn, then append the tar there (claims are serial).
       const placed = forms.tar && forms.place ? await forms.place.claim(sig) : undefined;
@@ -201,12 +203,25 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
         const file = await effects.perform({ _tag: 'CreateTemp', owner, purpose: `in-${d.index}-blob` });
         const content = sourceBlob(spec.layers, d.index);
         blob = { file, digest: shaOf(content), size: 0, mediaType: d.mediaType, compression: l.compression };
+        // A stream downstream offered gets the same bytes, in two pieces, as the file is written.
+        stream = forms.stream ? await forms.stream.open(sig) : undefined;
+        const bytes = new TextEncoder().encode(content);
+        const half = Math.floor(bytes.length / 2);
+        await stream?.write(bytes.subarray(0, half));
+        throwIfAborted(sig);
+        await stream?.write(bytes.subarray(half));
         await world.fs.writeFile(file.path, content);
         blob = { ...blob, size: content.length };
       }
       if (spec.throwAtLayer === d.index) throw new InjectedError(`input failed in layer ${d.index}`);
+      if (stream && blob) {
+        stream.end();
+        blob = { ...blob, streamed: stream.id };
+        stream = undefined;
+      }
       return { _tag: 'Layer', layer: d, payload: dataPayload(tar, blob) };
     } catch (error) {
+      stream?.abort(error instanceof Error ? error : new Error(String(error)));
       if (!spec.leakOnThrow) {
         if (tar) await releaseQuietly(world, ctx, tar.file, 'input');
         if (blob) await releaseQuietly(world, ctx, blob.file, 'input');

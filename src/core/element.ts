@@ -125,6 +125,44 @@ export interface BlobFile {
   readonly size: number;
   readonly mediaType: string;
   readonly compression: Compression;
+  /**
+   * The {@link BlobStream} (its id) that was given every byte of this blob as it arrived,
+   * and told `end` once the digest was verified. The file is complete either way.
+   */
+  readonly streamed?: number;
+}
+
+/**
+ * A stream a destination offers for a layer's blob bytes as the input receives them
+ * (the registry destination sends them on in an upload while the download runs), through
+ * {@link LayerForms.stream}. It owns no file: the input still writes, verifies and
+ * delivers the blob file, marked {@link BlobFile.streamed}; the destination may then keep
+ * the copy the stream made instead of sending the file again.
+ */
+export interface BlobStreamOffer {
+  /**
+   * Open the stream for the blob's bytes; `undefined` means none (the file alone).
+   *
+   * - Errors: never rejects for the destination's own trouble (it answers `undefined`);
+   *   rejects with an AbortError when `signal` aborts.
+   */
+  open(signal: AbortSignal): Promise<BlobStream | undefined>;
+}
+
+/** An open {@link BlobStreamOffer}: given the blob's bytes in order, then `end` or `abort`, once. */
+export interface BlobStream {
+  /** The destination's id of this stream, checked against {@link BlobFile.streamed}. */
+  readonly id: number;
+  /**
+   * The next bytes. Resolves when the stream can take more (its back-pressure slows the
+   * fetch); never rejects: a destination whose copy failed drops what follows and sends
+   * the file instead.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Every byte was given and the blob's digest verified: the destination may finish its copy. */
+  end(): void;
+  /** The bytes given are not the blob (the fetch failed or stopped): the copy is dropped. */
+  abort(reason: Error): void;
 }
 
 /**
@@ -195,6 +233,8 @@ export interface LayerForms {
   readonly blob: boolean;
   /** With `tar`: where the one stage that asked would like the tar written (see {@link TarPlacement}). */
   readonly place?: TarPlacement;
+  /** With `blob`: where the one stage that asked would like the blob's bytes sent as they arrive (see {@link BlobStreamOffer}). */
+  readonly stream?: BlobStreamOffer;
 }
 
 export const Forms = {
@@ -206,7 +246,7 @@ export const Forms = {
 
 /** Every form either side asks for. */
 export function unionForms(a: LayerForms, b: LayerForms): LayerForms {
-  // No `place`: with two stages asking, the tar must be a file both can read.
+  // No `place` or `stream`: with two stages asking, each form must be a file both can read.
   return { tar: a.tar || b.tar, blob: a.blob || b.blob };
 }
 

@@ -3,14 +3,16 @@
 // skopeo (manifest, config, diff_ids), a second push sends no blob bytes, an unchanged
 // registry copy keeps the source's manifest digest, chunked uploads resume after a cut,
 // a 5xx on the manifest PUT is retried, and a failed push leaves no tag and no open
-// upload session.
-import { describe, test } from 'node:test';
+// upload session. Across registries, an unchanged blob is uploaded while it downloads
+// (one PUT fed by the download); a streamed upload cut mid-body falls back to the file.
+import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { cleanupTmpDirs, fixture, fixturePath, podman, skopeo, tmpDir } from './fixtures.js';
 import { assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
-import { sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
+import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
+import { blobPath, type FaultProxy, startFaultProxy } from '../registry/harness.js';
 
 const suite = sampleBehindFaultProxy();
 
@@ -224,5 +226,79 @@ describe('registry:// destination under faults', () => {
     assert.notEqual(r.code, 0, 'no tag');
     assert.ok(suite.proxy.requests.some((q) => q.method === 'DELETE'), 'open sessions were cancelled');
     assert.deepEqual(openUploads('broken/classic'), []);
+  });
+});
+
+describe('registry:// -> registry:// across registries: blobs uploaded while they download', () => {
+  // The source is the same registry through a second proxy: another host, so nothing can
+  // be mounted, and both sides' requests are recorded with their times.
+  let source: FaultProxy | undefined;
+  before(async () => {
+    source = await startFaultProxy(suite.registry.url);
+  });
+  after(async () => {
+    await source?.stop();
+  });
+  beforeEach(() => {
+    source?.setRules([]);
+    if (source) source.requests.length = 0;
+  });
+  const from = () => {
+    assert.ok(source);
+    return source;
+  };
+  const blobUpload = (digest: string) => uploadBodies().filter((q) => q.path.includes(`digest=${encodeURIComponent(digest)}`));
+
+  test('each blob goes up in one PUT that starts before its download ends; skopeo copies the result back', async () => {
+    const ws = await workspace('push-streamed');
+    const big = bigLayer();
+    // The largest layer arrives at 1 MB/s: about two seconds during which its upload runs.
+    from().setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'throttle', bytesPerSecond: 1_000_000 } }]);
+    const dest = `${suite.proxy.host}/streamed/sample:v1`;
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${from().host}/sample:v1`, `registry://${dest}`]), ws);
+    const download = from().requests.find((q) => q.method === 'GET' && blobPath(big.digest).test(q.path));
+    assert.ok(download && download.fault === 'throttle' && download.finishedAt > 0, 'the throttled download happened');
+    const puts = blobUpload(big.digest);
+    assert.equal(puts.length, 1, 'one upload of the largest layer');
+    const put = puts[0] as (typeof puts)[number];
+    assert.equal(put.method, 'PUT');
+    assert.equal(put.status, 201);
+    assert.equal(put.requestBytes, big.size, 'the whole blob in that PUT');
+    assert.ok(put.at < download.finishedAt - 500, `the upload started ${download.finishedAt - put.at} ms before the download ended`);
+    assert.equal(suite.proxy.requests.filter((q) => q.method === 'PATCH').length, 0, 'no chunks');
+    const summary = stdoutJson<RegistrySummary>(r);
+    assert.equal(summary['inflated'], 0);
+    assert.equal(summary['compressed'], 0);
+    const distinct = [...new Map((sample().layers ?? []).map((l) => [l.digest, l.size])).values()].reduce((n, size) => n + size, 0);
+    const layerBytesSent = blobBytesSent() - blobUpload(sample().configDigest as string).reduce((n, q) => n + q.requestBytes, 0);
+    assert.equal(layerBytesSent, distinct, 'every distinct layer blob sent once');
+    assert.equal(summary['bytes'], distinct, 'and counted so in the summary');
+    assert.equal((await inspect(dest)).Digest, sample().manifestDigest, 'the source manifest, unchanged');
+    await copyBack(dest, ws.out('back'));
+    assert.deepEqual(openUploads('streamed/sample'), []);
+  });
+
+  test('a streamed upload cut mid-body: the session is cancelled and the verified file is sent; the push succeeds', async () => {
+    const ws = await workspace('push-streamed-cut');
+    const big = bigLayer();
+    const dest = `${suite.proxy.host}/streamed-cut/sample:v1`;
+    suite.proxy.setRules([{ method: 'PUT', path: new RegExp(`/blobs/uploads/.*digest=${encodeURIComponent(big.digest)}`), fault: { kind: 'cut-upload', afterBytes: 300_000 } }]);
+    const r = assertOk(await cli(ws, ['--insecure', '-O', 'json', 'process', `registry://${from().host}/sample:v1`, `registry://${dest}`]), ws);
+    const puts = blobUpload(big.digest);
+    assert.equal(puts.length, 2, 'the streamed PUT, then the file');
+    assert.equal(puts[0]?.fault, 'cut-upload');
+    assert.equal(puts[1]?.status, 201);
+    assert.equal(puts[1]?.requestBytes, big.size);
+    const session = /\/blobs\/uploads\/([^/?]+)/.exec(puts[0]?.path ?? '')?.[1];
+    assert.ok(session);
+    assert.ok(suite.proxy.requests.some((q) => q.method === 'DELETE' && q.path.includes(session)), 'the broken session was cancelled');
+    const downloads = from().requests.filter((q) => q.method === 'GET' && blobPath(big.digest).test(q.path));
+    assert.equal(downloads.length, 1, `downloaded once: ${JSON.stringify(downloads.map((q) => [q.status, q.bytes, q.range]))}`);
+    assert.deepEqual(await diffIdsOf(dest), sample().diffIds);
+    await copyBack(dest, ws.out('back'));
+    // As with a cut chunk: distribution lost the broken session's state, answers the DELETE
+    // 404 and leaves its directory to its own upload purge. Every other session is closed.
+    assert.deepEqual(openUploads('streamed-cut/sample'), [session]);
+    assert.equal(stdoutJson<RegistrySummary>(r).bytes, sample().layers?.reduce((n, l, i, all) => (all.findIndex((x) => x.digest === l.digest) === i ? n + l.size : n), 0));
   });
 });

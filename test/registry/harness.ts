@@ -746,6 +746,8 @@ export interface ProxyRecord {
   /** Response headers sent to the client. */
   responseHeaders: http.OutgoingHttpHeaders;
   done: boolean;
+  /** When the response ended or its connection closed (0 until then). */
+  finishedAt: number;
 }
 
 export interface ObjectStoreRecord {
@@ -912,7 +914,9 @@ export async function startFaultProxy(upstream: string, rules: FaultRule[] = [],
       responseHeaders: {},
       done: false,
       requestBytes: 0,
+      finishedAt: 0,
     };
+    res.once('close', () => (record.finishedAt = Date.now()));
     requests.push(record);
     const respond = (status: number, headers: http.OutgoingHttpHeaders, body = ''): void => {
       req.resume();

@@ -2,7 +2,9 @@
  * The push protocol (src/shell/registry/push.ts) against a loopback registry written here
  * to do what distribution 2.8 cannot: report how much of a broken chunk it kept (`Range`
  * on the upload's status), so the resume from that offset is proven; and to refuse whole
- * bodies (413) and ask for a minimum chunk (`OCI-Chunk-Min-Length`).
+ * bodies (413) and ask for a minimum chunk (`OCI-Chunk-Min-Length`). A streamed upload (fed
+ * while the bytes arrive) goes up in one PUT, and says `done: false`, with its session
+ * cancelled, when the registry refuses it.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -175,5 +177,53 @@ describe('BlobPusher', () => {
     assert.equal(await pusher.mount(digest, 'other/repo'), true);
     assert.equal(pusher.stats.blobsMounted, 1);
     assert.deepEqual(accepting.log, ['POST /v2/r/blobs/uploads/?mount&from=other/repo']);
+  });
+
+  /** Feed `upload` the blob in pieces, as a download would, then end it. */
+  async function feed(upload: { write(c: Uint8Array): Promise<void>; end(): void }): Promise<void> {
+    for (let at = 0; at < blob.length; at += 1500) await upload.write(blob.subarray(at, at + 1500));
+    upload.end();
+  }
+
+  test('streamUpload: the bytes given go up in one PUT as they come; the registry takes the blob', async () => {
+    const reg = await fakeRegistry({});
+    closers.push(reg.close);
+    const pusher = reg.pusher(1000);
+    const upload = pusher.streamUpload(digest, blob.length);
+    await feed(upload);
+    assert.equal(await upload.done, true);
+    assert.deepEqual(reg.stored.get(digest), blob);
+    assert.deepEqual(reg.log, ['POST /v2/r/blobs/uploads/', 'PUT /v2/r/blobs/uploads/u1'], 'one session, one PUT, though the chunk size is 1000');
+    assert.equal(pusher.stats.bytesSent, blob.length);
+  });
+
+  test('streamUpload: refused (413, a minimum chunk, bytes that are not the blob) → done is false and the session is cancelled', async () => {
+    for (const behaviour of [{ refuseWhole: true }, { minChunk: 6000 }] satisfies Behaviour[]) {
+      const reg = await fakeRegistry(behaviour);
+      closers.push(reg.close);
+      const upload = reg.pusher(1_000_000).streamUpload(digest, blob.length);
+      await feed(upload);
+      assert.equal(await upload.done, false, JSON.stringify(behaviour));
+      assert.equal(reg.stored.size, 0);
+      assert.equal(reg.log.at(-1), 'DELETE /v2/r/blobs/uploads/u1', `${JSON.stringify(behaviour)}: ${reg.log.join(', ')}`);
+    }
+    const reg = await fakeRegistry({});
+    closers.push(reg.close);
+    const wrong = reg.pusher(1_000_000).streamUpload(`sha256:${'0'.repeat(64)}` as Digest, blob.length);
+    await feed(wrong);
+    assert.equal(await wrong.done, false, 'the registry checks the digest');
+    assert.deepEqual(reg.log, ['POST /v2/r/blobs/uploads/', 'PUT /v2/r/blobs/uploads/u1', 'DELETE /v2/r/blobs/uploads/u1']);
+  });
+
+  test('streamUpload: abort mid-way (the fetch failed) → done is false, nothing stored, the session cancelled, writes no longer wait', async () => {
+    const reg = await fakeRegistry({});
+    closers.push(reg.close);
+    const upload = reg.pusher(1_000_000).streamUpload(digest, blob.length);
+    await upload.write(blob.subarray(0, 4000));
+    upload.abort(new Error('the download broke'));
+    assert.equal(await upload.done, false);
+    await upload.write(blob.subarray(4000));
+    assert.equal(reg.stored.size, 0);
+    assert.ok(reg.log.includes('DELETE /v2/r/blobs/uploads/u1'), reg.log.join(', '));
   });
 });

@@ -49,8 +49,9 @@ export function elementPositions(): (e: ImageElement) => number {
 
 /**
  * The output's `wants`, wrapped by each filter from the output back to the input. A filter
- * without `wants` of its own passes the forms on but not a `place`: it may read the tar,
- * which a placed layer does not have as a file of its own.
+ * without `wants` of its own passes the forms on but not a `place` or a `stream`: it may
+ * read the tar, which a placed layer does not have as a file of its own, or change the
+ * layer, whose original bytes a stream would already have sent on.
  */
 export function composeWants(filters: readonly ImageFilter[], outputWants: WantsLayer): WantsLayer {
   return filters.reduceRight<WantsLayer>((inner, f) => (f.wants ? f.wants(inner) : withoutPlace(inner)), outputWants);
@@ -59,7 +60,7 @@ export function composeWants(filters: readonly ImageFilter[], outputWants: Wants
 function withoutPlace(inner: WantsLayer): WantsLayer {
   return async (layer) => {
     const forms = await inner(layer);
-    return forms.place ? { tar: forms.tar, blob: forms.blob } : forms;
+    return forms.place || forms.stream ? { tar: forms.tar, blob: forms.blob } : forms;
   };
 }
 

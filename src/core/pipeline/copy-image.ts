@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement, TarPlacement } from '../element.js';
+import type { BlobStreamOffer, ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement, TarPlacement } from '../element.js';
 import { Forms, ownedFiles } from '../element.js';
 import { outputError } from '../errors.js';
 import type { BlobCompression } from '../ownership.js';
@@ -67,6 +67,12 @@ export interface ImageDestination<S = unknown> {
    * `putLayer` would copy. `putLayer` then receives the `Placed` payload.
    */
   offer?(layer: LayerDescriptor): TarPlacement | undefined;
+  /**
+   * A stream for this layer's blob bytes as the input fetches them (destinations that need
+   * `Blob`): the destination copies them while the download runs, and `putLayer` then
+   * receives the blob file marked `streamed` with the stream's id.
+   */
+  stream?(layer: LayerDescriptor): BlobStreamOffer | undefined;
   /** May the input skip this layer? True only when the destination holds it (verified). */
   has?(layer: LayerDescriptor): Promise<boolean>;
   /** The run starts (check the target, take locks). Its failure leads to `abort`. */
@@ -121,7 +127,10 @@ export class CopyOutput<S> implements ImageOutput {
 
   readonly wants: WantsLayer = async (layer) => {
     if (await this.destination.has?.(layer)) return Forms.none;
-    if (this.destination.needs._tag !== 'Tar') return Forms.blob;
+    if (this.destination.needs._tag !== 'Tar') {
+      const stream = this.destination.stream?.(layer);
+      return stream ? { ...Forms.blob, stream } : Forms.blob;
+    }
     const place = this.destination.offer?.(layer);
     return place ? { ...Forms.tar, place } : Forms.tar;
   };

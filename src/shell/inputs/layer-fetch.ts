@@ -6,7 +6,7 @@
  * @module
  */
 import { type Digest, digestHex } from '../../core/digest.js';
-import { type BlobDescriptor, dataPayload, type LayerDescriptor, type LayerElement, type LayerForms, releaseElement, wantsAny } from '../../core/element.js';
+import { type BlobDescriptor, type BlobStream, dataPayload, type LayerDescriptor, type LayerElement, type LayerForms, releaseElement, wantsAny } from '../../core/element.js';
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { Compression } from '../../core/media-types.js';
 import type { Effects, TempFile } from '../../core/ownership.js';
@@ -60,18 +60,39 @@ function meteredSink(sink: LayerSink, report: (bytes: number) => void): LayerSin
   };
 }
 
+/** The sink, giving each chunk to `stream` as well (both must take it before the next). */
+function teeSink(sink: LayerSink, stream: BlobStream): LayerSink {
+  return {
+    get received() {
+      return sink.received;
+    },
+    get bufferedBytes() {
+      return sink.bufferedBytes;
+    },
+    write: async (chunk) => {
+      await Promise.all([sink.write(chunk), stream.write(chunk)]);
+    },
+    end: () => sink.end(),
+    abort: (reason) => sink.abort(reason),
+  };
+}
+
 /**
  * Fetch one layer: `Skipped('duplicate')` and `Skipped('present')` are the caller's; here
- * the forms asked for are made in one pass (a temp file each) and verified.
+ * the forms asked for are made in one pass (a temp file each) and verified. A stream the
+ * destination offered for the blob (`forms.stream`) is given the same bytes as they
+ * arrive, told `end` once the blob is verified (the blob is then marked `streamed`), and
+ * `abort` on any failure.
  *
  * - Errors: `failed`/`verify` decide the error; the files made are released.
- * - Ownership: the returned element's files are the caller's (`owner`).
+ * - Ownership: the returned element's files are the caller's (`owner`); a stream owns none.
  */
 export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise<{ readonly element: LayerElement; readonly inflated: boolean }> {
   const { effects, owner, layer, blob } = f;
   if (!wantsAny(forms)) return { element: { _tag: 'Layer', layer, payload: { _tag: 'Skipped', reason: 'present' } }, inflated: false };
   const hex = digestHex(blob.digest).slice(0, 16);
   const made: TempFile[] = [];
+  let stream: BlobStream | undefined;
   try {
     // A place downstream offered: wait for this layer's turn there, else a temp file.
     const placed = forms.tar && forms.place ? await forms.place.claim(f.signal) : undefined;
@@ -80,7 +101,9 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
     if (blobFile) made.push(blobFile);
     const tarTarget = placed ? { path: placed.file.path, start: placed.offset } : tarFile?.path;
-    const sink = openLayerSink({ ...(tarTarget !== undefined ? { tar: tarTarget } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression, blob.size);
+    stream = blobFile && forms.stream ? await forms.stream.open(f.signal) : undefined;
+    const fileSink = openLayerSink({ ...(tarTarget !== undefined ? { tar: tarTarget } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression, blob.size);
+    const sink = stream ? teeSink(fileSink, stream) : fileSink;
     let result: SinkResult;
     try {
       const fetched = f.progress?.fetched?.bind(f.progress);
@@ -91,8 +114,12 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
       throw await f.failed(e);
     }
     f.verify(result);
+    stream?.end();
     const tar = tarFile && result.content ? { file: tarFile, size: result.content.size } : undefined;
-    const blobForm = blobFile ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression: result.compression } : undefined;
+    const blobForm = blobFile
+      ? { file: blobFile, digest: blob.digest, size: result.rawSize, mediaType: blob.mediaType, compression: result.compression, ...(stream ? { streamed: stream.id } : {}) }
+      : undefined;
+    stream = undefined;
     const inflated = result.content !== undefined && result.compression !== 'none';
     if (placed && result.content) {
       const payload = { _tag: 'Placed' as const, placed: { target: placed, size: result.content.size }, ...(blobForm ? { blob: blobForm } : {}) };
@@ -100,6 +127,7 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     }
     return { element: { _tag: 'Layer', layer, payload: dataPayload(tar, blobForm) }, inflated };
   } catch (e) {
+    stream?.abort(e instanceof Error ? e : new Error(String(e)));
     for (const file of made) await effects.perform({ _tag: 'Release', file, owner });
     throw e;
   }

@@ -5,19 +5,23 @@
  * naming missing blobs. A layer no filter changed is pushed as the source's blob (same
  * digest, never recompressed); one that arrives as a tar is compressed (gzip or zstd)
  * by the copy loop's `Compress` effect. `has` asks the registry (HEAD) before the source
- * fetches a layer, so a blob the registry has is neither fetched nor sent. Upload
+ * fetches a layer, so a blob the registry has is neither fetched nor sent. A layer the
+ * source's blob goes through unchanged is uploaded while it downloads: the destination
+ * offers a stream (`stream`), the input tees the bytes into it, and `putLayer` only waits
+ * for the registry's answer (the file is sent if the streamed upload failed). Upload
  * sessions still open when the run fails are cancelled.
  *
  * @module
  */
 import { type Digest, parseDigest } from '../../core/digest.js';
-import { blobOf, type BlobDescriptor, type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
+import { blobOf, type BlobDescriptor, type BlobStreamOffer, type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import { type Compression, layerCompression } from '../../core/media-types.js';
 import { type CommittedImage, CopyOutput, type DestinationNeeds, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { chooseManifestFormat, type ManifestFormatWanted, type PushedLayer, pushManifest, reusableManifest } from '../../core/plans/registry-push.js';
+import type { StreamedUpload } from '../registry/push.js';
 import * as E from 'fp-ts/lib/Either.js';
 
 /**
@@ -31,6 +35,11 @@ export interface RegistryPush {
   mount(digest: Digest, from: string, signal?: AbortSignal): Promise<boolean>;
   /** Upload the file at `path` (a temp file the destination owns) as blob `digest`. */
   uploadFile(digest: Digest, size: number, path: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * An upload fed as the blob's bytes arrive; its `done` is false when the registry did not
+   * take it (the file is uploaded instead). See {@link BlobPusher.streamUpload}.
+   */
+  streamUpload(digest: Digest, size: number, signal?: AbortSignal): StreamedUpload;
   /** Upload small bytes unless the registry has them. */
   ensureBytes(bytes: Uint8Array, digest: Digest, signal?: AbortSignal): Promise<boolean>;
   putManifest(reference: string, mediaType: string, bytes: Uint8Array, signal?: AbortSignal): Promise<Digest>;
@@ -95,6 +104,43 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     return from !== undefined && pusher.mount(blob.digest, from, signal);
   }
 
+  /** Streamed uploads opened, by id, until `putLayer` takes theirs (or the run ends). */
+  private readonly streams = new Map<number, { readonly digest: Digest; readonly upload: StreamedUpload }>();
+  private streamIds = 0;
+
+  /** An upload fed while the source's blob downloads (only the source's own blob, named by the manifest). */
+  stream(layer: LayerDescriptor): BlobStreamOffer | undefined {
+    const blob = layer.blob;
+    if (!blob || E.isLeft(parseDigest(blob.digest))) return undefined;
+    return {
+      open: async (signal) => {
+        const upload = this.options.pusher.streamUpload(blob.digest, blob.size, signal);
+        const id = ++this.streamIds;
+        this.streams.set(id, { digest: blob.digest, upload });
+        return { id, write: (chunk) => upload.write(chunk), end: () => upload.end(), abort: (reason) => upload.abort(reason) };
+      },
+    };
+  }
+
+  /** True when stream `id` carried blob `digest` and the registry took it; `signal` stops the wait (and the upload). */
+  private async streamedOk(id: number | undefined, digest: Digest, signal: AbortSignal | undefined): Promise<boolean> {
+    if (id === undefined) return false;
+    const s = this.streams.get(id);
+    this.streams.delete(id);
+    if (!s) return false;
+    if (s.digest !== digest) {
+      s.upload.abort(new Error('another blob'));
+      return false;
+    }
+    const stop = () => s.upload.abort(new Error('the push stopped'));
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      return await s.upload.done;
+    } finally {
+      signal?.removeEventListener('abort', stop);
+    }
+  }
+
   async begin(): Promise<void> {}
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<Pushed>> {
@@ -108,6 +154,7 @@ export class RegistryDestination implements ImageDestination<Pushed> {
       const digest = this.validDigest(blob.digest, `layer ${layer.index}`);
       const stored: Pushed = { blob: { digest, size: blob.size, mediaType: blob.mediaType }, compression: blob.compression, sourceMediaType: layer.mediaType };
       const pusher = this.options.pusher;
+      if (await this.streamedOk(blob.streamed, digest, ctx.signal)) return { stored, bytes: blob.size };
       if ((await pusher.exists(digest, ctx.signal)) === blob.size) return { stored, bytes: 0, kept: true };
       await pusher.uploadFile(digest, blob.size, blob.file.path, ctx.signal);
       return { stored, bytes: blob.size };
@@ -162,6 +209,9 @@ export class RegistryDestination implements ImageDestination<Pushed> {
   }
 
   async abort(): Promise<void> {
+    for (const { upload } of this.streams.values()) upload.abort(new Error('the push stopped'));
+    await Promise.all([...this.streams.values()].map(({ upload }) => upload.done));
+    this.streams.clear();
     await this.options.pusher.cancelOpenUploads();
   }
 }

@@ -8,7 +8,7 @@
  * @module
  */
 import { createReadStream } from 'node:fs';
-import { Readable, Transform } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
 import type { Digest } from '../../core/digest.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { AbortError, OccystrapError, outputError } from '../../core/errors.js';
@@ -39,6 +39,21 @@ interface Session {
 
 /** How to read the bytes of a blob from `start` to `end` inclusive, afresh for each attempt. */
 export type BlobSource = (start: number, end: number) => Readable;
+
+/**
+ * An upload fed while its bytes arrive (see {@link BlobPusher.streamUpload}): `write` waits
+ * while the request body is full and never rejects; `done` says whether the registry took
+ * the blob, and never rejects either.
+ */
+export interface StreamedUpload {
+  write(chunk: Uint8Array): Promise<void>;
+  end(): void;
+  abort(reason: Error): void;
+  readonly done: Promise<boolean>;
+}
+
+/** Bytes a streamed upload holds before `write` waits for the registry to take them. */
+const STREAM_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** Counters for the summary and the tests. */
 export interface PushStats {
@@ -275,6 +290,102 @@ export class BlobPusher {
   /** Cancel every upload still open (the run failed or was stopped). */
   async cancelOpenUploads(): Promise<void> {
     await Promise.all([...this.open].map((session) => this.cancel(session)));
+  }
+
+  /**
+   * An upload of blob `digest` (`size` bytes) fed as the bytes arrive: one session, one
+   * `PUT ?digest=` whose body is what `write` gives, sent while it is given. The session is
+   * opened (POST) while the first bytes are already buffered, so the download does not wait
+   * for it. The registry checks the digest when the body ends. A streamed upload is never
+   * retried (its bytes are gone): when the registry will not open a session, wants chunks
+   * (`OCI-Chunk-Min-Length`) or fails the PUT, `done` is false, the session is cancelled,
+   * and the caller uploads the file instead.
+   *
+   * - Cancellation: `signal` aborts the upload until `end` is called (the fetch feeding it
+   *   stopped); after that only `abort` does. The session is cancelled either way.
+   */
+  streamUpload(digest: Digest, size: number, signal?: AbortSignal): StreamedUpload {
+    const body = new PassThrough({ highWaterMark: STREAM_BUFFER_BYTES });
+    // Its failures are the request's, seen through `done`.
+    body.on('error', () => undefined);
+    // The request outlives the fetch that feeds it (its task ends before the registry
+    // answers), so it has its own signal: the caller's until `end`, then only `abort`.
+    const request = new AbortController();
+    const follow = () => request.abort(signal?.reason);
+    if (signal?.aborted) follow();
+    else signal?.addEventListener('abort', follow, { once: true });
+    let failed = false;
+    let given = false;
+    const fail = () => {
+      failed = true;
+      signal?.removeEventListener('abort', follow);
+      body.destroy();
+      request.abort(new AbortError('the streamed upload stopped'));
+    };
+    const send = async (): Promise<boolean> => {
+      let session: Session;
+      try {
+        // Not stopped by `abort`: a POST cut short may still open a session nobody could
+        // cancel. It is small; once it answers, a stopped upload cancels the session.
+        session = await this.startUpload(digest);
+      } catch {
+        return false;
+      }
+      try {
+        if (failed || (session.minChunk > 0 && size > session.minChunk)) return false;
+        const r = await this.client.call(
+          this.withDigest(session.url, digest),
+          {
+            method: 'PUT',
+            headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+            // Sent once: a second attempt (a 401 answered, a redirect) finds no bytes and fails.
+            body: () => {
+              if (given) return Readable.from((async function* () { throw new TransferError('a streamed upload cannot be sent twice'); })());
+              given = true;
+              return body;
+            },
+            retry: false,
+          },
+          `uploading blob ${digest}`,
+          request.signal,
+        );
+        if (r.statusCode !== 201 && r.statusCode !== 200 && r.statusCode !== 204) return false;
+        this.open.delete(session);
+        return true;
+      } catch {
+        return false;
+      } finally {
+        if (this.open.has(session)) await this.cancel(session);
+      }
+    };
+    const done = send().then((ok) => {
+      if (!ok) fail();
+      return ok;
+    });
+    return {
+      write: async (chunk) => {
+        // The request may have destroyed the body already (its failure not yet seen here).
+        if (failed || body.destroyed) return;
+        this.stats.bytesSent += chunk.length;
+        if (body.write(chunk) || body.destroyed) return;
+        await new Promise<void>((resolve) => {
+          const settle = () => {
+            body.off('drain', settle);
+            body.off('close', settle);
+            resolve();
+          };
+          body.on('drain', settle);
+          body.on('close', settle);
+          if (body.destroyed) settle();
+        });
+      },
+      end: () => {
+        signal?.removeEventListener('abort', follow);
+        if (!failed) body.end();
+      },
+      abort: () => fail(),
+      done,
+    };
   }
 
   /** Upload a file's bytes as blob `digest` (read afresh for each attempt or chunk). */
