@@ -125,6 +125,7 @@ export async function runPipeline(options: PipelineOptions): Promise<OutputSumma
     owner: Owners.input,
     wants: composeWants(filters, output.wants),
     parallelism,
+    order: filters.length === 0 ? output.order : 'manifest',
     ...(progress ? { progress } : {}),
   });
   stream = handOver(effects, Owners.input, Owners.buffer)(stream);

@@ -27,6 +27,13 @@ export interface InputContext extends StageContext {
   readonly wants: WantsLayer;
   /** How many layers the input may fetch at once. */
   readonly parallelism: number;
+  /**
+   * `completion`: nothing downstream needs the layers in manifest order (the output takes
+   * them as they complete, and there is no filter), so the input may start the largest
+   * first: with fewer slots than layers, a large layer started last would finish last,
+   * alone. Absent or `manifest`: start them in manifest order.
+   */
+  readonly order?: LayerOrder;
   /** Told how far each layer's fetch has come (see {@link ProgressObserver.fetched}). */
   readonly progress?: ProgressObserver;
 }

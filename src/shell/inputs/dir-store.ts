@@ -209,7 +209,7 @@ export class DirStoreInput implements ImageInput {
       }
     };
 
-    yield* fetchInParallel(config.layers, readLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism });
+    yield* fetchInParallel(config.layers, readLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism, order: ctx.order });
   }
 }
 

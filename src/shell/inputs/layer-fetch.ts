@@ -10,7 +10,7 @@ import { type BlobDescriptor, type BlobStream, dataPayload, type LayerDescriptor
 import { parallelMap } from '../../core/pipeline/parallel-map.js';
 import type { Compression } from '../../core/media-types.js';
 import type { Effects, TempFile } from '../../core/ownership.js';
-import type { ProgressObserver } from '../../core/pipeline/types.js';
+import type { InputContext, LayerOrder, ProgressObserver } from '../../core/pipeline/types.js';
 import { openLayerSink } from '../fs/offthread-sink.js';
 import type { LayerSink, SinkResult } from '../fs/spool.js';
 
@@ -136,14 +136,16 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
 /**
  * Every layer of the manifest through `fetch`, `concurrency` at once, yielded as each
  * completes; results never delivered (an error, an early stop) are released as `owner`.
+ * With `order: 'completion'` the largest blobs start first (see {@link InputContext.order}).
  */
 export function fetchInParallel(
   layers: readonly LayerDescriptor[],
   fetch: (layer: LayerDescriptor, signal: AbortSignal) => Promise<LayerElement>,
-  options: { readonly effects: Effects; readonly owner: string; readonly signal: AbortSignal; readonly concurrency: number },
+  options: { readonly effects: Effects; readonly owner: string; readonly signal: AbortSignal; readonly concurrency: number; readonly order?: LayerOrder | undefined },
 ): AsyncIterable<LayerElement> {
+  const started = options.order === 'completion' ? [...layers].sort((a, b) => (b.blob?.size ?? b.size ?? 0) - (a.blob?.size ?? a.size ?? 0)) : layers;
   async function* positions() {
-    yield* layers;
+    yield* started;
   }
   return parallelMap(fetch, { concurrency: options.concurrency, order: 'completion', dispose: releaseElement(options.effects, options.owner), signal: options.signal })(positions());
 }

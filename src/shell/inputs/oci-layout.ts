@@ -282,7 +282,7 @@ export class OciLayoutInput implements ImageInput {
       }
     };
 
-    yield* fetchInParallel(config.layers, readLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism });
+    yield* fetchInParallel(config.layers, readLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism, order: ctx.order });
   }
 }
 

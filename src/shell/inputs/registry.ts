@@ -150,6 +150,6 @@ export class RegistryInput implements ImageInput {
       return element;
     };
 
-    yield* fetchInParallel(config.layers, fetchLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism });
+    yield* fetchInParallel(config.layers, fetchLayer, { effects, owner, signal, concurrency: this.options.parallelism ?? ctx.parallelism, order: ctx.order });
   }
 }
