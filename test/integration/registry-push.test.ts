@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { cleanupTmpDirs, fixture, fixturePath, podman, skopeo, tmpDir } from './fixtures.js';
-import { assertFailsOneLine, assertOk, cli, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
+import { assertFailsOneLine, assertOk, cli, isolatedEnv, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
+import { startOccystrap } from './cli-helpers.js';
 import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
 import { blobPath, type FaultProxy, startFaultProxy } from '../registry/harness.js';
 
@@ -300,5 +301,28 @@ describe('registry:// -> registry:// across registries: blobs uploaded while the
     // 404 and leaves its directory to its own upload purge. Every other session is closed.
     assert.deepEqual(openUploads('streamed-cut/sample'), [session]);
     assert.equal(stdoutJson<RegistrySummary>(r).bytes, sample().layers?.reduce((n, l, i, all) => (all.findIndex((x) => x.digest === l.digest) === i ? n + l.size : n), 0));
+  });
+
+  test('Ctrl-C while a blob streams up: exit 130, no tag, the streamed session cancelled, no temp files', async () => {
+    const ws = await workspace('push-streamed-sigint');
+    const big = bigLayer();
+    // The largest layer crawls (50 kB/s): the stop comes while its PUT is being fed.
+    from().setRules([{ method: 'GET', path: blobPath(big.digest), fault: { kind: 'throttle', bytesPerSecond: 50_000 } }]);
+    const dest = `${suite.proxy.host}/streamed-stopped/sample:v1`;
+    const run = startOccystrap(['--temp-dir', ws.temp, '--insecure', 'process', `registry://${from().host}/sample:v1`, `registry://${dest}`], isolatedEnv(ws));
+    const feeding = () => blobUpload(big.digest).some((q) => q.method === 'PUT' && q.requestBytes > 100_000 && q.finishedAt === 0);
+    const deadline = Date.now() + 30_000;
+    while (!feeding() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(feeding(), 'the largest layer was streaming up');
+    run.child.kill('SIGINT');
+    const done = await run.exited;
+    assert.equal(done.code, 130, done.stderr);
+    assert.equal(suite.proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path)).length, 0, 'no manifest put');
+    const session = /\/blobs\/uploads\/([^/?]+)/.exec(blobUpload(big.digest)[0]?.path ?? '')?.[1];
+    assert.ok(session);
+    assert.ok(suite.proxy.requests.some((q) => q.method === 'DELETE' && q.path.includes(session)), 'the streamed session was cancelled');
+    const r = await skopeo(['inspect', '--tls-verify=false', `docker://${dest}`]);
+    assert.notEqual(r.code, 0, 'no tag');
+    assert.deepEqual(readdirSync(ws.temp).filter((n) => !n.startsWith('.')), [], 'no temp files');
   });
 });
