@@ -42,8 +42,8 @@ export interface LayerFetch {
   readonly progress?: ProgressObserver | undefined;
 }
 
-/** The sink, telling `report` how many bytes it holds after each write. */
-function meteredSink(sink: LayerSink, report: (bytes: number) => void): LayerSink {
+/** The sink with its `write` replaced by `write` (which is given the sink's own). */
+function withWrite(sink: LayerSink, write: (chunk: Uint8Array) => Promise<void>): LayerSink {
   return {
     get received() {
       return sink.received;
@@ -51,30 +51,25 @@ function meteredSink(sink: LayerSink, report: (bytes: number) => void): LayerSin
     get bufferedBytes() {
       return sink.bufferedBytes;
     },
-    write: async (chunk) => {
-      await sink.write(chunk);
-      report(sink.received);
-    },
+    write,
     end: () => sink.end(),
     abort: (reason) => sink.abort(reason),
   };
 }
 
+/** The sink, telling `report` how many bytes it holds after each write. */
+function meteredSink(sink: LayerSink, report: (bytes: number) => void): LayerSink {
+  return withWrite(sink, async (chunk) => {
+    await sink.write(chunk);
+    report(sink.received);
+  });
+}
+
 /** The sink, giving each chunk to `stream` as well (both must take it before the next). */
 function teeSink(sink: LayerSink, stream: BlobStream): LayerSink {
-  return {
-    get received() {
-      return sink.received;
-    },
-    get bufferedBytes() {
-      return sink.bufferedBytes;
-    },
-    write: async (chunk) => {
-      await Promise.all([sink.write(chunk), stream.write(chunk)]);
-    },
-    end: () => sink.end(),
-    abort: (reason) => sink.abort(reason),
-  };
+  return withWrite(sink, async (chunk) => {
+    await Promise.all([sink.write(chunk), stream.write(chunk)]);
+  });
 }
 
 /**
