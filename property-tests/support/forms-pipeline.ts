@@ -204,7 +204,7 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
         const content = sourceBlob(spec.layers, d.index);
         blob = { file, digest: shaOf(content), size: 0, mediaType: d.mediaType, compression: l.compression };
         // A stream downstream offered gets the same bytes, in two pieces, as the file is written.
-        stream = forms.stream ? await forms.stream.open(sig) : undefined;
+        stream = forms.stream ? forms.stream.open(sig) : undefined;
         const bytes = new TextEncoder().encode(content);
         const half = Math.floor(bytes.length / 2);
         await stream?.write(bytes.subarray(0, half));

@@ -141,12 +141,14 @@ export interface BlobFile {
  */
 export interface BlobStreamOffer {
   /**
-   * Open the stream for the blob's bytes; `undefined` means none (the file alone).
+   * Open the stream for the blob's bytes, at once: work it needs first (an upload session)
+   * runs while the first bytes are taken.
    *
-   * - Errors: never rejects for the destination's own trouble (it answers `undefined`);
-   *   rejects with an AbortError when `signal` aborts.
+   * - Errors: never throws; trouble of the destination's own shows later, as a copy that
+   *   did not succeed (the file is sent instead).
+   * - Cancellation: `signal` (the fetch's) stops the copy until `end` is called.
    */
-  open(signal: AbortSignal): Promise<BlobStream | undefined>;
+  open(signal: AbortSignal): BlobStream;
 }
 
 /** An open {@link BlobStreamOffer}: given the blob's bytes in order, then `end` or `abort`, once. */

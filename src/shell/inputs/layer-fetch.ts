@@ -96,7 +96,7 @@ export async function fetchLayerForms(f: LayerFetch, forms: LayerForms): Promise
     const blobFile = forms.blob ? await effects.perform({ _tag: 'CreateTemp', owner, purpose: `blob-${hex}` }) : undefined;
     if (blobFile) made.push(blobFile);
     const tarTarget = placed ? { path: placed.file.path, start: placed.offset } : tarFile?.path;
-    stream = blobFile && forms.stream ? await forms.stream.open(f.signal) : undefined;
+    stream = blobFile && forms.stream ? forms.stream.open(f.signal) : undefined;
     const fileSink = openLayerSink({ ...(tarTarget !== undefined ? { tar: tarTarget } : {}), ...(blobFile ? { blob: blobFile.path } : {}) }, f.compression, blob.size);
     const sink = stream ? teeSink(fileSink, stream) : fileSink;
     let result: SinkResult;

@@ -113,11 +113,11 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     const blob = layer.blob;
     if (!blob || E.isLeft(parseDigest(blob.digest))) return undefined;
     return {
-      open: async (signal) => {
+      open: (signal) => {
         const upload = this.options.pusher.streamUpload(blob.digest, blob.size, signal);
         const id = ++this.streamIds;
         this.streams.set(id, { digest: blob.digest, upload });
-        return { id, write: (chunk) => upload.write(chunk), end: () => upload.end(), abort: (reason) => upload.abort(reason) };
+        return { id, write: upload.write, end: upload.end, abort: upload.abort };
       },
     };
   }
