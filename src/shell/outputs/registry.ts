@@ -96,8 +96,8 @@ export class RegistryDestination implements ImageDestination<Pushed> {
    * of this registry: the input need not fetch it.
    */
   async has(layer: LayerDescriptor, signal?: AbortSignal): Promise<boolean> {
-    const blob = layer.blob;
-    if (!blob || E.isLeft(parseDigest(blob.digest))) return false;
+    const blob = sourceBlob(layer);
+    if (!blob) return false;
     const pusher = this.options.pusher;
     if ((await pusher.exists(blob.digest, signal)) === blob.size) return true;
     const from = this.mountableFrom(blob.from);
@@ -110,8 +110,8 @@ export class RegistryDestination implements ImageDestination<Pushed> {
 
   /** An upload fed while the source's blob downloads (only the source's own blob, named by the manifest). */
   stream(layer: LayerDescriptor): BlobStreamOffer | undefined {
-    const blob = layer.blob;
-    if (!blob || E.isLeft(parseDigest(blob.digest))) return undefined;
+    const blob = sourceBlob(layer);
+    if (!blob) return undefined;
     return {
       open: (signal) => {
         const upload = this.options.pusher.streamUpload(blob.digest, blob.size, signal);
@@ -214,6 +214,12 @@ export class RegistryDestination implements ImageDestination<Pushed> {
     this.streams.clear();
     await this.options.pusher.cancelOpenUploads();
   }
+}
+
+/** The source's blob of a layer, when the source names one with a valid digest. */
+function sourceBlob(layer: LayerDescriptor): BlobDescriptor | undefined {
+  const blob = layer.blob;
+  return blob && E.isRight(parseDigest(blob.digest)) ? blob : undefined;
 }
 
 /** The output: the destination on the copy loop, closing its connections after the run. */

@@ -205,7 +205,7 @@ export class BlobPusher {
       signal,
     );
     if (r.statusCode === 413) return 'too large';
-    if (r.statusCode !== 201 && r.statusCode !== 200 && r.statusCode !== 204) throw this.refusedOrRetry(`uploading blob ${digest}`, r);
+    if (!stored(r.statusCode)) throw this.refusedOrRetry(`uploading blob ${digest}`, r);
     return 'done';
   }
 
@@ -259,7 +259,7 @@ export class BlobPusher {
       `finishing the upload of blob ${digest}`,
       signal,
     );
-    if (done.statusCode !== 201 && done.statusCode !== 200 && done.statusCode !== 204) throw this.refused(`finishing the upload of blob ${digest}`, done);
+    if (!stored(done.statusCode)) throw this.refused(`finishing the upload of blob ${digest}`, done);
   }
 
   /**
@@ -349,7 +349,7 @@ export class BlobPusher {
           `uploading blob ${digest}`,
           request.signal,
         );
-        if (r.statusCode !== 201 && r.statusCode !== 200 && r.statusCode !== 204) return false;
+        if (!stored(r.statusCode)) return false;
         this.open.delete(session);
         return true;
       } catch {
@@ -409,12 +409,17 @@ export class BlobPusher {
       `putting the manifest ${reference}`,
       signal,
     );
-    if (r.statusCode !== 201 && r.statusCode !== 200 && r.statusCode !== 204) throw this.refused(`putting the manifest ${reference}`, r);
+    if (!stored(r.statusCode)) throw this.refused(`putting the manifest ${reference}`, r);
     const said = headerValue(r.headers, 'docker-content-digest');
     if (said !== undefined && said !== digest) throw this.fail(`the registry stored the manifest as ${said}, but its bytes hash to ${digest}`);
     return digest;
   }
 
+}
+
+/** The registry stored what was put: 201 Created (some registries answer 200 or 204). */
+function stored(status: number): boolean {
+  return status === 201 || status === 200 || status === 204;
 }
 
 /** An upload the registry cannot resume: start it again in a new session (retried like a broken connection). */
