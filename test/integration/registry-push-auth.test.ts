@@ -4,11 +4,10 @@
 // open upload session.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
-import * as path from 'node:path';
+import { readdirSync } from 'node:fs';
 import { fixture, fixturePath, skopeo } from './fixtures.js';
 import { startOccystrap } from './cli-helpers.js';
-import { DEFAULT_USER, startFaultProxy, startTokenServer, type Credentials, type FaultProxy, type Registry, type TokenServer } from '../registry/harness.js';
+import { DEFAULT_USER, openUploadSessions, startFaultProxy, startTokenServer, type Credentials, type FaultProxy, type Registry, type TokenServer } from '../registry/harness.js';
 import { registryWith } from '../support/sample-registry.js';
 import { assertFailsOneLine, assertOk, cli, isolatedEnv, workspace } from '../registry/cli.js';
 
@@ -111,9 +110,7 @@ describe('an interrupted push', () => {
     assert.match(done.stderr, /interrupted/);
     assert.equal(proxy.requests.filter((q) => q.method === 'PUT' && /\/manifests\//.test(q.path)).length, 0, 'no manifest put');
     assert.ok(proxy.requests.some((q) => q.method === 'DELETE' && q.status === 204), 'the open session was cancelled');
-    const uploads = path.join(registry.storage, 'docker', 'registry', 'v2', 'repositories', 'stopped', 'app', '_uploads');
-    const open = existsSync(uploads) ? readdirSync(uploads).filter((id) => existsSync(path.join(uploads, id, 'startedat'))) : [];
-    assert.deepEqual(open, [], 'no upload session left open');
+    assert.deepEqual(openUploadSessions(registry, 'stopped/app'), [], 'no upload session left open');
     const r = await skopeo(['inspect', '--tls-verify=false', `docker://${registry.host}/stopped/app:v1`]);
     assert.notEqual(r.code, 0, 'no tag');
     assert.deepEqual(readdirSync(ws.temp).filter((n) => !n.startsWith('.')), [], 'no temp files');

@@ -7,13 +7,12 @@
 // (one PUT fed by the download); a streamed upload cut mid-body falls back to the file.
 import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
-import * as path from 'node:path';
+import { readdirSync } from 'node:fs';
 import { cleanupTmpDirs, fixture, fixturePath, podman, skopeo, tmpDir } from './fixtures.js';
 import { assertFailsOneLine, assertOk, cli, isolatedEnv, stdoutJson, workspace, type RegistrySummary } from '../registry/cli.js';
 import { startOccystrap } from './cli-helpers.js';
 import { bigLayer, sample, sampleBehindFaultProxy } from '../support/sample-registry.js';
-import { blobPath, type FaultProxy, startFaultProxy } from '../registry/harness.js';
+import { blobPath, type FaultProxy, openUploadSessions, startFaultProxy } from '../registry/harness.js';
 
 const suite = sampleBehindFaultProxy();
 
@@ -47,15 +46,7 @@ async function copyBack(ref: string, dir: string): Promise<void> {
   assert.equal(r.code, 0, r.stderr);
 }
 
-/**
- * Upload sessions the registry still holds open for `repository`: directories under its
- * `_uploads` with their `startedat` and `data` (a cancelled session loses both; distribution
- * leaves only an empty-ish `hashstates` behind).
- */
-function openUploads(repository: string): string[] {
-  const dir = path.join(suite.registry.storage, 'docker', 'registry', 'v2', 'repositories', repository, '_uploads');
-  return existsSync(dir) ? readdirSync(dir).filter((id) => existsSync(path.join(dir, id, 'startedat'))) : [];
-}
+const openUploads = (repository: string) => openUploadSessions(suite.registry, repository);
 
 const uploadBodies = () => suite.proxy.requests.filter((q) => (q.method === 'PUT' || q.method === 'PATCH') && /\/blobs\/uploads\//.test(q.path));
 const blobBytesSent = () => uploadBodies().reduce((n, q) => n + q.requestBytes, 0);

@@ -19,7 +19,7 @@
 // is still running.
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
@@ -797,6 +797,16 @@ function forwardHeaders(headers: http.IncomingHttpHeaders): http.OutgoingHttpHea
   const out: http.OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
   return out;
+}
+
+/**
+ * Upload sessions a registry still holds open for `repository` in its storage: directories
+ * under its `_uploads` with their `startedat` (a cancelled session loses it; distribution
+ * leaves only an empty-ish `hashstates` behind).
+ */
+export function openUploadSessions(registry: Pick<Registry, 'storage'>, repository: string): string[] {
+  const dir = path.join(registry.storage, 'docker', 'registry', 'v2', 'repositories', repository, '_uploads');
+  return existsSync(dir) ? readdirSync(dir).filter((id) => existsSync(path.join(dir, id, 'startedat'))) : [];
 }
 
 /** Regex for a blob GET path: /v2/<name>/blobs/<digest> (any name or digest by default). */
