@@ -422,6 +422,16 @@ async function main() {
         }),
       );
     }
+    /** skopeo's docker-archive of `big` (written once, kept beside the images). */
+    const bigDockerArchive = () => {
+      const saved = path.join(root, 'big-docker-save.tar');
+      if (!fs.existsSync(saved)) {
+        log(`${elapsed()} writing ${saved} with skopeo (docker-archive)`);
+        skopeo(policy, ['copy', '--quiet', '--src-tls-verify=false', `docker://${refs.big}`, `docker-archive:${saved}.tmp:${big.repo}:${big.tag}`], childEnv());
+        fs.renameSync(`${saved}.tmp`, saved);
+      }
+      return saved;
+    };
     if (wanted('push-registry') || wanted('push-repeat') || wanted('push-tar')) {
       // Registry B keeps its storage under OUT, so every run pushes into an empty registry;
       // registry C keeps its own, so after the warm-up every push finds its blobs there.
@@ -457,12 +467,7 @@ async function main() {
           results.push(await scenario({ name: 'push-repeat', title: 'registry → registry again (every blob present)', ...facts(big), pairs: PAIRS, ratioLabel: 'occystrap / skopeo', a, b }));
         }
         if (wanted('push-tar')) {
-          const saved = path.join(root, 'big-docker-save.tar');
-          if (!fs.existsSync(saved)) {
-            log(`${elapsed()} writing ${saved} with skopeo (docker-archive)`);
-            skopeo(policy, ['copy', '--quiet', '--src-tls-verify=false', `docker://${refs.big}`, `docker-archive:${saved}.tmp:${big.repo}:${big.tag}`], childEnv());
-            fs.renameSync(`${saved}.tmp`, saved);
-          }
+          const saved = bigDockerArchive();
           const a = ours('occystrap', ['--insecure', 'process', `tar://${saved}`, `registry://${pushedTo(cold.host, 'ours')}`], undefined, undefined);
           a.check = checkPushed(path.join(OUT, 'pushreg'));
           const b = skopeoPush(`docker-archive:${saved}`, pushedTo(cold.host, 'skopeo'), 'skopeo copy docker-archive:big.tar docker://HOST2/skopeo');
@@ -490,12 +495,7 @@ async function main() {
       );
     }
     if (wanted('tar-dir')) {
-      const saved = path.join(root, 'big-docker-save.tar');
-      if (!fs.existsSync(saved)) {
-        log(`${elapsed()} writing ${saved} with skopeo (docker-archive)`);
-        skopeo(policy, ['copy', '--quiet', '--src-tls-verify=false', `docker://${refs.big}`, `docker-archive:${saved}.tmp:${big.repo}:${big.tag}`], childEnv());
-        fs.renameSync(`${saved}.tmp`, saved);
-      }
+      const saved = bigDockerArchive();
       results.push(
         await scenario({
           name: 'tar-dir',
