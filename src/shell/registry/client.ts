@@ -121,7 +121,7 @@ export class RegistryClient {
       const req = { ...r, method: init.method, ...(init.body !== undefined ? { body: init.body } : {}) };
       if (init.retry && typeof init.body !== 'function') return http.document(req, MAX_JSON_BYTES);
       const response = init.retry ? await http.request(req) : await http.once(req);
-      return { statusCode: response.statusCode, headers: response.headers, body: init.method === 'HEAD' ? Buffer.alloc(0) : await readBodyCapped(response, MAX_JSON_BYTES) };
+      return { statusCode: response.statusCode, headers: response.headers, body: await readBodyCapped(response, MAX_JSON_BYTES, init.method) };
     };
     return this.authorized(path, headers, send, async () => undefined, what, signal, !init.retry);
   }

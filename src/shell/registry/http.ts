@@ -279,12 +279,7 @@ export class HttpClient {
       try {
         const response = await this.once({ ...req, signal }, true);
         if (!isRetryableStatus(response.statusCode) || attempt >= this.options.retries) {
-          // A HEAD has no body, whatever its Content-Length says (a blob's size, far over the cap).
-          if (req.method === 'HEAD') {
-            await response.body.dump();
-            return { statusCode: response.statusCode, headers: response.headers, body: Buffer.alloc(0) };
-          }
-          const body = await readBodyCapped(response, limit);
+          const body = await readBodyCapped(response, limit, req.method);
           return { statusCode: response.statusCode, headers: response.headers, body };
         }
         const retryAfter = headerValue(response.headers, 'retry-after');
@@ -349,9 +344,14 @@ export function headerValue(headers: Record<string, string | string[] | undefine
 /**
  * Read a whole response body, refusing more than `limit` bytes (by Content-Length up
  * front, and while reading). Returns undefined when the body is too large (it is
- * destroyed then).
+ * destroyed then). The answer to a HEAD is empty, whatever its Content-Length says (a
+ * blob's size, far over the cap).
  */
-export async function readBodyCapped(response: HttpResponse, limit: number): Promise<Buffer | undefined> {
+export async function readBodyCapped(response: HttpResponse, limit: number, method?: HttpMethod): Promise<Buffer | undefined> {
+  if (method === 'HEAD') {
+    await response.body.dump();
+    return Buffer.alloc(0);
+  }
   if (Number(headerValue(response.headers, 'content-length') ?? '0') > limit) {
     response.body.destroy();
     return undefined;
