@@ -9,15 +9,13 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { usageError } from '../../core/errors.js';
 import type { OutputSummary } from '../../core/pipeline/types.js';
-import { runPipeline } from '../../core/pipeline/compose.js';
 import { type CopiedEntry, choosePlatforms, indexToPush } from '../../core/plans/registry-index.js';
 import { describePlatform, type PlatformWanted } from '../../core/platform.js';
 import { parseRegistryReference, parseUri } from '../../core/uri.js';
-import { destinationArea, openInput, openOutput } from '../endpoints.js';
+import { openInput, openOutput } from '../endpoints.js';
 import { buildFilters } from '../filters.js';
 import { formatSummary, meanRate, type Reporter } from '../log.js';
-import { RunProgress } from '../progress.js';
-import { ErrorAttribution } from './attribution.js';
+import { runOneImage } from './one-image.js';
 import type { GlobalSettings } from './options.js';
 import { runInScope } from './run-pipeline.js';
 
@@ -84,37 +82,26 @@ export async function copyPlatforms(job: PlatformCopy): Promise<number> {
   let retries = 0;
   let rateLimited = 0;
   let uploaded = 0;
-  await runInScope(settings, reporter, async ({ effects, signal, scope }) => {
+  await runInScope(settings, reporter, async (run) => {
     for (const [n, entry] of chosen.right.entries()) {
       const platform = entry.platform as NonNullable<typeof entry.platform>;
       const wanted: PlatformWanted = { os: platform.os, architecture: platform.architecture, variant: platform.variant ?? '' };
       if (reporter.chatty) reporter.line(`[${n + 1}/${chosen.right.length}] ${describePlatform(wanted)} (${entry.digest})`);
       const input = await openInput(job.source, { ...settings, platform: wanted });
       const output = await openOutput(job.destination, { ...settings, pushUntagged: true });
-      const attribution = new ErrorAttribution({ source: input.description, destination: output.description, destinationArea: destinationArea(job.destination), tempDir: settings.tempDir });
-      attribution.setRunDir(scope.runDir);
-      const progress = new RunProgress(reporter, { mode: !reporter.chatty ? 'silent' : reporter.isTty ? 'live' : 'lines' });
-      try {
-        summaries.push(await runPipeline({ input, filters: buildFilters(job.filters), output: attribution.output(output), effects, signal, parallelism: settings.parallel, progress }));
-      } catch (e) {
-        throw attribution.explain(e);
-      } finally {
-        progress.stop();
-        await input.close?.();
-      }
+      const { summary, counters } = await runOneImage(run, { input, output, destination: job.destination, filters: buildFilters(job.filters), settings, reporter });
+      summaries.push(summary);
       const pushed = (output as unknown as DocumentDestination).pushedManifest;
       if (!pushed) throw new Error(`${output.description}: the push of ${describePlatform(wanted)} reported no manifest`);
       copied.push({ source: entry, pushed });
-      const net = input.stats?.();
-      const push = output.stats?.();
-      downloaded += net?.downloaded ?? 0;
-      retries += (net?.retries ?? 0) + (push?.retries ?? 0);
-      rateLimited += (net?.rateLimited ?? 0) + (push?.rateLimited ?? 0);
-      uploaded += push?.uploaded ?? 0;
+      downloaded += counters.downloaded;
+      retries += counters.retries;
+      rateLimited += counters.rateLimited;
+      uploaded += counters.uploaded;
     }
     const { mediaType, bytes } = indexToPush(index, copied);
     const last = (await openOutput(job.destination, settings)) as unknown as DocumentDestination;
-    const digest = await last.putDocument(tag, mediaType, bytes, signal);
+    const digest = await last.putDocument(tag, mediaType, bytes, run.signal);
     if (reporter.chatty) reporter.line(`index ${digest} with ${copied.length} platform(s) put as ${job.destination}`);
     return digest;
   });

@@ -9,16 +9,14 @@ import { usageError } from '../../core/errors.js';
 import { parsePlatformList } from '../../core/plans/registry-index.js';
 import type { PlatformWanted } from '../../core/platform.js';
 import { copyPlatforms } from './platforms.js';
-import { runPipeline } from '../../core/pipeline/compose.js';
 import type { ImageOutput } from '../../core/pipeline/types.js';
-import { destinationArea, openInput, openOutput } from '../endpoints.js';
+import { openInput, openOutput } from '../endpoints.js';
 import { roleHelp } from '../transports/derive.js';
 import { TRANSPORTS } from '../transports/index.js';
-import { ErrorAttribution } from './attribution.js';
 import { buildFilters } from '../filters.js';
 import { formatSummary, meanRate, Reporter } from '../log.js';
-import { RunProgress } from '../progress.js';
 import { GlobalCommand } from './options.js';
+import { runOneImage } from './one-image.js';
 import { runInScope } from './run-pipeline.js';
 
 export class ProcessCommand extends GlobalCommand {
@@ -72,50 +70,30 @@ export class ProcessCommand extends GlobalCommand {
     const filters = buildFilters(this.filters);
 
     const started = performance.now();
-    const attribution = new ErrorAttribution({
-      source: input.description,
-      destination: output.description,
-      destinationArea: destinationArea(this.destination),
-      tempDir: settings.tempDir,
-    });
-    const observed: ImageOutput = attribution.output(output);
-    const progress = new RunProgress(reporter, { mode: !reporter.chatty ? 'silent' : reporter.isTty ? 'live' : 'lines' });
-    const summary = await runInScope(settings, reporter, async ({ effects, signal, scope }) => {
-      attribution.setRunDir(scope.runDir);
-      try {
-        return await runPipeline({ input, filters, output: observed, effects, signal, parallelism: settings.parallel, progress });
-      } catch (e) {
-        throw attribution.explain(e);
-      } finally {
-        progress.stop();
-        await input.close?.();
-      }
-    });
-    const net = input.stats?.();
-    const push = output.stats?.();
+    const { summary, image, counters } = await runInScope(settings, reporter, (run) => runOneImage(run, { input, output, destination: this.destination, filters, settings, reporter }));
     const seconds = (performance.now() - started) / 1000;
     const facts = {
       images: { done: 1, total: 1 },
       layers: summary.layers,
       layersSkipped: summary.layersSkipped,
       bytes: summary.bytes,
-      downloaded: net?.downloaded,
+      downloaded: counters.downloaded,
       seconds,
       copiedAcrossDevices: summary.copiedAcrossDevices,
-      retries: (net?.retries ?? 0) + (push?.retries ?? 0),
-      rateLimited: (net?.rateLimited ?? 0) + (push?.rateLimited ?? 0),
+      retries: counters.retries,
+      rateLimited: counters.rateLimited,
     };
     if (settings.outputFormat === 'json') {
       this.context.stdout.write(
         `${JSON.stringify({
-          image: progress.imageName ?? null,
+          image: image ?? null,
           source: input.description,
           ...summary,
           written: summary.bytes,
-          downloaded: net?.downloaded ?? 0,
-          uploaded: push?.uploaded ?? 0,
+          downloaded: counters.downloaded,
+          uploaded: counters.uploaded,
           // Layers decompressed anywhere in the run: while downloading, or by an Inflate effect.
-          inflated: (summary.inflated ?? 0) + (net?.inflated ?? 0),
+          inflated: (summary.inflated ?? 0) + counters.inflated,
           compressed: summary.compressed ?? 0,
           images: 1,
           seconds: Number(seconds.toFixed(3)),
