@@ -12,6 +12,7 @@ import { OccystrapError, usageError } from '../../core/errors.js';
 import type { BlobCompression } from '../../core/ownership.js';
 import { describeKind, kindOf } from '../fs/store-fs.js';
 import type { LogLevel } from '../log.js';
+import { wantedGzipEngine } from '../fs/gzip-engine.js';
 
 /** Global options that take a value, by every spelling. */
 const VALUE_OPTIONS = new Set([
@@ -177,6 +178,7 @@ export abstract class GlobalCommand extends Command {
     const compressionPick = pick(this.compression, '--compression', 'OCCYSTRAP_COMPRESSION') ?? { value: 'gzip', name: '--compression' };
     const compression = compressionPick.value.toLowerCase();
     if (compression !== 'gzip' && compression !== 'zstd') throw usageError(`${compressionPick.name} takes gzip or zstd, got ${JSON.stringify(compressionPick.value)}`);
+    wantedGzipEngine(env);
     const tempDir = checkTempDir(pick(this.tempDir, '--temp-dir', 'OCCYSTRAP_TEMP_DIR') ?? { value: os.tmpdir(), name: 'the system temp dir' });
     return {
       platform: { os: this.os ?? 'linux', architecture: this.architecture ?? 'amd64', variant: this.variant ?? '' },

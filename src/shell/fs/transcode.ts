@@ -10,15 +10,14 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { promisify } from 'node:util';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
-import { constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
 import type { Digest } from '../../core/digest.js';
 import { AbortError } from '../../core/errors.js';
 import type { Compression } from '../../core/media-types.js';
 import type { BlobCompression } from '../../core/ownership.js';
+import { gzipEngine } from './gzip-engine.js';
 import { spoolToFile } from './spool.js';
 import type { ZstdResult } from './zstd-worker.js';
 
@@ -34,9 +33,6 @@ export interface LayerCodecs {
   /** Compress the file at `from` into the existing empty file at `to`, deterministically. */
   compress(from: string, to: string, compression: BlobCompression, signal?: AbortSignal): Promise<TranscodeResult>;
 }
-
-/** gzip level of layers occystrap compresses: zlib's default, the usual speed/size balance. */
-export const GZIP_LEVEL = 6;
 
 class HashCount extends Transform {
   readonly hash = createHash('sha256');
@@ -83,11 +79,11 @@ async function zstdFile(from: string, to: string, signal?: AbortSignal): Promise
 
 /** gzip blocks: a file is compressed as one gzip member per 8 MiB of input. */
 export const GZIP_BLOCK_BYTES = 8 * 1024 * 1024;
-const gzipBlock = promisify(gzipCallback);
 
 /**
  * gzip a file as consecutive members of {@link GZIP_BLOCK_BYTES} of input each, compressed
- * at once on the libuv thread pool (up to the machine's cores) and written in order: as
+ * at once on the libuv thread pool (up to the machine's cores) by the process's
+ * {@link gzipEngine} (ISA-L, else zlib) and written in order: as
  * pigz and skopeo's pgzip use every core. A multi-member gzip is one valid gzip stream
  * (RFC 1952 §2.2; Go's, zlib's and node's readers take it). Each member's header has no
  * name and mtime 0, and the block size is fixed, so equal input gives equal bytes. At most
@@ -97,6 +93,7 @@ async function gzipFile(from: string, to: string, signal?: AbortSignal): Promise
   const counter = new HashCount();
   const input = await open(from, 'r');
   const lanes = Math.max(1, Math.min(8, availableParallelism()));
+  const engine = gzipEngine();
   async function* members(): AsyncGenerator<Buffer> {
     const pending: Promise<Buffer>[] = [];
     let position = 0;
@@ -118,7 +115,7 @@ async function gzipFile(from: string, to: string, signal?: AbortSignal): Promise
         signal?.throwIfAborted();
         const block = await readNext();
         if (block === undefined) break;
-        pending.push(gzipBlock(block, { level: GZIP_LEVEL, strategy: zlibConstants.Z_DEFAULT_STRATEGY }));
+        pending.push(engine.compressBlock(block));
       }
       const next = pending.shift();
       if (!next) return;
