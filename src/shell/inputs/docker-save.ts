@@ -393,7 +393,9 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
   };
 
-  const source = createReadStream(options.path);
+  // 1 MiB reads: with the default 64 KiB, tar-stream's per-chunk work made reading the
+  // bench's 280 MB archive take 1.0 s instead of 0.5 s.
+  const source = createReadStream(options.path, { highWaterMark: 1 << 20 });
   const extract = tarStream.extract();
   source.on('error', (e) => extract.destroy(e));
   source.pipe(extract);
