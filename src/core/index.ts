@@ -39,3 +39,4 @@ export * from './filters/layer-rewrite.js';
 export * from './filters/normalize-timestamps.js';
 export * from './filters/exclude.js';
 export * from './filters/chain-hash.js';
+export * from './extract/layer-apply.js';
