@@ -12,7 +12,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { hasCode } from '../../src/core/errors.js';
-import { addonCandidates, chooseGzipEngine, type GzipEngineName, wantedGzipEngine } from '../../src/shell/fs/gzip-engine.js';
+import { chooseGzipEngine, type GzipEngineName, wantedGzipEngine } from '../../src/shell/fs/gzip-engine.js';
+import { addonCandidates as candidatesOf } from '../../src/shell/fs/native-addons.js';
+
+const addonCandidates = () => candidatesOf('isal-gzip');
 import { GZIP_BLOCK_BYTES, nodeLayerCodecs } from '../../src/shell/fs/transcode.js';
 
 /** Compressible bytes: random words repeated. */

@@ -9,12 +9,10 @@
  *
  * @module
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { constants as zlibConstants, gzip as gzipCallback } from 'node:zlib';
 import { usageError } from '../../core/errors.js';
+import { loadAddon } from './native-addons.js';
 
 export type GzipEngineName = 'isa-l' | 'zlib';
 
@@ -34,27 +32,6 @@ export const ZLIB_LEVEL = 6;
 interface IsalAddon {
   compress(input: Uint8Array, output: Uint8Array, level: number): Promise<number>;
   readonly maxLevel: number;
-}
-
-const ADDON_FILE = 'isal-gzip.node';
-
-/**
- * Where `npm run build` puts the addon: dist/native/. This module runs from dist/bin/ (the
- * bundle) or from dist/src/shell/fs/ (the library), so both relative places are tried.
- */
-export function addonCandidates(): string[] {
-  return ['../native/', '../../../native/'].map((dir) => fileURLToPath(new URL(dir + ADDON_FILE, import.meta.url)));
-}
-
-/** The addon, or why it is not there: not built, or built but not loadable (no libisal.so.2 here). */
-function loadAddon(): IsalAddon | string {
-  const file = addonCandidates().find((candidate) => existsSync(candidate));
-  if (file === undefined) return `the ISA-L addon is not built (looked for ${addonCandidates().join(', ')})`;
-  try {
-    return createRequire(import.meta.url)(file) as IsalAddon;
-  } catch (e) {
-    return `the ISA-L addon ${file} does not load (${(e as Error).message.split('\n')[0]})`;
-  }
 }
 
 const gzipZlib = promisify(gzipCallback);
@@ -99,7 +76,7 @@ export function wantedGzipEngine(env: NodeJS.ProcessEnv): GzipEngineName | undef
 export function chooseGzipEngine(env: NodeJS.ProcessEnv): GzipEngine {
   const wanted = wantedGzipEngine(env);
   if (wanted === 'zlib') return zlibEngine;
-  const addon = loadAddon();
+  const addon = loadAddon<IsalAddon>('isal-gzip');
   if (typeof addon !== 'string') return isalEngine(addon);
   if (wanted === 'isa-l') throw usageError(`OCCYSTRAP_GZIP_ENGINE=isa-l, but ${addon}; install libisal-dev and a C compiler, then run npm run build`);
   return zlibEngine;

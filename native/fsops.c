@@ -1,0 +1,191 @@
+/*
+ * The file-system calls extraction needs that Node does not have: device nodes and FIFOs,
+ * and extended attributes (security.capability, trusted.overlay.opaque). Every call
+ * acts on the path itself, never through a symlink (mknod creates; the l*xattr calls
+ * do not follow). Synchronous, like fs.*Sync: each is one quick syscall.
+ *
+ *   mknod(path, mode, major, minor)         mode includes the type bits (S_IFCHR, S_IFBLK, S_IFIFO)
+ *   lsetxattr(path, name, value: Uint8Array)
+ *   fsetxattr(fd, name, value: Uint8Array)  on a file occystrap just created and holds open
+ *   lgetxattr(path, name): Uint8Array | null (null: no such attribute)
+ *   llistxattr(path): string[]
+ *
+ * A failure throws an Error whose `code` is the errno name (EPERM, ENOTSUP, ...) and whose
+ * `syscall` and `path` say where, as Node's own fs errors do.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <node_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/xattr.h>
+
+#define MAX_PATH 4096
+#define MAX_NAME 256
+
+static const char *errno_name(int e) {
+  switch (e) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case EEXIST: return "EEXIST";
+    case ENOENT: return "ENOENT";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case EINVAL: return "EINVAL";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case ELOOP: return "ELOOP";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case ENOTSUP: return "ENOTSUP";
+    case ENODATA: return "ENODATA";
+    case ERANGE: return "ERANGE";
+    case E2BIG: return "E2BIG";
+    case EDQUOT: return "EDQUOT";
+    case EBADF: return "EBADF";
+    default: return "EIO";
+  }
+}
+
+static napi_value throw_errno(napi_env env, int e, const char *syscall, const char *path) {
+  char message[MAX_PATH + 128];
+  snprintf(message, sizeof message, "%s: %s, %s '%s'", errno_name(e), strerror(e), syscall, path);
+  napi_value msg, code, err, sys, p;
+  napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
+  napi_create_string_utf8(env, errno_name(e), NAPI_AUTO_LENGTH, &code);
+  napi_create_error(env, code, msg, &err);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sys);
+  napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &p);
+  napi_set_named_property(env, err, "syscall", sys);
+  napi_set_named_property(env, err, "path", p);
+  napi_throw(env, err);
+  return NULL;
+}
+
+static napi_value type_error(napi_env env, const char *message) {
+  napi_throw_type_error(env, NULL, message);
+  return NULL;
+}
+
+static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  size_t argc = want;
+  return napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc == want;
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t size) {
+  size_t len;
+  if (napi_get_value_string_utf8(env, v, buf, size, &len) != napi_ok) return 0;
+  return len < size - 1 && strlen(buf) == len; /* no truncation, no NUL inside */
+}
+
+static int get_bytes(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is_typed;
+  napi_typedarray_type type;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) return 0;
+  return napi_get_typedarray_info(env, v, &type, len, data, NULL, NULL) == napi_ok && type == napi_uint8_array;
+}
+
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  char path[MAX_PATH];
+  uint32_t mode, major, minor;
+  if (!get_args(env, info, 4, argv) || !get_string(env, argv[0], path, sizeof path) || napi_get_value_uint32(env, argv[1], &mode) != napi_ok ||
+      napi_get_value_uint32(env, argv[2], &major) != napi_ok || napi_get_value_uint32(env, argv[3], &minor) != napi_ok)
+    return type_error(env, "mknod(path, mode, major, minor)");
+  if (mknod(path, (mode_t)mode, makedev(major, minor)) != 0) return throw_errno(env, errno, "mknod", path);
+  return NULL;
+}
+
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  char path[MAX_PATH], name[MAX_NAME];
+  void *value;
+  size_t len;
+  if (!get_args(env, info, 3, argv) || !get_string(env, argv[0], path, sizeof path) || !get_string(env, argv[1], name, sizeof name) || !get_bytes(env, argv[2], &value, &len))
+    return type_error(env, "lsetxattr(path, name, value: Uint8Array)");
+  if (lsetxattr(path, name, value, len, 0) != 0) return throw_errno(env, errno, "lsetxattr", path);
+  return NULL;
+}
+
+static napi_value js_fsetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  char name[MAX_NAME];
+  void *value;
+  size_t len;
+  if (!get_args(env, info, 3, argv) || napi_get_value_int32(env, argv[0], &fd) != napi_ok || !get_string(env, argv[1], name, sizeof name) || !get_bytes(env, argv[2], &value, &len))
+    return type_error(env, "fsetxattr(fd, name, value: Uint8Array)");
+  if (fsetxattr(fd, name, value, len, 0) != 0) return throw_errno(env, errno, "fsetxattr", name);
+  return NULL;
+}
+
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  char path[MAX_PATH], name[MAX_NAME];
+  if (!get_args(env, info, 2, argv) || !get_string(env, argv[0], path, sizeof path) || !get_string(env, argv[1], name, sizeof name)) return type_error(env, "lgetxattr(path, name)");
+  for (;;) {
+    ssize_t size = lgetxattr(path, name, NULL, 0);
+    if (size < 0) {
+      if (errno == ENODATA) {
+        napi_get_null(env, &result);
+        return result;
+      }
+      return throw_errno(env, errno, "lgetxattr", path);
+    }
+    void *data;
+    napi_value buffer;
+    napi_create_buffer(env, (size_t)size, &data, &buffer);
+    ssize_t got = size == 0 ? 0 : lgetxattr(path, name, data, (size_t)size);
+    if (got < 0 && errno == ERANGE) continue; /* it grew meanwhile */
+    if (got < 0) return throw_errno(env, errno, "lgetxattr", path);
+    if (got != size) continue;
+    return buffer;
+  }
+}
+
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  char path[MAX_PATH];
+  if (!get_args(env, info, 1, argv) || !get_string(env, argv[0], path, sizeof path)) return type_error(env, "llistxattr(path)");
+  for (;;) {
+    ssize_t size = llistxattr(path, NULL, 0);
+    if (size < 0) return throw_errno(env, errno, "llistxattr", path);
+    char *names = malloc((size_t)size + 1);
+    if (names == NULL) return throw_errno(env, ENOMEM, "llistxattr", path);
+    ssize_t got = size == 0 ? 0 : llistxattr(path, names, (size_t)size);
+    if (got < 0) {
+      int e = errno;
+      free(names);
+      if (e == ERANGE) continue;
+      return throw_errno(env, e, "llistxattr", path);
+    }
+    napi_create_array(env, &result);
+    uint32_t i = 0;
+    for (ssize_t at = 0; at < got;) {
+      size_t n = strnlen(names + at, (size_t)(got - at));
+      napi_value s;
+      napi_create_string_utf8(env, names + at, n, &s);
+      napi_set_element(env, result, i++, s);
+      at += (ssize_t)n + 1;
+    }
+    free(names);
+    return result;
+  }
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  const struct { const char *name; napi_callback fn; } fns[] = {
+    {"mknod", js_mknod}, {"lsetxattr", js_lsetxattr}, {"fsetxattr", js_fsetxattr}, {"lgetxattr", js_lgetxattr}, {"llistxattr", js_llistxattr},
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)
