@@ -6,7 +6,7 @@
 #   bash scripts/ensure-system-deps.sh
 set -euo pipefail
 
-packages=(skopeo umoci podman buildah docker-registry uidmap fuse-overlayfs zstd time libcap2-bin apache2-utils openssl libisal-dev)
+packages=(skopeo umoci podman buildah docker-registry uidmap fuse-overlayfs zstd time libcap2-bin apache2-utils openssl libisal-dev runc busybox-static)
 
 is_installed() { # <package>
   if command -v dpkg-query >/dev/null 2>&1; then

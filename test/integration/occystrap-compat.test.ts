@@ -130,7 +130,6 @@ describe('legacy commands', () => {
   test('an alias whose scheme is planned fails as the URI would: one line, exit 2, nothing written', async () => {
     const dir = await tmpDir('compat-planned');
     for (const [argv, scheme] of [
-      [['fetch-to-oci', registry.host, 'team/sample', 'v1', `${dir}/bundle`], 'oci://'],
       [['fetch-to-mounts', registry.host, 'team/sample', 'v1', `${dir}/mounts`], 'mounts://'],
       [['docker-to-tarfile', 'busybox', 'latest', `${dir}/x.tar`, '--socket', '/run/none.sock'], 'docker://'],
       [['search-layers-docker', 'busybox', 'latest', '*sh'], 'docker://'],

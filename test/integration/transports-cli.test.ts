@@ -33,14 +33,14 @@ describe('planned schemes: one line per role', () => {
   test('oci:// as a source says it is only a destination', async () => {
     const tmp = await tmpDir('transports-');
     const line = await oneUsageLine(['process', 'oci://x', `tar://${path.join(tmp, 'y.tar')}`]);
-    assert.match(line, new RegExp(`^occystrap: usage error: oci:// \\(an OCI runtime bundle\\) is only a destination \\(planned\\), not a source; sources: ${SOURCES}$`));
+    assert.match(line, new RegExp(`^occystrap: usage error: oci:// \\(an OCI runtime bundle\\) is only a destination, not a source; sources: ${SOURCES}$`));
     assert.doesNotMatch(line, /output/);
   });
 
-  test('oci:// as a destination says it is not available yet', async () => {
+  test('mounts:// as a destination says it is not available yet', async () => {
     const tmp = await tmpDir('transports-');
-    const line = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, 'oci://y']);
-    assert.match(line, /oci:\/\/ output is not available in this version yet \(it is planned\); use dir:\/\//);
+    const line = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, 'mounts://y']);
+    assert.match(line, /mounts:\/\/ output is not available in this version yet \(it is planned\); use dir:\/\//);
   });
 
   test('dir:// is a source: a directory that is not a store is refused in one line', async () => {

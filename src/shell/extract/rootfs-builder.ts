@@ -134,7 +134,11 @@ export class RootfsBuilder {
 
   /** Apply the directories' metadata (deepest first). Call once, after the last layer. */
   finish(): void {
-    for (const op of this.applier.finish()) {
+    const ops = this.applier.finish();
+    // The root was made 0700 to stay private while it was built; without an entry for
+    // it, it ends as a root file system's usual 0755.
+    if (!ops.some((op) => op.path === '')) chmodSync(this.options.root, 0o755);
+    for (const op of ops) {
       try {
         this.dirMeta(op as ApplyOp & { _tag: 'DirMeta' });
       } catch (e) {

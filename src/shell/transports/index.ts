@@ -6,6 +6,7 @@
  * @module
  */
 import { dirTransport } from './dir.js';
+import { ociTransport } from './oci.js';
 import { ocidirTransport } from './ocidir.js';
 import { plannedTransports } from './planned.js';
 import { registryTransport } from './registry.js';
@@ -17,6 +18,7 @@ export const TRANSPORTS: TransportTable = [
   dirTransport,
   registryTransport,
   ocidirTransport,
+  ociTransport,
   ...plannedTransports,
 ];
 

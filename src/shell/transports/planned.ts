@@ -29,13 +29,6 @@ export const quayTransport: Transport = {
   destination: { planned: `quay:// ${NOT_YET}` },
 };
 
-export const ociTransport: Transport = {
-  name: 'oci',
-  what: 'an OCI runtime bundle',
-  aliases: [],
-  destination: { planned: `oci:// output ${NOT_YET}; use dir://` },
-};
-
 export const mountsTransport: Transport = {
   name: 'mounts',
   what: 'overlay mounts',
@@ -43,4 +36,4 @@ export const mountsTransport: Transport = {
   destination: { planned: `mounts:// output ${NOT_YET}; use dir://` },
 };
 
-export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport, ociTransport, mountsTransport];
+export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport, mountsTransport];
