@@ -15,6 +15,7 @@
  *
  * @module
  */
+import { createHash, type Hash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
@@ -27,7 +28,8 @@ import type { StageContext } from '../../core/pipeline/types.js';
 import { savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { type Catalog, catalogBytes, decodeCatalog, dirManifestBytes, manifestFileName, mergeCatalog } from '../../core/plans/dir-store.js';
 import { publishMode, writeFileAtomically } from '../fs/atomic.js';
-import { describeKind, type EntryKind, lstatEntry, readRegularFile, StoreEntryError, VerifiedFiles } from '../fs/store-fs.js';
+import { describeKind, type EntryKind, lstatEntry, openRegular, readRegularFile, StoreEntryError, VerifiedFiles } from '../fs/store-fs.js';
+import { RootfsBuilder } from '../extract/rootfs-builder.js';
 import { acquireStoreLock, type StoreLock, StoreLockError } from '../fs/store-lock.js';
 import { InFlight, StoreRoot } from '../fs/store-root.js';
 import { trackPartialOutput } from '../partial-outputs.js';
@@ -35,6 +37,11 @@ import { trackPartialOutput } from '../partial-outputs.js';
 export interface DirOutputOptions {
   readonly path: string;
   readonly uniqueNames: boolean;
+  /**
+   * Also build the merged rootfs (the layers applied in order by the layer-apply engine)
+   * beside the manifest, as `<manifest name without .json>/`, as occystrap's expand=true.
+   */
+  readonly expand?: boolean;
   /** Layers stored at once (default 4; the CLI passes -j). */
   readonly concurrency?: number;
   readonly label?: string;
@@ -251,6 +258,7 @@ export class DirDestination implements ImageDestination<string> {
         throw outputError(`${this.description}: layer ${layer.index} (diff_id ${layer.diffId}) was skipped as present but is missing from the store or changed; run again`);
       }
     }
+    const rootfs = this.options.expand ? await this.expand(root, config, manifestName, ctx.signal) : undefined;
     const storedConfig = await readRegularFile(path.join(root, savedConfigPath(config.digest)), MAX_JSON_BYTES).catch(() => undefined);
     if (storedConfig === undefined || Buffer.compare(Buffer.from(storedConfig), Buffer.from(config.raw)) !== 0) {
       throw outputError(`${this.description}: ${savedConfigPath(config.digest)} is missing from the store or changed; run again`);
@@ -262,6 +270,7 @@ export class DirDestination implements ImageDestination<string> {
     else run.restoreManifest = () => writeFileAtomically(effects, owner, manifestPath, previousManifest, 'manifest');
     await writeFileAtomically(effects, owner, manifestPath, manifest, 'manifest');
     await writeFileAtomically(effects, owner, path.join(root, CATALOG), catalogBytes(mergeCatalog(catalog, config.image, manifestName)), 'catalog');
+    if (rootfs) await rootfs.publish();
     // Committed: from here on nothing is rolled back.
     run.added.length = 0;
     run.restoreManifest = undefined;
@@ -270,6 +279,64 @@ export class DirDestination implements ImageDestination<string> {
     run.untrack();
     this.run = undefined;
     return { destination: root };
+  }
+
+  /**
+   * The merged rootfs, built from the store's layer files in manifest order into a fresh
+   * private directory in the store (each file hashed again as it is read, against its
+   * diff_id: the store is not trusted between the check and the read). `publish` swaps it
+   * in as `<manifest name without .json>/`; until then a failure or a forced exit removes it.
+   */
+  private async expand(root: string, config: ConfigElement, manifestName: string, signal: AbortSignal): Promise<{ publish(): Promise<void> }> {
+    const finalName = manifestName.replace(/\.json$/, '');
+    const work = await fs.mkdtemp(path.join(root, `.${finalName}.occystrap-`));
+    const untrack = trackPartialOutput(() => fs.rm(work, { recursive: true, force: true }));
+    const cleanUp = async () => {
+      await fs.rm(work, { recursive: true, force: true }).catch(() => undefined);
+      untrack();
+    };
+    try {
+      const builder = new RootfsBuilder({ root: work, mode: 'merged', privileged: process.getuid?.() === 0, label: this.description });
+      for (const layer of config.layers) {
+        const opened = await openRegular(path.join(root, savedLayerPath(layer.diffId)));
+        if (!opened) throw outputError(`${this.description}: layer ${layer.index} (diff_id ${layer.diffId}) disappeared from the store; run again`);
+        const hash = createHash('sha256');
+        try {
+          const stream = opened.handle.createReadStream({ highWaterMark: 1 << 20, autoClose: false });
+          const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+          await builder.applyLayer(hashing(chunks, hash), layer.index, signal);
+          // The reader stops at the end marker; the digest covers the file to its end.
+          for (let r = await chunks.next(); !r.done; r = await chunks.next()) hash.update(r.value);
+        } finally {
+          await opened.handle.close();
+        }
+        if (`sha256:${hash.digest('hex')}` !== layer.diffId) throw outputError(`${this.description}: layer ${layer.index} changed in the store while it was expanded (it no longer hashes to ${layer.diffId}); run again`);
+      }
+      builder.finish();
+    } catch (e) {
+      await cleanUp();
+      throw e;
+    }
+    return {
+      publish: async () => {
+        const target = path.join(root, finalName);
+        let old: string | undefined;
+        try {
+          // Whatever holds the name (an earlier rootfs, or anything else) is moved aside whole, never entered.
+          if ((await lstatEntry(target)).kind !== 'missing') {
+            old = `${work}.old`;
+            await fs.rename(target, old);
+          }
+          await fs.rename(work, target);
+        } catch (e) {
+          if (old) await fs.rename(old, target).catch(() => undefined);
+          await cleanUp();
+          throw e;
+        }
+        untrack();
+        if (old) await fs.rm(old, { recursive: true, force: true });
+      },
+    };
   }
 
   async abort(): Promise<void> {
@@ -401,4 +468,18 @@ export class DirOutput extends CopyOutput<string> {
   constructor(options: DirOutputOptions) {
     super(new DirDestination(options));
   }
+}
+
+/** The chunks of `source`, each also given to `hash`; stopping early leaves `source` open (the caller reads the rest). */
+function hashing(source: AsyncIterator<Uint8Array>, hash: Hash): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator]: () => ({
+      next: async () => {
+        const r = await source.next();
+        if (!r.done) hash.update(r.value);
+        return r;
+      },
+      return: async () => ({ done: true, value: undefined }),
+    }),
+  };
 }

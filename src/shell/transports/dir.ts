@@ -29,15 +29,14 @@ const source: SourceRole<DirStoreInput> = {
 };
 
 const destination: DestinationRole = {
-  usage: 'dir://DIR[?unique_names=true]',
-  summary: 'a layer store shared by many images (?expand=true, a merged rootfs, is planned)',
+  usage: 'dir://DIR[?unique_names=true&expand=true]',
+  summary: 'a layer store shared by many images; ?expand=true adds the merged rootfs',
   options: ['unique_names', 'expand'],
   open(target, settings) {
     checkOptions(target, destination);
     const uniqueNames = orUsage(target.uri, booleanOption(target.options, 'unique_names', false));
     const expand = orUsage(target.uri, booleanOption(target.options, 'expand', false));
-    if (expand) throw usageError(`${target.uri}: ?expand=true (a merged rootfs) is not available in this version yet; omit it`);
-    return new DirOutput({ path: filePath(target, 'destination'), uniqueNames, label: target.uri, concurrency: settings.parallel ?? 4 });
+    return new DirOutput({ path: filePath(target, 'destination'), uniqueNames, expand, label: target.uri, concurrency: settings.parallel ?? 4 });
   },
   area: (target) => (target.body === '' ? undefined : path.resolve(target.body)),
 };
