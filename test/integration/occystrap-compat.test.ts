@@ -5,6 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { cleanupTmpDirs, fixture, fixturePath, run, skopeo, tmpDir } from './fixtures.js';
 import { errorLines, hexOf, occystrap, summaryLines } from './cli-helpers.js';
@@ -130,7 +131,6 @@ describe('legacy commands', () => {
   test('an alias whose scheme is planned fails as the URI would: one line, exit 2, nothing written', async () => {
     const dir = await tmpDir('compat-planned');
     for (const [argv, scheme] of [
-      [['fetch-to-mounts', registry.host, 'team/sample', 'v1', `${dir}/mounts`], 'mounts://'],
       [['docker-to-tarfile', 'busybox', 'latest', `${dir}/x.tar`, '--socket', '/run/none.sock'], 'docker://'],
       [['search-layers-docker', 'busybox', 'latest', '*sh'], 'docker://'],
     ] as const) {
@@ -142,6 +142,19 @@ describe('legacy commands', () => {
       assert.ok((errors[0] as string).includes(`${scheme} `) && /not available in this version yet/.test(errors[0] as string), errors[0]);
     }
     assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('fetch-to-oci and fetch-to-mounts write a runtime bundle and overlay mounts, with one deprecation line each', async () => {
+    const dir = await tmpDir('compat-bundles');
+    const oci = await occystrap(['--insecure', 'fetch-to-oci', registry.host, 'team/sample', 'v1', `${dir}/bundle`]);
+    assert.equal(oci.code, 0, oci.stderr);
+    assert.equal(warnings(oci.stderr).length, 1, oci.stderr);
+    assert.ok(existsSync(path.join(dir, 'bundle', 'config.json')) && existsSync(path.join(dir, 'bundle', 'rootfs', 'etc', 'os-release')));
+    const mounts = await occystrap(['--insecure', 'fetch-to-mounts', registry.host, 'team/sample', 'v1', `${dir}/mounts`]);
+    assert.equal(mounts.code, 0, mounts.stderr);
+    assert.equal(warnings(mounts.stderr).length, 1, mounts.stderr);
+    assert.ok(existsSync(path.join(dir, 'mounts', 'rootfs', 'etc', 'os-release')), 'the overlay is mounted');
+    execFileSync('umount', [path.join(dir, 'mounts', 'rootfs')]);
   });
 
   test('wrong arity or an unknown option: one usage line naming the legacy command and its arguments', async () => {

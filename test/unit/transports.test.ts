@@ -108,8 +108,8 @@ test('a planned or one-role scheme gets a message for the role it was asked in',
     if (asDestination !== undefined) assert.doesNotMatch(asDestination, /as a source|not a destination/, `${t.name}:// as a destination: ${asDestination}`);
   }
   await assert.rejects(openSource('oci://x'), new RegExp(`^OccystrapError: oci:// \\(an OCI runtime bundle\\) is only a destination, not a source; sources: ${SOURCES}$`));
-  await assert.rejects(openSource('mounts://x'), new RegExp(`^OccystrapError: mounts:// \\(overlay mounts\\) is only a destination \\(planned\\), not a source; sources: ${SOURCES}$`));
-  await assert.rejects(() => openOutput('mounts://x'), /mounts:\/\/ output is not available in this version yet \(it is planned\); use dir:\/\//);
+  await assert.rejects(openSource('mounts://x'), new RegExp(`^OccystrapError: mounts:// \\(overlay mounts\\) is only a destination, not a source; sources: ${SOURCES}$`));
+  await assert.rejects(() => openOutput('docker://x'), /docker:\/\/ as a destination is not available in this version yet \(it is planned\)/);
   // A scheme with only a destination role (the table without dir://'s source role).
   const destinationOnly = TRANSPORTS.map((t) => (t.name === 'dir' ? { name: t.name, what: 'a layer store', aliases: t.aliases, ...(t.destination ? { destination: t.destination } : {}) } : t));
   assert.match(unavailableMessage(destinationOnly, 'source', 'dir', 'dir://x') ?? '', /^dir:\/\/ \(a layer store\) is only a destination, not a source; sources: tar:\/\/, registry:\/\/, ocidir:\/\/$/);

@@ -253,6 +253,22 @@ export class LayerApplier {
   }
 
   /**
+   * Directories made only as implicit parents (no entry of their own set their metadata),
+   * the root included ('') when no entry named it. In overlay mode the caller gives them
+   * the metadata of the same directory in a lower layer, as containerd's applier does, so
+   * the merged view shows what a merged extraction shows.
+   */
+  implicitDirs(): string[] {
+    const out: string[] = [];
+    const visit = (dir: DirNode, path: string[]) => {
+      if (dir.meta === undefined) out.push(path.join('/'));
+      for (const [name, child] of dir.children) if (child.kind === 'dir') visit(child, [...path, name]);
+    };
+    visit(this.root, []);
+    return out;
+  }
+
+  /**
    * Where `name` leads: its resolved path, every symlink on the way followed (the last
    * one too) as if the root were `/`; for tests and callers that inspect the tree.
    */

@@ -100,6 +100,11 @@ export class RootfsBuilder {
     return this.applier.resolve(name);
   }
 
+  /** Directories made only as implicit parents, the root included when no entry named it (see {@link LayerApplier.implicitDirs}). */
+  implicitDirs(): string[] {
+    return this.applier.implicitDirs();
+  }
+
   /** The absolute path of a resolved path. */
   pathOf(resolved: string): string {
     return resolved === '' ? this.options.root : `${this.options.root}/${resolved}`;

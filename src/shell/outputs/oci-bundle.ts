@@ -11,15 +11,16 @@
  *
  * @module
  */
-import { promises as fs, constants, createReadStream } from 'node:fs';
+import { promises as fs, createReadStream } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
-import { runtimeSpec, type UserDatabase } from '../../core/plans/runtime-spec.js';
+import { runtimeSpec } from '../../core/plans/runtime-spec.js';
 import { RootfsBuilder } from '../extract/rootfs-builder.js';
+import { readUserDatabase } from '../extract/user-database.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 
 export interface OciBundleOptions {
@@ -30,9 +31,6 @@ export interface OciBundleOptions {
   /** Told about what a rootless build left out. */
   readonly warn?: (message: string) => void;
 }
-
-/** /etc/passwd and /etc/group are read up to this size. */
-const MAX_USER_DB_BYTES = 1 << 20;
 
 interface BundleRun {
   readonly work: string;
@@ -91,7 +89,12 @@ export class OciBundleDestination implements ImageDestination<number> {
     const run = this.current();
     run.builder.finish();
     this.reportRootless(run.builder);
-    const spec = runtimeSpec(run.config.config, await this.userDatabase(run.builder));
+    const builder = run.builder;
+    const users = await readUserDatabase((name) => {
+      const resolved = builder.resolve(name);
+      return E.isRight(resolved) ? builder.pathOf(resolved.right) : undefined;
+    });
+    const spec = runtimeSpec(run.config.config, users);
     if (E.isLeft(spec)) throw outputError(`${this.description}: ${spec.left}; the runtime spec cannot name the image's user`);
     await fs.writeFile(path.join(run.work, 'config.json'), `${JSON.stringify(spec.right, null, 4)}\n`, { mode: 0o644, flag: 'wx' });
     await fs.writeFile(path.join(run.work, 'container-config.json'), run.config.raw, { mode: 0o644, flag: 'wx' });
@@ -128,30 +131,6 @@ export class OciBundleDestination implements ImageDestination<number> {
     if (!st.isDirectory()) throw refuse('exists and is not a directory');
     if ((await fs.readdir(this.target)).length > 0) throw refuse('exists and is not empty');
     if (clear) await fs.rmdir(this.target);
-  }
-
-  /** The rootfs's /etc/passwd and /etc/group, found as the planner resolves them, read without following a link. */
-  private async userDatabase(builder: RootfsBuilder): Promise<UserDatabase> {
-    const read = async (name: string): Promise<string | undefined> => {
-      const resolved = builder.resolve(name);
-      if (E.isLeft(resolved)) return undefined;
-      let handle;
-      try {
-        handle = await fs.open(builder.pathOf(resolved.right), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-      } catch {
-        return undefined;
-      }
-      try {
-        const st = await handle.stat();
-        if (!st.isFile() || st.size > MAX_USER_DB_BYTES) return undefined;
-        return (await handle.readFile()).toString('utf8');
-      } finally {
-        await handle.close();
-      }
-    };
-    const passwd = await read('etc/passwd');
-    const group = await read('etc/group');
-    return { ...(passwd !== undefined ? { passwd } : {}), ...(group !== undefined ? { group } : {}) };
   }
 
   private reportRootless(builder: RootfsBuilder): void {

@@ -6,6 +6,7 @@
  * @module
  */
 import { dirTransport } from './dir.js';
+import { mountsTransport } from './mounts.js';
 import { ociTransport } from './oci.js';
 import { ocidirTransport } from './ocidir.js';
 import { plannedTransports } from './planned.js';
@@ -19,6 +20,7 @@ export const TRANSPORTS: TransportTable = [
   registryTransport,
   ocidirTransport,
   ociTransport,
+  mountsTransport,
   ...plannedTransports,
 ];
 

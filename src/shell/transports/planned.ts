@@ -29,11 +29,4 @@ export const quayTransport: Transport = {
   destination: { planned: `quay:// ${NOT_YET}` },
 };
 
-export const mountsTransport: Transport = {
-  name: 'mounts',
-  what: 'overlay mounts',
-  aliases: [],
-  destination: { planned: `mounts:// output ${NOT_YET}; use dir://` },
-};
-
-export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport, mountsTransport];
+export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport];
