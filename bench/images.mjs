@@ -9,6 +9,8 @@
 //   par    8 layers of 4 MiB seeded random bytes each (for -j over a slow link).
 //   large  one 1 GiB layer of source-like text (gzip level 1) plus one small
 //          layer: peak RSS with a 1 GiB layer.
+//   many   one layer of 100,000 small source-like files (100 B – 2 KiB) in 1,000
+//          package directories: extraction of many small files.
 //
 // Every layer is streamed: PRNG → tar → sha256 (diff_id) → gzip → sha256
 // (blob digest) → file. Memory stays small whatever the layer size.
@@ -52,6 +54,11 @@ export const SPECS = {
     repo: 'bench/par',
     tag: 'v1',
     layers: Array.from({ length: 8 }, (_, i) => ({ kind: 'random', seed: `par-${i}`, bytes: 4 * MiB, level: 6, files: 1, root: `opt/par${i}` })),
+  },
+  many: {
+    repo: 'bench/many',
+    tag: 'v1',
+    layers: [{ kind: 'small', seed: 'many-0', files: 100_000, level: 6, root: 'usr/lib/node_modules' }],
   },
   large: {
     repo: 'bench/large',
@@ -354,6 +361,15 @@ async function writeLayer(blobDir, spec) {
     const files = spec.files ?? 1;
     const per = Math.floor(spec.bytes / files);
     for (let i = 0; i < files; i++) await w.streamFile(`${spec.root}/blob-${i}.bin`, per, next);
+  } else if (spec.kind === 'small') {
+    const g = new TextGen(spec.seed);
+    const pool = g.file('js', 2 * MiB);
+    for (let n = 0; n < spec.files; n++) {
+      const size = 100 + g.int(1948);
+      const data = g.slice(pool, size, `// ${spec.seed} file ${n}\n`);
+      // Tree order, 100 files per package directory, as tar writes a real tree.
+      await w.file(`${spec.root}/pkg-${Math.floor(n / 100)}/lib/${g.pick(g.ids).slice(0, 30)}-${n}.js`, data, 0o644);
+    }
   } else {
     const g = new TextGen(spec.seed);
     let total = 0;

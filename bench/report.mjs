@@ -35,9 +35,13 @@ function targets(report) {
   );
   const j = r.jobs;
   add('-j 4 ≥ 2.5× faster than -j 1, 8 layers, slow link', j ? `${s2(j.ratio)}×` : '–', j ? j.ratio >= 2.5 : undefined);
+  const u = r['unpack-oci'];
+  add('tar→oci:// ≤ 0.5× umoci unpack (wall, issue 14)', u ? `${s2(u.ratio)}×` : '–', u ? u.ratio <= 0.5 : undefined);
+  const m = r['unpack-many'];
+  add('100,000 small files unpacked ≤ 10 s (tar→oci://, issue 14)', m ? `${s2(m.a.wall)} s (umoci ${s2(m.b.wall)} s)` : '–', m ? m.a.wall <= 10 : undefined);
   const f = r.floor;
   if (f && d) rows.push(`| floor: inflate + hash of the largest layer, bare Node (reported) | ${s2(f.a.wall)} s; registry→dir ${s2(d.a.wall)} s, ${s2(d.a.wall - f.a.wall)} s above it | – |`);
-  return ['| target (issues 9, 10) | measured | |', '|---|---|---|', ...rows].join('\n');
+  return ['| target (issues 9, 10, 14) | measured | |', '|---|---|---|', ...rows].join('\n');
 }
 
 export function renderResults(report) {

@@ -78,7 +78,7 @@ function have(cmd) {
 }
 
 function preflight() {
-  const missing = ['skopeo', 'docker-registry'].filter((c) => !have(c));
+  const missing = ['skopeo', 'docker-registry', 'umoci'].filter((c) => !have(c));
   if (!fs.existsSync(TIME)) missing.push('time');
   if (missing.length) {
     log(`missing ${missing.join(', ')}: running scripts/ensure-system-deps.sh`);
@@ -324,7 +324,7 @@ async function main() {
   info = machine();
   log(`${info.date}; ${info.nproc} cores; node ${info.node}; ${info.skopeo}`);
 
-  const names = ['big', 'par', ...(LARGE && wanted('large') ? ['large'] : [])];
+  const names = ['big', 'par', ...(wanted('unpack-many') ? ['many'] : []), ...(LARGE && wanted('large') ? ['large'] : [])];
   const { key, root, images } = await ensureImages(path.join(BENCH, 'images'), names, (m) => log(`${elapsed()} ${m}`));
   const policy = writePolicy(path.join(BENCH, 'policy.json'));
 
@@ -506,6 +506,43 @@ async function main() {
           a: ours('occystrap', ['process', `tar://${saved}`, `dir://${path.join(OUT, 'store')}`], path.join(OUT, 'store'), checkDir(big)),
         }),
       );
+    }
+    /** A bundle's rootfs holds at least the image's file bytes (both sides). */
+    const checkBundle = (image, bundle) => () => {
+      const rootfs = path.join(bundle, 'rootfs');
+      if (!fs.existsSync(path.join(bundle, 'config.json')) || !fs.existsSync(rootfs)) throw new Error(`bundle ${bundle}: no config.json or rootfs/`);
+      const bytes = treeBytes(rootfs);
+      if (bytes < image.layerBytes * 0.5) throw new Error(`bundle ${bundle}: rootfs/ holds ${bytes} bytes, far less than the ${image.layerBytes} layer bytes`);
+    };
+    const umociSide = (image, display) => ({
+      label: 'umoci',
+      cmd: 'umoci',
+      args: ['unpack', '--image', `${image.layout}:${image.tag}`, path.join(OUT, 'umoci')],
+      display,
+      out: path.join(OUT, 'umoci'),
+      check: checkBundle(image, path.join(OUT, 'umoci')),
+    });
+    const unpackScenario = async (name, title, image, saved) =>
+      scenario({
+        name,
+        title,
+        ...facts(image),
+        pairs: PAIRS,
+        ratioLabel: 'occystrap / umoci',
+        a: ours('occystrap', ['process', `tar://${saved}`, `oci://${path.join(OUT, 'bundle')}`], path.join(OUT, 'bundle'), checkBundle(image, path.join(OUT, 'bundle'))),
+        b: umociSide(image, `umoci unpack --image ${image.repo.split('/').pop()}:${image.tag} OUT`),
+      });
+    if (wanted('unpack-oci')) {
+      results.push(await unpackScenario('unpack-oci', 'tar (docker-save) → oci:// runtime bundle, against umoci unpack of the same image', big, bigDockerArchive()));
+    }
+    if (wanted('unpack-many')) {
+      const many = images.many;
+      const saved = path.join(root, 'many-docker-save.tar');
+      if (!fs.existsSync(saved)) {
+        skopeo(policy, ['copy', '--quiet', `oci:${many.layout}:${many.tag}`, `docker-archive:${saved}.tmp:${many.repo}:${many.tag}`], childEnv());
+        fs.renameSync(`${saved}.tmp`, saved);
+      }
+      results.push(await unpackScenario('unpack-many', 'one layer of 100,000 small files: tar (docker-save) → oci://, against umoci unpack', many, saved));
     }
     if (wanted('jobs')) {
       proxy = await startSlowProxy(registry.url, { latencyMs: LATENCY_MS, bytesPerSecond: MIBPS * (1 << 20) });
