@@ -68,3 +68,45 @@ test("the filters image (capability xattr, uid 3000000, GNU long names, an opaqu
   assert.ok(mine.some((l) => / xattrs=security\.capability=/.test(l)), 'a file keeps its security.capability xattr');
   assert.ok(mine.some((l) => / uid=3000000 /.test(l)), 'an owner beyond 2^21 from PAX');
 });
+
+test("devices, a FIFO, setuid/setgid/sticky modes, owners, a hard link and a link's owner (uids beyond 2^21: the filters image): our rootfs equals umoci unpack's", async () => {
+  assert.ok(isRoot, 'device nodes need root (CI runs as root)');
+  const { pack: makePack } = await import('tar-stream');
+  const pack = makePack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve) => pack.on('end', () => resolve()));
+  const at = new Date(1_700_000_000_000);
+  const entry = (h: Record<string, unknown>, body?: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      const cb = (e?: Error | null) => (e ? reject(e) : resolve());
+      if (body) pack.entry({ mtime: at, uid: 0, gid: 0, ...h, size: body.length } as never, body, cb);
+      else pack.entry({ mtime: at, uid: 0, gid: 0, size: 0, ...h } as never, cb);
+    });
+  await entry({ name: 'dev', type: 'directory', mode: 0o755 });
+  await entry({ name: 'dev/null-copy', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 });
+  await entry({ name: 'dev/loop-copy', type: 'block-device', mode: 0o660, devmajor: 7, devminor: 0, gid: 6 });
+  await entry({ name: 'run', type: 'directory', mode: 0o755 });
+  await entry({ name: 'run/pipe', type: 'fifo', mode: 0o620, uid: 1234, gid: 5678 });
+  await entry({ name: 'tmp', type: 'directory', mode: 0o1777 });
+  await entry({ name: 'usr', type: 'directory', mode: 0o755 });
+  await entry({ name: 'usr/bin', type: 'directory', mode: 0o2755, gid: 50 });
+  await entry({ name: 'usr/bin/su-copy', type: 'file', mode: 0o4755 }, Buffer.from('#!/bin/sh\n'));
+  await entry({ name: 'usr/bin/sg-copy', type: 'file', mode: 0o2711, uid: 40000, gid: 40001 }, Buffer.from('x'));
+  await entry({ name: 'usr/bin/again', type: 'link', linkname: 'usr/bin/su-copy', mode: 0o4755 });
+  await entry({ name: 'usr/bin/owned-link', type: 'symlink', linkname: 'su-copy', uid: 1000, gid: 1000 });
+  pack.finalize();
+  await done;
+  const layer = Buffer.concat(chunks);
+  const dir = path.join(work, 'special');
+  mkdirSync(dir);
+  const { writeOneLayerImage } = await import('./archive-builder.js');
+  await writeOneLayerImage(path.join(dir, 'special.tar'), layer, 'special:1');
+  const layout = path.join(dir, 'layout');
+  execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', `docker-archive:${path.join(dir, 'special.tar')}`, `oci:${layout}:special`], { stdio: 'pipe' });
+  const { mine, theirs } = await bothTrees(layout, 'special', 'special');
+  assert.deepEqual(mine, theirs);
+  for (const expected of [/^dev\/null-copy char mode=666 .* rdev=259 /, /^dev\/loop-copy block mode=660 uid=0 gid=6 rdev=1792 /, /^run\/pipe fifo mode=620 uid=1234 gid=5678 /, /^tmp dir mode=1777 /, /^usr\/bin dir mode=2755 uid=0 gid=50 /, /^usr\/bin\/su-copy file mode=4755 /, /^usr\/bin\/sg-copy file mode=2711 uid=40000 gid=40001 /, /^usr\/bin\/owned-link symlink mode=777 uid=1000 gid=1000 /]) {
+    assert.ok(mine.some((l) => expected.test(l)), `${expected} in\n${mine.join('\n')}`);
+  }
+});

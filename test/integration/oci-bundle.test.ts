@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
 import { treeManifest } from '../support/tree-manifest.js';
-import { errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
+import { cliPath, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
 import { fixturePath } from './fixtures.js';
 import { makeImage, manifestBytes, writeArchive } from './archive-builder.js';
 
@@ -98,5 +98,89 @@ test('a layer the engine refuses (the root turned into a symlink) fails the run:
   assert.match(lines[0] as string, /layer 1: entry "\.\/": it would make the root a symlink; the root stays a directory; refusing the image/);
   assert.ok(!existsSync(bundle));
   assert.deepEqual(readdirSync(dir).sort(), ['hostile.tar']);
+  assert.deepEqual(strayTempFiles(dir), []);
+});
+
+/** A docker-save archive of one layer built by tar-stream from `entries` (any entry type). */
+async function specialArchive(file: string, entries: { header: Record<string, unknown>; body?: Buffer }[]): Promise<void> {
+  const { pack: makePack } = await import('tar-stream');
+  const pack = makePack();
+  const chunks: Buffer[] = [];
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((resolve) => pack.on('end', () => resolve()));
+  for (const { header, body } of entries) {
+    await new Promise<void>((resolve, reject) => {
+      const cb = (e?: Error | null) => (e ? reject(e) : resolve());
+      const h = { mtime: new Date(1_700_000_000_000), uid: 0, gid: 0, mode: 0o644, ...header };
+      if (body) pack.entry({ ...h, size: body.length } as never, body, cb);
+      else pack.entry({ size: 0, ...h } as never, cb);
+    });
+  }
+  pack.finalize();
+  await done;
+  const { writeOneLayerImage } = await import('./archive-builder.js');
+  await writeOneLayerImage(file, Buffer.concat(chunks), 'special:1');
+}
+
+test('not root: owners stay the runner\'s, devices become empty mode-0 files, FIFOs are made, only user.* xattrs are set; one warning line each', async () => {
+  const dir = fresh('rootless');
+  mkdirSync(dir, { mode: 0o777 });
+  const { chmodSync } = await import('node:fs');
+  chmodSync(dir, 0o777);
+  chmodSync(work, 0o755);
+  const archive = path.join(dir, 'special.tar');
+  await specialArchive(archive, [
+    { header: { name: 'dev', type: 'directory', mode: 0o755 } },
+    { header: { name: 'dev/null-copy', type: 'character-device', mode: 0o666, devmajor: 1, devminor: 3 } },
+    { header: { name: 'run/pipe', type: 'fifo', mode: 0o620 } },
+    { header: { name: 'etc/note', uid: 1234, gid: 1234, pax: { 'SCHILY.xattr.user.note': 'kept', 'SCHILY.xattr.trusted.secret': 'dropped' } }, body: Buffer.from('x') },
+  ]);
+  chmodSync(archive, 0o644);
+  const bundle = path.join(dir, 'bundle');
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, cliPath, '--temp-dir', dir, 'process', `tar://${archive}`, `oci://${bundle}`], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir },
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const warningLines = r.stderr.split('\n').filter((l) => l.startsWith('occystrap: warning: '));
+  assert.deepEqual(warningLines.map((l) => l.replace(/^.*?: (?=\d|xattr)/, '')), ['1 device node(s) made as empty files (not running as root)', 'xattr trusted.secret not set on 1 path(s) (not running as root)']);
+  const rootfs = path.join(bundle, 'rootfs');
+  const { lstatSync } = await import('node:fs');
+  const device = lstatSync(path.join(rootfs, 'dev', 'null-copy'));
+  assert.ok(device.isFile() && device.size === 0 && (device.mode & 0o7777) === 0, 'an empty mode-0 file stands for the device');
+  assert.ok(lstatSync(path.join(rootfs, 'run', 'pipe')).isFIFO());
+  const note = lstatSync(path.join(rootfs, 'etc', 'note'));
+  assert.equal(note.uid, 65534, 'the runner owns what it made');
+  const { loadAddon } = await import('../../src/shell/fs/native-addons.js');
+  const fsops = loadAddon<{ llistxattr(p: string): string[] }>('fsops');
+  assert.ok(typeof fsops !== 'string');
+  assert.deepEqual(fsops.llistxattr(path.join(rootfs, 'etc', 'note')), ['user.note']);
+});
+
+test('Ctrl-C while a layer is being extracted: exit 130, no bundle, no working directory, no temp files', async () => {
+  const dir = fresh('interrupt');
+  mkdirSync(dir);
+  const { tarBytes } = await import('./archive-builder.js');
+  const entries = Array.from({ length: 30_000 }, (_, i) => ({ name: `usr/share/many/d${Math.floor(i / 100)}/f${i}`, data: Buffer.from(`file ${i}\n`) }));
+  const layer = await tarBytes(entries);
+  const { writeOneLayerImage } = await import('./archive-builder.js');
+  const archive = path.join(dir, 'many.tar');
+  await writeOneLayerImage(archive, layer, 'many:1');
+  const bundle = path.join(dir, 'bundle');
+  const { startOccystrap } = await import('./cli-helpers.js');
+  const run = startOccystrap(['--temp-dir', dir, 'process', `tar://${archive}`, `oci://${bundle}`]);
+  // Wait until the working directory holds part of the tree, then interrupt.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const work = readdirSync(dir).find((f) => f.startsWith('.bundle.occystrap-'));
+    if (work && existsSync(path.join(dir, work, 'rootfs', 'usr', 'share', 'many', 'd5'))) break;
+    if (Date.now() > deadline) throw new Error('the extraction never started');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  run.child.kill('SIGINT');
+  const exit = await run.exited;
+  assert.equal(exit.code, 130, exit.stderr);
+  assert.ok(!existsSync(bundle));
+  assert.deepEqual(readdirSync(dir).sort(), ['many.tar']);
   assert.deepEqual(strayTempFiles(dir), []);
 });
