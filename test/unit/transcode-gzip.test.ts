@@ -4,10 +4,10 @@
 // file is compressed as members of GZIP_BLOCK_BYTES each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -16,18 +16,8 @@ import { chooseGzipEngine, type GzipEngineName, wantedGzipEngine } from '../../s
 import { addonCandidates as candidatesOf } from '../../src/shell/fs/native-addons.js';
 
 const addonCandidates = () => candidatesOf('isal-gzip');
-import { GZIP_BLOCK_BYTES, nodeLayerCodecs } from '../../src/shell/fs/transcode.js';
-
-/** Compressible bytes: random words repeated. */
-function sample(size: number): Buffer {
-  const words = Array.from({ length: 512 }, () => randomBytes(6).toString('hex'));
-  const out = Buffer.alloc(size);
-  let offset = 0;
-  for (let i = 0; offset < size; i++) offset += out.write(`${words[(i * 7919) % words.length]} `, offset);
-  return out;
-}
-
-const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+import { GZIP_BLOCK_BYTES } from '../../src/shell/fs/transcode.js';
+import { compressTwice, sample } from '../support/codec-runs.js';
 
 test('the test setup built the ISA-L addon, and it is the default engine', () => {
   assert.ok(
@@ -83,19 +73,7 @@ test('gzip codec: a file of 2.5 blocks becomes 3 members that gunzip to it; dige
   const dir = await mkdtemp(path.join(tmpdir(), 'occystrap-gzip-'));
   try {
     const input = Buffer.concat([sample(2 * GZIP_BLOCK_BYTES), randomBytes(GZIP_BLOCK_BYTES / 2)]);
-    const from = path.join(dir, 'in.tar');
-    await writeFile(from, input);
-    const outs: Buffer[] = [];
-    for (const name of ['a.gz', 'b.gz']) {
-      const to = path.join(dir, name);
-      await writeFile(to, '');
-      const r = await nodeLayerCodecs.compress(from, to, 'gzip');
-      const bytes = await readFile(to);
-      assert.equal(r.size, bytes.length);
-      assert.equal(r.digest, sha(bytes));
-      assert.deepEqual(gunzipSync(bytes), input);
-      outs.push(bytes);
-    }
+    const outs = await compressTwice(dir, input, 'gzip', gunzipSync);
     assert.deepEqual(outs[0], outs[1], 'deterministic');
     // One member per block, each as the engine makes it alone.
     const engine = chooseGzipEngine({});

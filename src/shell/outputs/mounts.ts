@@ -13,19 +13,21 @@
  * @module
  */
 import { execFile } from 'node:child_process';
-import { constants, promises as fs, createReadStream } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as E from 'fp-ts/lib/Either.js';
 import { digestHex } from '../../core/digest.js';
-import { type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
+import type { ConfigElement, DataPayload, LayerDescriptor } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
-import { runtimeSpec, type UserDatabase } from '../../core/plans/runtime-spec.js';
+import type { UserDatabase } from '../../core/plans/runtime-spec.js';
 import { RootfsBuilder } from '../extract/rootfs-builder.js';
 import { readUserDatabase } from '../extract/user-database.js';
 import { trackPartialOutput } from '../partial-outputs.js';
+import { applyTarPayload, checkFreshTarget, workDirBeside, writeBundleConfig } from './bundle-dir.js';
+
+const ADVICE = 'remove it (umount DIR/rootfs first if it is mounted) or give a new path';
 
 const run = promisify(execFile);
 
@@ -61,29 +63,22 @@ export class MountsDestination implements ImageDestination<string> {
     const filesystems = await fs.readFile('/proc/filesystems', 'utf8').catch(() => '');
     if (!/\toverlay$/m.test(filesystems)) throw outputError(`${this.description}: this kernel has no overlayfs (not in /proc/filesystems); load it (modprobe overlay) or use oci://`);
     if (/[,:\\]/.test(this.target)) throw outputError(`${this.description}: ${this.target} has a ',' ':' or '\\', which overlay mount options cannot carry; choose another path`);
-    await this.checkTarget();
-    const parent = path.dirname(this.target);
-    await fs.mkdir(parent, { recursive: true });
-    const work = await fs.mkdtemp(path.join(parent, `.${path.basename(this.target)}.occystrap-`));
+    await checkFreshTarget(this.target, this.description, ADVICE);
+    const work = await workDirBeside(this.target);
     this.current = { work, config, untrack: trackPartialOutput(() => this.undo(work)), implicit: new Map() };
     await fs.mkdir(path.join(work, 'layers'), { mode: 0o700 });
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
     const runState = this.state();
-    const tar = tarOf(payload);
-    try {
-      if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
-      const root = path.join(runState.work, 'layers', digestHex(layer.diffId));
+    const root = path.join(runState.work, 'layers', digestHex(layer.diffId));
+    const builder = new RootfsBuilder({ root, mode: 'overlay', privileged: true, label: this.description });
+    const bytes = await applyTarPayload(builder, layer, payload, ctx, this.description, async () => {
       await fs.mkdir(root, { mode: 0o700 });
-      const builder = new RootfsBuilder({ root, mode: 'overlay', privileged: true, label: this.description });
-      await builder.applyLayer(createReadStream(tar.file.path, { highWaterMark: 1 << 20 }), layer.index, ctx.signal);
-      builder.finish();
-      runState.implicit.set(digestHex(layer.diffId), builder.implicitDirs());
-      return { stored: root, bytes: tar.size };
-    } finally {
-      if (tar) await ctx.effects.perform({ _tag: 'Release', file: tar.file, owner: ctx.owner });
-    }
+    });
+    builder.finish();
+    runState.implicit.set(digestHex(layer.diffId), builder.implicitDirs());
+    return { stored: root, bytes };
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
@@ -100,7 +95,7 @@ export class MountsDestination implements ImageDestination<string> {
       if (!lower.includes(dir)) lower.push(dir);
     }
     await inheritImplicitDirs(path.join(runState.work, 'layers'), runState.config.layers.map((l) => digestHex(l.diffId)), runState.implicit);
-    await this.checkTarget(true);
+    await checkFreshTarget(this.target, this.description, ADVICE, true);
     await fs.rename(runState.work, this.target);
     let mounted = false;
     try {
@@ -113,10 +108,7 @@ export class MountsDestination implements ImageDestination<string> {
         throw outputError(`${this.description}: mounting the overlay at ${rootfs} failed: ${((e as { stderr?: string }).stderr ?? (e as Error).message).trim().split('\n')[0]}`);
       }
       mounted = true;
-      const spec = runtimeSpec(runState.config.config, await userDatabase(rootfs));
-      if (E.isLeft(spec)) throw outputError(`${this.description}: ${spec.left}; the runtime spec cannot name the image's user`);
-      await fs.writeFile(path.join(this.target, 'config.json'), `${JSON.stringify(spec.right, null, 4)}\n`, { mode: 0o644, flag: 'wx' });
-      await fs.writeFile(path.join(this.target, 'container-config.json'), runState.config.raw, { mode: 0o644, flag: 'wx' });
+      await writeBundleConfig(this.target, runState.config, await userDatabase(rootfs), this.description);
     } catch (e) {
       if (mounted) await run('umount', [path.join(this.target, 'rootfs')]).catch(() => undefined);
       await fs.rm(this.target, { recursive: true, force: true }).catch(() => undefined);
@@ -144,21 +136,6 @@ export class MountsDestination implements ImageDestination<string> {
   private state(): MountsRun {
     if (!this.current) throw outputError(`${this.description}: no run under way`);
     return this.current;
-  }
-
-  /** DIR must be missing or an empty directory (removed here when `clear`, just before the rename). */
-  private async checkTarget(clear = false): Promise<void> {
-    let st;
-    try {
-      st = await fs.lstat(this.target);
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return;
-      throw e;
-    }
-    const refuse = (what: string) => outputError(`${this.description}: ${this.target} ${what}; remove it (umount DIR/rootfs first if it is mounted) or give a new path`);
-    if (!st.isDirectory()) throw refuse('exists and is not a directory');
-    if ((await fs.readdir(this.target)).length > 0) throw refuse('exists and is not empty');
-    if (clear) await fs.rmdir(this.target);
   }
 }
 

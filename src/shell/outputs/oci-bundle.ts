@@ -11,17 +11,19 @@
  *
  * @module
  */
-import { promises as fs, createReadStream } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } from '../../core/element.js';
+import type { ConfigElement, DataPayload, LayerDescriptor } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
-import { runtimeSpec } from '../../core/plans/runtime-spec.js';
 import { RootfsBuilder } from '../extract/rootfs-builder.js';
 import { readUserDatabase } from '../extract/user-database.js';
 import { trackPartialOutput } from '../partial-outputs.js';
+import { applyTarPayload, checkFreshTarget, workDirBeside, writeBundleConfig } from './bundle-dir.js';
+
+const ADVICE = 'remove it or give a new path (a bundle is written whole)';
 
 export interface OciBundleOptions {
   readonly path: string;
@@ -54,10 +56,8 @@ export class OciBundleDestination implements ImageDestination<number> {
 
   async begin(config: ConfigElement): Promise<void> {
     if (this.run) throw outputError(`${this.description}: a bundle holds one image; this source gives more than one`);
-    await this.checkTarget();
-    const parent = path.dirname(this.target);
-    await fs.mkdir(parent, { recursive: true });
-    const work = await fs.mkdtemp(path.join(parent, `.${path.basename(this.target)}.occystrap-`));
+    await checkFreshTarget(this.target, this.description, ADVICE);
+    const work = await workDirBeside(this.target);
     const run: BundleRun = {
       work,
       builder: new RootfsBuilder({ root: path.join(work, 'rootfs'), mode: 'merged', privileged: this.options.privileged ?? process.getuid?.() === 0, label: this.description }),
@@ -70,15 +70,8 @@ export class OciBundleDestination implements ImageDestination<number> {
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<number>> {
-    const run = this.current();
-    const tar = tarOf(payload);
-    try {
-      if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
-      await run.builder.applyLayer(createReadStream(tar.file.path, { highWaterMark: 1 << 20 }), layer.index, ctx.signal);
-      return { stored: layer.index, bytes: tar.size };
-    } finally {
-      if (tar) await ctx.effects.perform({ _tag: 'Release', file: tar.file, owner: ctx.owner });
-    }
+    const bytes = await applyTarPayload(this.current().builder, layer, payload, ctx, this.description);
+    return { stored: layer.index, bytes };
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
@@ -94,11 +87,8 @@ export class OciBundleDestination implements ImageDestination<number> {
       const resolved = builder.resolve(name);
       return E.isRight(resolved) ? builder.pathOf(resolved.right) : undefined;
     });
-    const spec = runtimeSpec(run.config.config, users);
-    if (E.isLeft(spec)) throw outputError(`${this.description}: ${spec.left}; the runtime spec cannot name the image's user`);
-    await fs.writeFile(path.join(run.work, 'config.json'), `${JSON.stringify(spec.right, null, 4)}\n`, { mode: 0o644, flag: 'wx' });
-    await fs.writeFile(path.join(run.work, 'container-config.json'), run.config.raw, { mode: 0o644, flag: 'wx' });
-    await this.checkTarget(true);
+    await writeBundleConfig(run.work, run.config, users, this.description);
+    await checkFreshTarget(this.target, this.description, ADVICE, true);
     await fs.rename(run.work, this.target);
     run.untrack();
     this.run = undefined;
@@ -116,21 +106,6 @@ export class OciBundleDestination implements ImageDestination<number> {
   private current(): BundleRun {
     if (!this.run) throw outputError(`${this.description}: no run under way`);
     return this.run;
-  }
-
-  /** DIR must be missing or an empty directory (removed here when `clear`, just before the rename). */
-  private async checkTarget(clear = false): Promise<void> {
-    let st;
-    try {
-      st = await fs.lstat(this.target);
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return;
-      throw e;
-    }
-    const refuse = (what: string) => outputError(`${this.description}: ${this.target} ${what}; remove it or give a new path (a bundle is written whole)`);
-    if (!st.isDirectory()) throw refuse('exists and is not a directory');
-    if ((await fs.readdir(this.target)).length > 0) throw refuse('exists and is not empty');
-    if (clear) await fs.rmdir(this.target);
   }
 
   private reportRootless(builder: RootfsBuilder): void {
