@@ -64,6 +64,8 @@ const LARGE_PAIRS = Math.max(1, Number(env.BENCH_LARGE_PAIRS ?? 3));
 const LATENCY_MS = Number(env.BENCH_LATENCY_MS ?? 50);
 const MIBPS = Number(env.BENCH_MIBPS ?? 8);
 const QUIET_BUDGET = Number(env.BENCH_QUIET_BUDGET ?? 90);
+/** Seconds to wait before each run of an extraction scenario (ext4's 30 s inode window), 0 by default. */
+const SETTLE_S = Number(env.BENCH_SETTLE_S ?? 0);
 const ONLY = env.BENCH_ONLY ? new Set(env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const wanted = (name) => !ONLY || ONLY.has(name);
 
@@ -180,6 +182,7 @@ async function runOnce(template) {
   // deleting the last run's cost ~0.5 ms a file here instead of ~0.06 ms.
   const side = template.perRun ? { ...template, ...template.perRun() } : template;
   if (!template.perRun) rmOut();
+  else if (SETTLE_S > 0) await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
   spawnSync('sync');
   const before = machineCpu();
   const m = await timed(side);
