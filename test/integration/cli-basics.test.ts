@@ -156,3 +156,36 @@ describe('URI spellings', () => {
     assert.deepEqual(listDir(base), ['out.tar', 'store', 'tmp']);
   });
 });
+
+describe('the gzip engine setting', () => {
+  test('OCCYSTRAP_GZIP_ENGINE with an unknown value: one usage line, exit 2, nothing written', async () => {
+    const { cleanEnv } = await import('./cli-helpers.js');
+    const dir = await tmpDir('basics-gzip-engine');
+    const r = await occystrap(['--temp-dir', dir, 'process', `tar://${fixturePath(SAMPLE)}`, `ocidir://${path.join(dir, 'layout')}`], { env: cleanEnv({ OCCYSTRAP_GZIP_ENGINE: 'pigz' }) });
+    assert.equal(r.code, 2, r.stderr);
+    const lines = errorLines(r.stderr);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0] as string, /^occystrap: usage error: OCCYSTRAP_GZIP_ENGINE="pigz" is not a gzip engine; use isa-l or zlib$/);
+    assert.deepEqual(listDir(dir), []);
+  });
+
+  test('OCCYSTRAP_GZIP_ENGINE=zlib and =isa-l both write a layout that skopeo reads back; each is deterministic', async () => {
+    const { cleanEnv } = await import('./cli-helpers.js');
+    const dir = await tmpDir('basics-gzip-engines');
+    const digests: Record<string, string[]> = {};
+    for (const engine of ['zlib', 'isa-l', 'zlib']) {
+      const layout = path.join(dir, `${engine}-${Object.keys(digests).length}`);
+      const r = await occystrap(['--temp-dir', dir, 'process', `tar://${fixturePath(SAMPLE)}`, `ocidir://${layout}:v1`], { env: cleanEnv({ OCCYSTRAP_GZIP_ENGINE: engine }) });
+      assert.equal(r.code, 0, r.stderr);
+      const index = JSON.parse(readFileSync(path.join(layout, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      const manifest = JSON.parse(readFileSync(path.join(layout, 'blobs', 'sha256', (index.manifests[0] as { digest: string }).digest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+      const layers = manifest.layers.map((l) => l.digest);
+      // skopeo reads every blob back against its digest (gunzip included) into a dir: copy.
+      const { execFileSync } = await import('node:child_process');
+      execFileSync('skopeo', ['--insecure-policy', 'copy', '--quiet', `oci:${layout}:v1`, `dir:${layout}-copy`], { stdio: 'pipe' });
+      if (digests[engine]) assert.deepEqual(layers, digests[engine], `${engine} gives the same blobs twice`);
+      digests[engine] = layers;
+    }
+    assert.notDeepEqual(digests['zlib'], digests['isa-l'], 'the engines really differ');
+  });
+});
