@@ -1,11 +1,12 @@
 /**
- * A rootfs's /etc/passwd and /etc/group, for the runtime spec's user: each opened without
- * following a link, read only if it is a regular file of at most 1 MiB.
+ * A rootfs's /etc/passwd and /etc/group, for the runtime spec's user: each read with the
+ * store's no-follow, regular-file-only, byte-capped reader (at most 1 MiB); a link, a
+ * non-regular file or a bigger one counts as absent.
  *
  * @module
  */
-import { constants, promises as fs } from 'node:fs';
 import type { UserDatabase } from '../../core/plans/runtime-spec.js';
+import { readRegularFile } from '../fs/store-fs.js';
 
 const MAX_USER_DB_BYTES = 1 << 20;
 
@@ -14,19 +15,8 @@ export async function readUserDatabase(where: (name: 'etc/passwd' | 'etc/group')
   const read = async (name: 'etc/passwd' | 'etc/group'): Promise<string | undefined> => {
     const file = where(name);
     if (file === undefined) return undefined;
-    let handle;
-    try {
-      handle = await fs.open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    } catch {
-      return undefined;
-    }
-    try {
-      const st = await handle.stat();
-      if (!st.isFile() || st.size > MAX_USER_DB_BYTES) return undefined;
-      return (await handle.readFile()).toString('utf8');
-    } finally {
-      await handle.close();
-    }
+    const bytes = await readRegularFile(file, MAX_USER_DB_BYTES).catch(() => undefined);
+    return bytes === undefined ? undefined : Buffer.from(bytes).toString('utf8');
   };
   const passwd = await read('etc/passwd');
   const group = await read('etc/group');
