@@ -18,6 +18,9 @@ import {
   type BlobFile,
   type BlobStream,
   type ConfigElement,
+  type ConsumedTar,
+  type TarConsumer,
+  type TarConsumerOffer,
   dataPayload,
   type DataPayload,
   Forms,
@@ -172,7 +175,21 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
     let tar: TarFile | undefined;
     let blob: BlobFile | undefined;
     let stream: BlobStream | undefined;
+    let consumer: TarConsumer | undefined;
     try {
+      // A consumer downstream offered: wait for the turn, then give it the tar in two pieces.
+      consumer = forms.tar && forms.consume ? await forms.consume.claim(sig) : undefined;
+      if (consumer) {
+        const content = tarContent(spec.layers, d.index);
+        const bytes = new TextEncoder().encode(content);
+        const half = Math.floor(bytes.length / 2);
+        await consumer.write(bytes.subarray(0, half));
+        throwIfAborted(sig);
+        if (spec.throwAtLayer === d.index) throw new InjectedError(`input failed in layer ${d.index}`);
+        await consumer.write(bytes.subarray(half));
+        consumer.end();
+        return { _tag: 'Layer', layer: d, payload: { _tag: 'Consumed', consumed: { consumer: consumer.id, size: content.length } } };
+      }
       // A place downstream offered: wait for the turn, then append the tar there (claims are serial).
       const placed = forms.tar && forms.place ? await forms.place.claim(sig) : undefined;
       if (placed) {
@@ -222,6 +239,7 @@ async function* formsInputElements(world: FormsWorld, spec: FormsInputSpec, ctx:
       return { _tag: 'Layer', layer: d, payload: dataPayload(tar, blob) };
     } catch (error) {
       stream?.abort(error instanceof Error ? error : new Error(String(error)));
+      consumer?.abort(error instanceof Error ? error : new Error(String(error)));
       if (!spec.leakOnThrow) {
         if (tar) await releaseQuietly(world, ctx, tar.file, 'input');
         if (blob) await releaseQuietly(world, ctx, blob.file, 'input');
@@ -418,6 +436,12 @@ export interface FormsDestSpec {
    * commit or abort.
    */
   readonly offers?: boolean;
+  /**
+   * A tar destination that offers every layer a consumer (as oci:// does): one at a time,
+   * once every earlier layer is stored; the bytes given are gathered and, when the layer
+   * arrives `Consumed`, checked against its diff_id and written out to its layer file.
+   */
+  readonly consumes?: boolean;
 }
 
 export interface PeekSpec {
@@ -469,6 +493,11 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
   private readonly turns = new Turns();
   private layers: readonly LayerDescriptor[] = [];
   readonly offer?: (layer: LayerDescriptor) => TarPlacement | undefined;
+  readonly consume?: (layer: LayerDescriptor) => TarConsumerOffer | undefined;
+  /** Consumers granted (consumes), by id; `working` is the one whose bytes may still come. */
+  private readonly grants = new Map<number, { readonly index: number; readonly chunks: Uint8Array[]; state: 'open' | 'ended' | 'aborted'; delivered: boolean }>();
+  private working: number | undefined;
+  private begun = false;
 
   constructor(
     private readonly world: FormsWorld,
@@ -480,6 +509,67 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.concurrency = spec.concurrency;
     this.present = new Set(spec.present.map((i) => originalDiffIds[i]).filter((d): d is Digest => d !== undefined));
     if (spec.offers && spec.needs === 'tar') this.offer = (layer) => ({ claim: (signal) => this.claim(layer.index, signal) });
+    if (spec.consumes && spec.needs === 'tar') this.consume = (layer) => ({ claim: (signal) => this.claimConsumer(layer.index, signal) });
+  }
+
+  /** As oci:// decides: begun, no consumer at work, every earlier new diff_id stored (or held). */
+  private consumerTurnOf(index: number): 'now' | 'never' | 'closed' | undefined {
+    if (this.aborted) return 'closed';
+    if (!this.begun || this.working !== undefined) return undefined;
+    const layer = this.layers[index];
+    if (!layer || this.layers.slice(0, index).some((l) => l.diffId === layer.diffId) || this.storedIds.has(layer.diffId) || this.present.has(layer.diffId)) return 'never';
+    return this.layers.slice(0, index).every((l) => this.storedIds.has(l.diffId) || this.present.has(l.diffId)) ? 'now' : undefined;
+  }
+
+  private async claimConsumer(index: number, signal: AbortSignal): Promise<TarConsumer | undefined> {
+    const turn = await this.turns.until(() => this.consumerTurnOf(index), signal);
+    if (turn === 'never') return undefined;
+    if (turn === 'closed') throw new InjectedError('the destination stopped');
+    const id = ++this.claims;
+    const grant = { index, chunks: [] as Uint8Array[], state: 'open' as 'open' | 'ended' | 'aborted', delivered: false };
+    this.grants.set(id, grant);
+    this.working = id;
+    const settle = (state: 'ended' | 'aborted') => {
+      if (grant.state !== 'open') this.world.problems.push(`input: consumer of layer ${index} told ${state} after ${grant.state}`);
+      grant.state = state;
+    };
+    return {
+      id,
+      write: async (chunk) => {
+        if (grant.state !== 'open') this.world.problems.push(`input: bytes for layer ${index} after its consumer was ${grant.state}`);
+        grant.chunks.push(chunk.slice());
+      },
+      end: () => settle('ended'),
+      abort: () => {
+        settle('aborted');
+        if (this.working === id) this.working = undefined;
+        this.turns.wake();
+      },
+    };
+  }
+
+  /** A layer given to a consumer: checked against its grant and diff_id, written out to its layer file. */
+  private async putConsumed(layer: LayerDescriptor, consumed: ConsumedTar): Promise<PutLayerResult<StoredLayer>> {
+    const grant = this.grants.get(consumed.consumer);
+    this.events.push({ op: 'putLayer', index: layer.index, form: 'Consumed', kept: false });
+    if (!grant || grant.index !== layer.index || grant.delivered || grant.state !== 'ended') {
+      this.world.problems.push(`destination: layer ${layer.index} arrived consumed by ${grant ? `a ${grant.state} consumer of layer ${grant.index}` : 'a consumer it did not grant'}`);
+      throw new InjectedError('bad consumer');
+    }
+    grant.delivered = true;
+    this.working = undefined;
+    const content = toText(concatBytes(grant.chunks));
+    if (content.length !== consumed.size || shaOf(content) !== layer.diffId) this.world.problems.push(`destination: layer ${layer.index} consumed ${content.length} bytes that are not its tar`);
+    if (this.failing('putLayer', layer.index)) {
+      this.turns.wake();
+      throw new InjectedError(`destination failed storing layer ${layer.index}`);
+    }
+    const target = layerPath(layer.index, 'tar');
+    this.added.push(target);
+    await this.world.fs.writeNew(target, content);
+    this.storedIds.add(layer.diffId);
+    this.turns.wake();
+    return { stored: { path: target, form: 'tar' }, bytes: consumed.size };
   }
 
   /** As tar:// decides: the area exists, nothing fills it, every earlier new diff_id is stored. */
@@ -517,6 +607,8 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     await this.world.fs.mkdir(DEST);
     this.madeDir = true;
     this.layers = config.layers;
+    this.begun = true;
+    this.turns.wake();
     if (this.offer) {
       this.area = await ctx.effects.perform({ _tag: 'CreateTemp', owner: ctx.owner, purpose: 'place-area' });
       this.turns.wake();
@@ -528,6 +620,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     const releaseAll = () => releaseAllQuietly(this.world, ctx, { _tag: 'Layer', layer, payload }, who);
     const wanted = this.needs._tag === 'Tar' ? 'Tar' : 'Blob';
     if (payload._tag === 'Placed' && wanted === 'Tar') return this.putPlaced(layer, payload.placed, ctx);
+    if (payload._tag === 'Consumed' && wanted === 'Tar') return this.putConsumed(layer, payload.consumed);
     if (payload._tag !== wanted) {
       this.world.problems.push(`copy loop: layer ${layer.index} came as ${payload._tag}, the destination needs ${wanted}`);
       await releaseAll();
@@ -626,6 +719,7 @@ export class FormsDestination implements ImageDestination<StoredLayer> {
     this.events.push({ op: 'commit', image });
     if (this.failing('commit')) throw new InjectedError('destination failed in commit');
     if (this.placing) this.world.problems.push(`destination: commit while layer ${this.placing.index} still holds a place`);
+    for (const [id, g] of this.grants) if (!g.delivered) this.world.problems.push(`destination: commit while consumer ${id} of layer ${g.index} was never delivered`);
     this.added.push(`${DEST}/manifest`);
     await this.world.fs.writeNew(`${DEST}/manifest`, manifestText(image));
     await this.releaseArea(ctx);

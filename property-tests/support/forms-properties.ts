@@ -101,6 +101,7 @@ const destArb = (n: number): fc.Arbitrary<FormsDestSpec> =>
     present: fc.subarray(Array.from({ length: n }, (_, i) => i)),
     store: fc.constantFrom('move' as const, 'copy' as const),
     offers: fc.boolean(),
+    consumes: fc.boolean(),
     failAt: fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 6 },
       { arbitrary: fc.record({ op: fc.constantFrom('begin' as const, 'putLayer' as const, 'putLayer' as const, 'putConfig' as const, 'commit' as const), layer: fc.nat({ max: Math.max(0, n - 1) }) }), weight: 1 },
@@ -187,6 +188,8 @@ class LoggingEffects implements Effects {
 export interface FormsStats {
   /** Layers a destination received `Placed` (written into the place it offered). */
   placed: number;
+  /** Layers a destination received `Consumed` (streamed into the consumer it offered). */
+  consumed: number;
   ok: number;
   failed: number;
   inflates: number;
@@ -204,7 +207,7 @@ export interface FormsStats {
 }
 
 export function emptyFormsStats(): FormsStats {
-  return { placed: 0, ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0, digestErrors: 0 };
+  return { placed: 0, consumed: 0, ok: 0, failed: 0, inflates: 0, compresses: 0, passthrough: 0, rewritten: 0, codecFaultsFired: 0, releasedByClose: 0, digestErrors: 0 };
 }
 
 /** BROKEN variants of the stages (test-of-tests). */
@@ -438,6 +441,7 @@ function checkSuccess(
     out.push(`summary says ${summary.inflated} inflated / ${summary.compressed} compressed by the copy loop, the model ${loopInflates} / ${loopCompresses}`);
   }
   if (stats) stats.placed += events.filter((e) => e.op === 'putLayer' && e.form === 'Placed').length;
+  if (stats) stats.consumed += events.filter((e) => e.op === 'putLayer' && e.form === 'Consumed').length;
   if (stats && dest.needs !== 'tar' && storedSourceBlobs > 0 && storedOther === 0 && transcodes.length === 0) stats.passthrough++;
   return out;
 }

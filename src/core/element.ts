@@ -197,6 +197,51 @@ export interface PlacedTar {
   readonly size: number;
 }
 
+/**
+ * A destination's offer to take a layer's tar as the input reads it, instead of a temp file
+ * (the extracting outputs apply each entry as it arrives). Offered through
+ * {@link LayerForms.consume}.
+ */
+export interface TarConsumerOffer {
+  /**
+   * Wait for the layer's turn and take the consumer; `undefined` means there is none (make a
+   * temp file as usual). The caller must be able to deliver every earlier layer without
+   * this one's progress (already delivered, or fetched at the same time): the wait is for
+   * them. The taker gives the consumer the tar's bytes, then `end` once they hash to the
+   * diff_id (or `abort`), and delivers the layer as a `Consumed` payload; a consumer taken
+   * and never delivered fails the run.
+   *
+   * - Errors: rejects with an AbortError when `signal` aborts while waiting.
+   */
+  claim(signal: AbortSignal): Promise<TarConsumer | undefined>;
+}
+
+/**
+ * A claimed {@link TarConsumerOffer}: given the layer's tar in order, then `end` or
+ * `abort`, once. It owns no file; the bytes it applies come before their digest is known,
+ * so a destination using it keeps its work private until the run commits.
+ */
+export interface TarConsumer {
+  /** The destination's id of this consumer, checked when the layer arrives `Consumed`. */
+  readonly id: number;
+  /**
+   * The next bytes. Resolves when the consumer can take more (its back-pressure slows the
+   * read); never rejects: a consumer whose work failed drops what follows, and the
+   * destination reports the failure when the layer arrives.
+   */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Every byte was given and the tar's digest is the diff_id. */
+  end(): void;
+  /** The bytes given are not the layer (the read failed, stopped, or hashed wrong). */
+  abort(reason: Error): void;
+}
+
+/** A tar given to a {@link TarConsumer} whole: `size` bytes whose sha256 is the diff_id (verified). */
+export interface ConsumedTar {
+  readonly consumer: number;
+  readonly size: number;
+}
+
 export type LayerPayload =
   /** Only the uncompressed tar. */
   | { readonly _tag: 'Tar'; readonly tar: TarFile }
@@ -206,6 +251,8 @@ export type LayerPayload =
   | { readonly _tag: 'Both'; readonly tar: TarFile; readonly blob: BlobFile }
   /** The tar was written into the place downstream offered (no file of its own), and maybe the blob too. */
   | { readonly _tag: 'Placed'; readonly placed: PlacedTar; readonly blob?: BlobFile }
+  /** The tar was given to the consumer downstream offered as it was read: no file at all. */
+  | { readonly _tag: 'Consumed'; readonly consumed: ConsumedTar }
   | { readonly _tag: 'Skipped'; readonly reason: SkipReason };
 
 /** A payload that carries data. */
@@ -237,6 +284,8 @@ export interface LayerForms {
   readonly place?: TarPlacement;
   /** With `blob`: where the one stage that asked would like the blob's bytes sent as they arrive (see {@link BlobStreamOffer}). */
   readonly stream?: BlobStreamOffer;
+  /** With `tar`: the one stage that asked would take the tar's bytes as they are read (see {@link TarConsumerOffer}). */
+  readonly consume?: TarConsumerOffer;
 }
 
 export const Forms = {
@@ -248,7 +297,7 @@ export const Forms = {
 
 /** Every form either side asks for. */
 export function unionForms(a: LayerForms, b: LayerForms): LayerForms {
-  // No `place` or `stream`: with two stages asking, each form must be a file both can read.
+  // No `place`, `stream` or `consume`: with two stages asking, each form must be a file both can read.
   return { tar: a.tar || b.tar, blob: a.blob || b.blob };
 }
 
@@ -286,6 +335,7 @@ export function ownedFiles(e: ImageElement): TempFile[] {
 /** Bytes of layer data a payload carries (the tar's size when it has one, else the blob's). */
 export function payloadBytes(p: LayerPayload): number {
   if (p._tag === 'Placed') return p.placed.size;
+  if (p._tag === 'Consumed') return p.consumed.size;
   return tarOf(p)?.size ?? blobOf(p)?.size ?? 0;
 }
 

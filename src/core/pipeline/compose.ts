@@ -49,8 +49,8 @@ export function elementPositions(): (e: ImageElement) => number {
 
 /**
  * The output's `wants`, wrapped by each filter from the output back to the input. A filter
- * without `wants` of its own passes the forms on but not a `place` or a `stream`: it may
- * read the tar, which a placed layer does not have as a file of its own, or change the
+ * without `wants` of its own passes the forms on but not a `place`, a `stream` or a `consume`: it
+ * may read the tar, which a placed or consumed layer does not have as a file of its own, or change the
  * layer, whose original bytes a stream would already have sent on.
  */
 export function composeWants(filters: readonly ImageFilter[], outputWants: WantsLayer): WantsLayer {
@@ -60,7 +60,7 @@ export function composeWants(filters: readonly ImageFilter[], outputWants: Wants
 function withoutPlace(inner: WantsLayer): WantsLayer {
   return async (layer) => {
     const forms = await inner(layer);
-    return forms.place || forms.stream ? { tar: forms.tar, blob: forms.blob } : forms;
+    return forms.place || forms.stream || forms.consume ? { tar: forms.tar, blob: forms.blob } : forms;
   };
 }
 

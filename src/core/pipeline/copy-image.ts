@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { BlobStreamOffer, ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement, TarPlacement } from '../element.js';
+import type { BlobStreamOffer, ConfigElement, DataPayload, ImageElement, LayerDescriptor, LayerElement, TarConsumerOffer, TarPlacement } from '../element.js';
 import { Forms, ownedFiles } from '../element.js';
 import { outputError } from '../errors.js';
 import type { BlobCompression } from '../ownership.js';
@@ -73,6 +73,12 @@ export interface ImageDestination<S = unknown> {
    * receives the blob file marked `streamed` with the stream's id.
    */
   stream?(layer: LayerDescriptor): BlobStreamOffer | undefined;
+  /**
+   * A consumer for this layer's tar bytes as the input reads them (destinations that need
+   * `Tar` and apply a tar as it streams: the extracting outputs). `putLayer` then receives
+   * the `Consumed` payload, and waits for the consumer's work. Asked before `offer`.
+   */
+  consume?(layer: LayerDescriptor): TarConsumerOffer | undefined;
   /** May the input skip this layer? True only when the destination holds it (verified). */
   has?(layer: LayerDescriptor): Promise<boolean>;
   /** The run starts (check the target, take locks). Its failure leads to `abort`. */
@@ -131,6 +137,8 @@ export class CopyOutput<S> implements ImageOutput {
       const stream = this.destination.stream?.(layer);
       return stream ? { ...Forms.blob, stream } : Forms.blob;
     }
+    const consume = this.destination.consume?.(layer);
+    if (consume) return { ...Forms.tar, consume };
     const place = this.destination.offer?.(layer);
     return place ? { ...Forms.tar, place } : Forms.tar;
   };
@@ -170,6 +178,9 @@ async function runCopy<S>(destination: ImageDestination<S>, elements: AsyncItera
         if (needs._tag !== 'Tar') throw fail(`layer ${element.layer.index} arrived placed, but this destination stores blobs`);
         ready = { _tag: 'Placed', placed: payload.placed };
         if (payload.blob) await effects.perform({ _tag: 'Release', file: payload.blob.file, owner });
+      } else if (payload._tag === 'Consumed') {
+        if (needs._tag !== 'Tar') throw fail(`layer ${element.layer.index} arrived consumed, but this destination stores blobs`);
+        ready = payload;
       } else {
         const formed = needs._tag === 'Tar' ? await ensureTar(element.layer, payload, formCtx, false) : await ensureBlob(element.layer, payload, formCtx, needs.compression, false);
         if (formed.transcoded) {
