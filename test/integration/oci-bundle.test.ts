@@ -101,6 +101,42 @@ test('a layer the engine refuses (the root turned into a symlink) fails the run:
   assert.deepEqual(strayTempFiles(dir), []);
 });
 
+test('tar:// -> oci:// streams each layer into the engine: with a 256 KiB --temp-dir, every docker-save flavour (digest-sorted, manifest order, gzip, zstd) builds the same rootfs as umoci unpack', async () => {
+  assert.equal(process.getuid?.(), 0, 'the small temp dir is a tmpfs mount; CI runs as root');
+  const dir = fresh('streamed');
+  const small = path.join(dir, 'tmp');
+  mkdirSync(small, { recursive: true });
+  // Each fixture's layers are ~2 MB: spooled to temp files, any would fill this tmpfs (ENOSPC).
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+  try {
+    const umoci = fresh('umoci-sample');
+    execFileSync('umoci', ['unpack', '--image', `${fixturePath('oci')}:sample`, umoci], { stdio: 'pipe' });
+    const expected = treeManifest(path.join(umoci, 'rootfs'), { mtimes: false }).filter((l) => !l.startsWith('. '));
+    for (const flavour of ['docker-classic', 'docker25-plain', 'docker25-gzip', 'docker25-zstd', 'skopeo-legacy', 'podman-legacy']) {
+      const bundle = path.join(dir, flavour);
+      const r = await occystrap(['--temp-dir', small, 'process', `tar://${fixturePath(`${flavour}.tar`)}`, `oci://${bundle}`]);
+      assert.equal(r.code, 0, `${flavour}: ${r.stderr}`);
+      assert.deepEqual(treeManifest(path.join(bundle, 'rootfs'), { mtimes: false }).filter((l) => !l.startsWith('. ')), expected, flavour);
+      assert.deepEqual(readdirSync(small), [], `${flavour}: nothing left in the temp dir`);
+    }
+  } finally {
+    execFileSync('umount', [small]);
+  }
+});
+
+test('a layer whose bytes do not hash to its diff_id, streamed into the bundle: one line, exit 1, no bundle, no working directory', async () => {
+  const dir = fresh('mismatch');
+  mkdirSync(dir);
+  const bundle = path.join(dir, 'bundle');
+  const r = await occystrap(['process', `tar://${fixturePath('bad-diffid-mismatch.tar')}`, `oci://${bundle}`]);
+  assert.equal(r.code, 1, r.stderr);
+  const lines = errorLines(r.stderr);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0] as string, /layer 2 \(.*\) has diff_id sha256:[0-9a-f]{64}, but the config says sha256:[0-9a-f]{64}; the archive is corrupt/);
+  assert.deepEqual(readdirSync(dir), []);
+  assert.deepEqual(strayTempFiles(dir), []);
+});
+
 /** A docker-save archive of one layer built by tar-stream from `entries` (any entry type). */
 async function specialArchive(file: string, entries: { header: Record<string, unknown>; body?: Buffer }[]): Promise<void> {
   const { pack: makePack } = await import('tar-stream');

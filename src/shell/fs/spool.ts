@@ -8,12 +8,13 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { type Compression, sniffCompression } from '../../core/media-types.js';
 import { type Digest, digestFromHex } from '../../core/digest.js';
+import type { TarConsumer } from '../../core/element.js';
 
 export interface SpoolResult {
   /** sha256 of the bytes as read (the blob digest). */
@@ -196,6 +197,9 @@ export interface SinkTargets {
   readonly blob?: string;
 }
 
+/** {@link SinkTargets}, or the decompressed bytes handed to a stream (a {@link TarConsumer}'s, see {@link consumerWritable}). */
+export type StreamSinkTargets = SinkTargets | { readonly tar: { readonly writable: Writable }; readonly blob?: string };
+
 /** What an input writes a blob into (in this thread, or another: `offthread-sink.ts`). */
 export interface LayerSink {
   /** Bytes accepted so far (the offset a resumed download continues from). */
@@ -224,14 +228,14 @@ export class BlobSink implements LayerSink {
   private readonly decompress: Decompressor | undefined;
   private readonly content = new HashCount({ highWaterMark: STAGE_BYTES });
   private readonly blobOut: ReturnType<typeof createWriteStream> | undefined;
-  private readonly tarOut: ReturnType<typeof createWriteStream> | undefined;
+  private readonly tarOut: Writable | undefined;
   private readonly done: Promise<unknown>;
 
   constructor(
-    targets: string | SinkTargets,
+    targets: string | StreamSinkTargets,
     private readonly compression: Compression | 'sniff',
   ) {
-    const t: SinkTargets = typeof targets === 'string' ? { tar: targets } : targets;
+    const t: StreamSinkTargets = typeof targets === 'string' ? { tar: targets } : targets;
     const pending: Promise<unknown>[] = [];
     if (t.tar !== undefined) {
       // Uncompressed input is its own content: hashed once, as raw (280 MB: 0.16 s saved).
@@ -240,7 +244,9 @@ export class BlobSink implements LayerSink {
       const tarOut =
         typeof t.tar === 'string'
           ? createWriteStream(t.tar, { flags: 'r+', highWaterMark: STAGE_BYTES })
-          : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
+          : 'writable' in t.tar
+            ? t.tar.writable
+            : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
       this.tarOut = tarOut;
       pending.push(pipeline(this.decompress, this.content, tarOut));
     }
@@ -320,6 +326,19 @@ export class BlobSink implements LayerSink {
     this.blobOut?.destroy(reason);
     await this.done.catch(() => undefined);
   }
+}
+
+/**
+ * A Writable that hands each chunk to `consumer` and waits for its back-pressure. It never
+ * ends the consumer: the caller does, once the digests are checked.
+ */
+export function consumerWritable(consumer: TarConsumer): Writable {
+  return new Writable({
+    highWaterMark: STAGE_BYTES,
+    write(chunk: Buffer, _enc, cb) {
+      consumer.write(chunk).then(() => cb(), cb);
+    },
+  });
 }
 
 /** Copy a whole stream into the file at `path` through a {@link BlobSink}. */

@@ -35,14 +35,14 @@ import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codec
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, parseDigest } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, wantsAny } from '../../core/element.js';
+import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { imageNameOf, type ImageSelector, selectImage } from '../../core/plans/docker-save.js';
 import { digestOfBlobPath } from '../../core/plans/oci-layout-read.js';
-import { readCapped, spoolToFile, type SpoolResult } from '../fs/spool.js';
+import { BlobSink, consumerWritable, readCapped, spoolToFile, type SpoolResult } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { indexTarArchive, type Location } from './tar-index.js';
 
@@ -135,15 +135,16 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
 
   // The output is asked once per layer: a layer drained as unwanted and one delivered
   // after spooling would otherwise ask twice (a stat per layer for dir://).
-  const answers = new Map<number, Promise<boolean>>();
-  const wants = (d: LayerDescriptor): Promise<boolean> => {
+  const answers = new Map<number, Promise<LayerForms>>();
+  const formsFor = (d: LayerDescriptor): Promise<LayerForms> => {
     let answer = answers.get(d.index);
     if (!answer) {
-      answer = ctx.wants(d).then(wantsAny);
+      answer = ctx.wants(d);
       answers.set(d.index, answer);
     }
     return answer;
   };
+  const wants = async (d: LayerDescriptor): Promise<boolean> => wantsAny(await formsFor(d));
 
   const release = async (s: Spooled) => effects.perform({ _tag: 'Release', file: s.file, owner });
 
@@ -279,8 +280,13 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     return rest;
   }
 
-  /** Deliver every planned layer whose (resolved) file is spooled, asking the output first. */
-  async function* deliverReady(): AsyncGenerator<LayerElement, void, undefined> {
+  /**
+   * Deliver every planned layer whose (resolved) file is spooled or located, in manifest
+   * order, asking the output first. A located layer the output takes as it is read goes to
+   * its consumer from its place in the archive, once every earlier layer is delivered; until
+   * then it waits, unless this is the `last` call (then it is spooled).
+   */
+  async function* deliverReady(last = false): AsyncGenerator<LayerElement, void, undefined> {
     if (!plan) return;
     const byPath = new Map<string, PlannedLayer[]>();
     for (const layer of plan.layers) {
@@ -309,7 +315,14 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
           }
           continue;
         }
-        await spoolLocated(path, located.get(path) as Location);
+        const loc = located.get(path) as Location;
+        const consumer = await consumerFor(group);
+        if (consumer === 'later' && !last) continue;
+        if (consumer !== 'none' && consumer !== 'later') {
+          yield* consumeEntry(path, group, consumer, () => readLocated(loc));
+          continue;
+        }
+        await spoolLocated(path, loc);
       }
       const s = spooled.get(path) as Spooled;
       spooled.delete(path);
@@ -432,7 +445,83 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       if (failed || stream.destroyed) throw failed ?? new Error('Unexpected end of data');
       return stream;
     };
+    const consumer = consumers === undefined ? 'none' : await consumerFor(consumers);
+    if (consumer === 'later') {
+      // Read again from its place when its turn comes (deliverReady), straight into the output.
+      stream.resume();
+      return;
+    }
+    if (consumer !== 'none') {
+      yield* consumeEntry(name, consumers as PlannedLayer[], consumer, open);
+      return;
+    }
     await spoolEntry(name, open, (e) => `cannot read ${name}: ${describeTarError(e)}`);
+  }
+
+  /**
+   * What the output offers for a group of layers sharing one file: `none` (spool it),
+   * `later` (it takes the tar as it is read, but an earlier layer is not delivered yet: the
+   * output may wait for those to be applied, and a layer this read has not reached would
+   * never come), or the consumer it granted for the group's first wanted layer.
+   */
+  const consumerFor = async (group: PlannedLayer[]): Promise<TarConsumer | 'none' | 'later'> => {
+    let carrier: PlannedLayer | undefined;
+    for (const layer of group) {
+      if (await wants(layer.descriptor)) {
+        carrier = layer;
+        break;
+      }
+    }
+    if (!carrier || !plan) return 'none';
+    const forms = await formsFor(carrier.descriptor);
+    if (!forms.tar || !forms.consume) return 'none';
+    const index = carrier.descriptor.index;
+    if (!plan.layers.every((l) => l.delivered || l.descriptor.index >= index)) return 'later';
+    return (await forms.consume.claim(signal)) ?? 'none';
+  };
+
+  /**
+   * Stream the entry into `consumer` (decompressed when it is gzip/zstd), verify it for
+   * every layer it feeds, then end the consumer and deliver the group: the first wanted
+   * layer `Consumed`, the rest as {@link deliverReady} does. On any failure the consumer is
+   * aborted, never ended.
+   */
+  async function* consumeEntry(name: string, group: PlannedLayer[], consumer: TarConsumer, open: () => Readable): AsyncGenerator<LayerElement, void, undefined> {
+    const sink = new BlobSink({ tar: { writable: consumerWritable(consumer) } }, 'sniff');
+    let result: SpoolResult;
+    try {
+      try {
+        for await (const chunk of open()) {
+          signal.throwIfAborted();
+          await sink.write(chunk);
+        }
+        const r = await sink.end();
+        const content = r.content as { digest: Digest; size: number };
+        result = { rawDigest: r.rawDigest, rawSize: r.rawSize, contentDigest: content.digest, contentSize: content.size, compression: r.compression };
+      } catch (e) {
+        await sink.abort(e instanceof Error ? e : new Error(String(e)));
+        if (signal.aborted) throw new AbortError(signal.reason);
+        throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
+      }
+      for (const layer of group) verifyLayer(layer, name, result);
+    } catch (e) {
+      consumer.abort(e instanceof Error ? e : new Error(String(e)));
+      throw e;
+    }
+    consumer.end();
+    let handedOff = false;
+    for (const layer of group) {
+      layer.delivered = true;
+      if (handedOff) {
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      } else if (await wants(layer.descriptor)) {
+        handedOff = true;
+        deliveredWithData.add(layer.descriptor.diffId);
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Consumed', consumed: { consumer: consumer.id, size: result.contentSize } } };
+      } else {
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      }
+    }
   }
 
   /** Every name on the way from a manifest path to its file (the path, each link, the target). */
@@ -551,7 +640,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     if (!plan) {
       throw fail(`the config ${manifestEntry?.Config ?? ''} named by manifest.json is not in the archive`);
     }
-    yield* deliverReady();
+    yield* deliverReady(true);
     const missing = plan.layers.find((l) => !l.delivered);
     if (missing) {
       throw fail(`layer ${missing.descriptor.index} (${missing.path}) listed in manifest.json is not in the archive; the archive is incomplete`);

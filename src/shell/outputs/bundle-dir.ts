@@ -12,7 +12,7 @@ import { type ConfigElement, type DataPayload, type LayerDescriptor, tarOf } fro
 import { outputError } from '../../core/errors.js';
 import type { StageContext } from '../../core/pipeline/types.js';
 import { runtimeSpec, type UserDatabase } from '../../core/plans/runtime-spec.js';
-import type { RootfsBuilder } from '../extract/rootfs-builder.js';
+import type { TarConsumers } from './tar-consumers.js';
 
 /**
  * `target` must be missing or an empty directory (checked before a layer is read, and
@@ -39,20 +39,24 @@ export async function workDirBeside(target: string): Promise<string> {
   return fs.mkdtemp(path.join(parent, `.${path.basename(target)}.occystrap-`));
 }
 
-/** Apply a layer's tar with `builder` (after `before`, e.g. making its root), then release the tar, also when either fails. */
+/**
+ * Apply a layer's tar with `apply`, then release the tar, also when it fails. A `Consumed`
+ * layer was applied as it streamed: this waits for that work to end instead; a temp-file
+ * tar is applied when no consumer works.
+ */
 export async function applyTarPayload(
-  builder: RootfsBuilder,
+  consumers: TarConsumers,
   layer: LayerDescriptor,
   payload: DataPayload,
   ctx: StageContext,
   description: string,
-  before?: () => Promise<void>,
+  apply: (tar: AsyncIterable<Uint8Array>) => Promise<void>,
 ): Promise<number> {
+  if (payload._tag === 'Consumed') return consumers.finish(layer, payload.consumed);
   const tar = tarOf(payload);
   try {
     if (!tar) throw outputError(`${description}: layer ${layer.index} arrived without its tar`);
-    await before?.();
-    await builder.applyLayer(createReadStream(tar.file.path, { highWaterMark: 1 << 20 }), layer.index, ctx.signal);
+    await consumers.exclusive(layer.index, ctx.signal, () => apply(createReadStream(tar.file.path, { highWaterMark: 1 << 20 })));
     return tar.size;
   } finally {
     if (tar) await ctx.effects.perform({ _tag: 'Release', file: tar.file, owner: ctx.owner });

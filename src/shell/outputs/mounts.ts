@@ -17,7 +17,7 @@ import { constants, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { digestHex } from '../../core/digest.js';
-import type { ConfigElement, DataPayload, LayerDescriptor } from '../../core/element.js';
+import type { ConfigElement, DataPayload, LayerDescriptor, TarConsumerOffer } from '../../core/element.js';
 import { outputError } from '../../core/errors.js';
 import { type CommittedImage, CopyOutput, type ImageDestination, type PutLayerResult } from '../../core/pipeline/copy-image.js';
 import type { StageContext } from '../../core/pipeline/types.js';
@@ -26,6 +26,7 @@ import { RootfsBuilder } from '../extract/rootfs-builder.js';
 import { readUserDatabase } from '../extract/user-database.js';
 import { trackPartialOutput } from '../partial-outputs.js';
 import { applyTarPayload, checkFreshTarget, workDirBeside, writeBundleConfig } from './bundle-dir.js';
+import { TarConsumers } from './tar-consumers.js';
 
 const ADVICE = 'remove it (umount DIR/rootfs first if it is mounted) or give a new path';
 
@@ -42,6 +43,9 @@ interface MountsRun {
   untrack: () => void;
   /** Per layer directory (diff_id hex): the directories only its entries' parents made. */
   readonly implicit: Map<string, string[]>;
+  readonly signal: AbortSignal;
+  /** `layers/` exists: layers may be applied. */
+  ready: boolean;
 }
 
 export class MountsDestination implements ImageDestination<string> {
@@ -51,13 +55,16 @@ export class MountsDestination implements ImageDestination<string> {
   readonly concurrency = 1;
   private current: MountsRun | undefined;
   private readonly target: string;
+  /** Layers streamed from the input straight into their directories, one at a time, in any order once the run has begun. */
+  private readonly consumers: TarConsumers;
 
   constructor(options: MountsOptions) {
     this.description = options.label ?? `mounts://${options.path}`;
     this.target = path.resolve(options.path);
+    this.consumers = new TarConsumers({ description: this.description, mayStart: () => this.current?.ready === true });
   }
 
-  async begin(config: ConfigElement): Promise<void> {
+  async begin(config: ConfigElement, ctx: StageContext): Promise<void> {
     if (this.current) throw outputError(`${this.description}: overlay mounts hold one image; this source gives more than one`);
     if (process.getuid?.() !== 0) throw outputError(`${this.description}: mounts:// needs root (an overlay mount, whiteout devices, trusted.* xattrs); run as root, or use oci:// or dir://?expand=true`);
     const filesystems = await fs.readFile('/proc/filesystems', 'utf8').catch(() => '');
@@ -65,20 +72,38 @@ export class MountsDestination implements ImageDestination<string> {
     if (/[,:\\]/.test(this.target)) throw outputError(`${this.description}: ${this.target} has a ',' ':' or '\\', which overlay mount options cannot carry; choose another path`);
     await checkFreshTarget(this.target, this.description, ADVICE);
     const work = await workDirBeside(this.target);
-    this.current = { work, config, untrack: trackPartialOutput(() => this.undo(work)), implicit: new Map() };
+    this.current = {
+      work,
+      config,
+      untrack: trackPartialOutput(() => this.undo(work)),
+      implicit: new Map(),
+      signal: ctx.signal,
+      ready: false,
+    };
     await fs.mkdir(path.join(work, 'layers'), { mode: 0o700 });
+    this.current.ready = true;
+    this.consumers.changed();
+  }
+
+  /** Layers are taken as the input reads them (see {@link TarConsumers}). */
+  consume(layer: LayerDescriptor): TarConsumerOffer {
+    return this.consumers.offer(layer, (tar) => this.apply(this.state(), layer, tar));
   }
 
   async putLayer(layer: LayerDescriptor, payload: DataPayload, ctx: StageContext): Promise<PutLayerResult<string>> {
     const runState = this.state();
+    const bytes = await applyTarPayload(this.consumers, layer, payload, ctx, this.description, (tar) => this.apply(runState, layer, tar));
+    return { stored: path.join(runState.work, 'layers', digestHex(layer.diffId)), bytes };
+  }
+
+  /** One layer into its own directory, whiteouts as overlayfs wants them. */
+  private async apply(runState: MountsRun, layer: LayerDescriptor, tar: AsyncIterable<Uint8Array>): Promise<void> {
     const root = path.join(runState.work, 'layers', digestHex(layer.diffId));
     const builder = new RootfsBuilder({ root, mode: 'overlay', privileged: true, label: this.description });
-    const bytes = await applyTarPayload(builder, layer, payload, ctx, this.description, async () => {
-      await fs.mkdir(root, { mode: 0o700 });
-    });
+    await fs.mkdir(root, { mode: 0o700 });
+    await builder.applyLayer(tar, layer.index, runState.signal);
     builder.finish();
     runState.implicit.set(digestHex(layer.diffId), builder.implicitDirs());
-    return { stored: root, bytes };
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
@@ -87,6 +112,7 @@ export class MountsDestination implements ImageDestination<string> {
 
   async commit(_image: CommittedImage<string>): Promise<{ destination: string }> {
     const runState = this.state();
+    this.consumers.checkAllDelivered();
     // Newest first; a diff_id listed twice is one directory, at its topmost place (the
     // same content again hides all a lower copy did; overlayfs refuses a lower twice).
     const lower: string[] = [];
@@ -123,6 +149,7 @@ export class MountsDestination implements ImageDestination<string> {
 
   async abort(): Promise<void> {
     const runState = this.current;
+    await this.consumers.close();
     if (!runState) return;
     this.current = undefined;
     await this.undo(runState.work);
