@@ -3,7 +3,7 @@
 //
 // - isal-gzip.node (native/isal-gzip.c): fast gzip on Intel's ISA-L; needs Debian's
 //   libisal-dev. Without it occystrap compresses with node:zlib.
-// - fsops.node (native/fsops.c): mknod and extended attributes for the extracting outputs
+// - fsops.node (native/fsops.c): mknod, extended attributes and one-job small-file writes for the extracting outputs
 //   (dir://?expand=true, oci://, mounts://); needs only libc. Without it those outputs
 //   refuse a layer that holds a device, a FIFO or an xattr.
 //
@@ -20,7 +20,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(repo, 'dist', 'native');
 const addons = [
   { name: 'isal-gzip', header: 'isa-l/igzip_lib.h', libs: ['-lisal'], without: 'layers are gzip-compressed with node:zlib', install: 'apt-get install libisal-dev' },
-  { name: 'fsops', header: 'sys/xattr.h', libs: [], without: 'extraction refuses devices, FIFOs and xattrs', install: 'install the C library headers' },
+  { name: 'fsops', header: 'sys/xattr.h', libs: ['-lm'], without: 'extraction refuses devices, FIFOs and xattrs, and writes small files with node:fs', install: 'install the C library headers' },
 ];
 
 const cc = process.env.CC || 'cc';
