@@ -22,7 +22,6 @@ test('both forms: every temp file ends moved or released once; the destination g
   assert.ok(stats.passthrough > 3, `blob passthrough runs: ${JSON.stringify(stats)}`);
   assert.ok(stats.rewritten > 3, `rewritten layers: ${JSON.stringify(stats)}`);
   assert.ok(stats.placed > 0, `layers written into a place the destination offered: ${JSON.stringify(stats)}`);
-  assert.ok(stats.consumed > 0, `layers streamed into a consumer the destination offered: ${JSON.stringify(stats)}`);
 });
 
 test('both forms, codec faults and bad blobs: an Inflate or Compress that fails (before, during or after writing, or EDIGEST) leaves no file behind', async () => {
@@ -42,7 +41,7 @@ test('both forms, scope.close() racing the run (a signal handler), transcodes in
 test('places offered (as tar:// offers its archive): every layer written into the place, claims in manifest order, faults and aborts included: the invariant holds', async () => {
   const stats = emptyFormsStats();
   const placing = formsRunSpecArb.map((spec) =>
-    spec.output.kind === 'dest' ? { ...spec, filters: [], input: { ...spec.input, kind: 'asked' as const }, output: { ...spec.output, needs: 'tar' as const, offers: true } } : spec,
+    spec.output.kind === 'dest' ? { ...spec, filters: [], input: { ...spec.input, kind: 'asked' as const }, output: { ...spec.output, needs: 'tar' as const, offers: true, consumes: false } } : spec,
   );
   await fc.assert(formsOwnershipProperty(realScope, {}, stats, placing), { numRuns: 400 });
   assert.ok(stats.placed > 100 && stats.ok > 50 && stats.failed > 30, `runs: ${JSON.stringify(stats)}`);

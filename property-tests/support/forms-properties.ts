@@ -106,7 +106,9 @@ const destArb = (n: number): fc.Arbitrary<FormsDestSpec> =>
       { arbitrary: fc.constant(undefined), weight: 6 },
       { arbitrary: fc.record({ op: fc.constantFrom('begin' as const, 'putLayer' as const, 'putLayer' as const, 'putConfig' as const, 'commit' as const), layer: fc.nat({ max: Math.max(0, n - 1) }) }), weight: 1 },
     ),
-  });
+  })
+  // A destination offers places or consumers, not both (consumers would take every layer).
+  .map((d) => (d.offers ? { ...d, consumes: false } : d));
 
 const fsFaultArb = fc
   .record({
