@@ -6,7 +6,7 @@
 #   bash scripts/ensure-system-deps.sh
 set -euo pipefail
 
-packages=(skopeo umoci podman buildah docker-registry uidmap fuse-overlayfs zstd time libcap2-bin apache2-utils openssl libisal-dev runc busybox-static)
+packages=(skopeo umoci podman buildah docker-registry docker.io uidmap fuse-overlayfs zstd time libcap2-bin apache2-utils openssl libisal-dev runc busybox-static)
 
 is_installed() { # <package>
   if command -v dpkg-query >/dev/null 2>&1; then
@@ -19,6 +19,7 @@ is_installed() { # <package>
     time) [[ -x /usr/bin/time ]] ;;
     libcap2-bin) command -v setcap ;;
     apache2-utils) command -v htpasswd ;; # htpasswd -B for the registry tests
+    docker.io) command -v dockerd ;;
     *) command -v "$1" ;;
   esac >/dev/null 2>&1
 }

@@ -311,7 +311,7 @@ describe('check command line', () => {
     ['a missing file', ['check', 'tar://nope.tar'], /nope\.tar does not exist/],
     ['an unknown option', ['check', '--quick', 'tar://x.tar'], /usage error/],
     ['a bad -O', ['-O', 'yaml', 'check', 'tar://x.tar'], /--output-format takes text or json/],
-    ['a planned scheme', ['check', 'docker://busybox:latest'], /docker:\/\/ is not available/],
+    ['a planned scheme', ['check', 'dockerpush://busybox:latest'], /dockerpush:\/\/ is not available/],
   ];
   for (const [what, args, phrase] of cases) {
     test(`${what}: exit 2, one line`, async () => {

@@ -27,15 +27,15 @@
  * @module
  */
 import { createReadStream, promises as fs } from 'node:fs';
-import { Readable } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import { normalizeArchivePath, resolveLinkTarget } from '../../core/archive-path.js';
 import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codecs/docker-save.js';
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
-import { type Digest, digestAlgorithm, parseDigest } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
+import { type Digest, digestAlgorithm, digestHex, parseDigest } from '../../core/digest.js';
+import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
@@ -80,8 +80,30 @@ function isIgnorable(name: string): boolean {
   return /(^|\/)(json|VERSION)$/.test(name) && name.includes('/');
 }
 
+/**
+ * The archive as a stream only (a daemon's `GET /images/{name}/get`): read once, in order.
+ * Without random access, nothing needed is drained to be read again later: every entry an
+ * image may need is spooled (or streamed into a consumer in its turn), and top-level JSON
+ * files (configs) are kept in memory, capped.
+ */
+export interface ArchiveStream {
+  /** Open the archive's bytes (called once). */
+  open(signal: AbortSignal): Promise<Readable>;
+  /** Called when the read ends, whatever the outcome (close the connection). */
+  close?(): Promise<void>;
+  /**
+   * What the daemon said of the image before the export (its inspect): with it the image
+   * is planned as soon as its config passes, and each layer is delivered once an entry
+   * whose content hashes to its diff_id has been spooled, long before `manifest.json`
+   * (which daemons write last). `manifest.json` must then agree, or the run fails.
+   */
+  readonly expected?: { readonly configDigest: Digest; readonly diffIds: readonly Digest[]; readonly image: ImageName };
+}
+
 export interface DockerSaveInputOptions {
-  readonly path: string;
+  /** A docker-save tarball on disk; or give {@link stream}. */
+  readonly path?: string;
+  readonly stream?: ArchiveStream;
   readonly selector: ImageSelector;
   /** How the source is named in messages (the URI the user typed). */
   readonly label?: string;
@@ -90,7 +112,8 @@ export interface DockerSaveInputOptions {
 export class DockerSaveInput implements ImageInput {
   readonly description: string;
   constructor(private readonly options: DockerSaveInputOptions) {
-    this.description = options.label ?? `tar://${options.path}`;
+    if ((options.path === undefined) === (options.stream === undefined)) throw new Error('DockerSaveInput: give a path or a stream, one of them');
+    this.description = options.label ?? `tar://${options.path ?? 'stream'}`;
   }
 
   elements(ctx: InputContext): AsyncIterable<ImageElement> {
@@ -102,13 +125,19 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   const { effects, owner, signal } = ctx;
   const fail = (message: string, cause?: unknown) => inputError(`${label}: ${message}`, cause);
 
-  try {
-    const st = await fs.stat(options.path);
-    if (!st.isFile()) throw fail('not a regular file; give the path of a docker-save tarball');
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') throw fail('no such file; check the path (docker save -o FILE makes one)');
-    throw e;
+  const file = options.path;
+  if (file !== undefined) {
+    try {
+      const st = await fs.stat(file);
+      if (!st.isFile()) throw fail('not a regular file; give the path of a docker-save tarball');
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') throw fail('no such file; check the path (docker save -o FILE makes one)');
+      throw e;
+    }
   }
+  /** Top-level JSON files kept in memory when the archive is a stream (it cannot be read again). */
+  const captured = new Map<string, Uint8Array>();
+  let capturedBytes = 0;
 
   let manifestBytes: Uint8Array | undefined;
   let sawRepositories = false;
@@ -149,10 +178,14 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   const release = async (s: Spooled) => effects.perform({ _tag: 'Release', file: s.file, owner });
 
   /** An entry's data, read again from the archive file. */
-  const readLocated = (loc: Location): Readable =>
-    loc.size === 0 ? Readable.from([]) : createReadStream(options.path, { start: loc.offset, end: loc.offset + loc.size - 1 });
+  const readLocated = (loc: Location): Readable => {
+    if (file === undefined) throw fail('an entry is needed again after the stream passed it (a link that comes after its target); save the image to a file and read it with tar://');
+    return loc.size === 0 ? Readable.from([]) : createReadStream(file, { start: loc.offset, end: loc.offset + loc.size - 1 });
+  };
 
   const readConfigBytes = async (path: string): Promise<Uint8Array | undefined> => {
+    const kept = captured.get(path);
+    if (kept) return kept;
     const s = spooled.get(path);
     if (s) {
       if (s.size > MAX_JSON_BYTES) throw fail(`config ${path} is ${s.size} bytes, over the ${MAX_JSON_BYTES}-byte JSON limit`);
@@ -182,6 +215,8 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
     const previous = spooled.get(name);
     spooled.set(name, { file, result, size: result.contentSize });
+    contentOfName.set(name, result.contentDigest);
+    if (expected) spooledByContent.set(result.contentDigest, name);
     if (previous) await release(previous); // refused as ambiguous at the end if the image uses it
   };
 
@@ -201,6 +236,82 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     return manifestEntry;
   };
 
+  const expected = options.stream?.expected;
+  /** Spooled entries by the sha256 of their content (a stream with `expected`: layers are found by diff_id). */
+  const spooledByContent = new Map<Digest, string>();
+  /** The content digest of every entry spooled so far, by name (to check manifest.json against a plan made early). */
+  const contentOfName = new Map<string, Digest>();
+  let plannedFromExpected = false;
+
+  /** With `expected`: the plan, once the config with the expected digest has passed. */
+  const tryPlanFromExpected = async (): Promise<ConfigElement | undefined> => {
+    if (plan || !expected) return undefined;
+    const hex = expected.configDigest.slice('sha256:'.length);
+    const name = [`${hex}.json`, `blobs/sha256/${hex}`].find((n) => captured.has(n) || spooled.has(n));
+    if (!name) return undefined;
+    const raw = (await readConfigBytes(name)) as Uint8Array;
+    const digest = sha256Bytes(raw);
+    if (digest !== expected.configDigest) throw digestError(`${label}: config ${name} has digest ${digest}, but the daemon named ${expected.configDigest}; the export is corrupt`);
+    const config = decodeImageConfig(`${label}: config ${name}`, raw);
+    if (E.isLeft(config)) throw inputError(describeDecodeError(config.left));
+    const diffIds = config.right.rootfs.diff_ids;
+    if (diffIds.length !== expected.diffIds.length || diffIds.some((d, i) => d !== expected.diffIds[i])) {
+      throw fail(`the config's rootfs.diff_ids (${diffIds.length}) are not the layers the daemon listed (${expected.diffIds.length}); the image changed meanwhile; run again`);
+    }
+    const layers: PlannedLayer[] = diffIds.map((diffId, index) => {
+      if (!diffId.startsWith('sha256:')) throw fail(`config rootfs.diff_ids[${index}] is ${diffId}; only sha256 diff_ids are supported`);
+      return { descriptor: { index, sourceId: digestHex(diffId as Digest), diffId: diffId as Digest, mediaType: MediaTypes.dockerLayerTar }, path: '', blobDigest: undefined, delivered: false };
+    });
+    const element: ConfigElement = { _tag: 'Config', image: expected.image, digest, raw, config: config.right, layers: layers.map((l) => l.descriptor) };
+    plan = { config: element, layers };
+    plannedFromExpected = true;
+    return element;
+  };
+
+  /** With a plan made from `expected`: deliver every layer whose content has been spooled. */
+  async function* deliverByContent(): AsyncGenerator<LayerElement, void, undefined> {
+    if (!plan || !plannedFromExpected) return;
+    for (const layer of plan.layers) {
+      if (layer.delivered) continue;
+      const duplicates = yield* skipDuplicates([layer]);
+      if (duplicates.length === 0) continue;
+      const name = spooledByContent.get(layer.descriptor.diffId);
+      if (!name) continue;
+      const s = spooled.get(name) as Spooled;
+      spooled.delete(name);
+      spooledByContent.delete(layer.descriptor.diffId);
+      layer.delivered = true;
+      if (await wants(layer.descriptor)) {
+        deliveredWithData.add(layer.descriptor.diffId);
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } } };
+      } else {
+        await release(s);
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      }
+    }
+  }
+
+  /** A plan made early must be the one manifest.json describes: its config, and each layer's content. */
+  const checkManifestAgrees = () => {
+    const entry = chooseManifestEntry() as DockerSaveEntry;
+    const configPath = normalizeArchivePath(entry.Config);
+    const resolvedConfig = E.isRight(configPath) ? resolveAliases(configPath.right) : configPath;
+    const configName = `${(expected as { configDigest: Digest }).configDigest.slice('sha256:'.length)}`;
+    if (E.isLeft(resolvedConfig) || !(resolvedConfig.right === `${configName}.json` || resolvedConfig.right === `blobs/sha256/${configName}`)) {
+      throw fail(`manifest.json names config ${JSON.stringify(entry.Config)}, not the image the daemon inspected; the export is inconsistent`);
+    }
+    const layers = (plan as Plan).layers;
+    if (entry.Layers.length !== layers.length) throw fail(`manifest.json lists ${entry.Layers.length} layers, the config ${layers.length}`);
+    entry.Layers.forEach((p, i) => {
+      const normalized = normalizeArchivePath(p);
+      const resolved = E.isRight(normalized) ? resolveAliases(normalized.right) : normalized;
+      const content = E.isRight(resolved) ? contentOfName.get(resolved.right) : undefined;
+      if (content !== layers[i]?.descriptor.diffId) {
+        throw fail(`manifest.json Layers[${i}] ${JSON.stringify(p)} is not the layer with diff_id ${layers[i]?.descriptor.diffId}; the export is inconsistent`);
+      }
+    });
+  };
+
   /** Build the plan once manifest.json and the config are both available. */
   const tryPlan = async (): Promise<ConfigElement | undefined> => {
     if (plan) return undefined;
@@ -217,6 +328,9 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     if (!raw) return undefined;
 
     const configDigest = sha256Bytes(raw);
+    if (expected && configDigest !== expected.configDigest) {
+      throw digestError(`${label}: the export's config ${resolvedConfig.right} has digest ${configDigest}, but the daemon named ${expected.configDigest}; the image changed meanwhile (a tag moved?); run again`);
+    }
     const namedDigest = digestNamedBy(resolvedConfig.right);
     if (namedDigest && E.isLeft(namedDigest)) throw fail(`config path ${resolvedConfig.right}: ${namedDigest.left}`);
     if (namedDigest && E.isRight(namedDigest) && namedDigest.right !== configDigest) {
@@ -360,7 +474,8 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
 
   /** Which planned layers a file entry feeds (after links), or undefined before the plan exists. */
   const consumersOf = (name: string): PlannedLayer[] | undefined => {
-    if (!plan) return undefined;
+    // A plan from `expected` knows layers by content, not by name: spool, then look.
+    if (!plan || plannedFromExpected) return undefined;
     return plan.layers.filter((l) => {
       if (l.delivered) return false;
       const r = resolveAliases(l.path);
@@ -375,7 +490,8 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   /** manifest.json and the config, read from where the header walk found them; the config element when that worked. */
   const planEarly = async (): Promise<ConfigElement | undefined> => {
     let index: Map<string, Location> | undefined;
-    const handle = await fs.open(options.path, 'r');
+    if (file === undefined) return undefined; // a stream has no headers to walk
+    const handle = await fs.open(file, 'r');
     try {
       index = await indexTarArchive(handle);
     } finally {
@@ -423,6 +539,17 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
     if (isTopLevelMetadata(name) || isIgnorable(name)) {
       if (name === 'repositories') sawRepositories = true;
+      if (file === undefined && name.endsWith('.json') && !name.includes('/')) {
+        // A config, maybe: a stream cannot be read again, so keep it (capped).
+        if (size > MAX_JSON_BYTES) {
+          stream.resume();
+          return; // not a config occystrap would read (refused as too big if the manifest names it)
+        }
+        capturedBytes += size;
+        if (capturedBytes > MAX_CAPTURED_BYTES) throw fail(`the archive holds over ${MAX_CAPTURED_BYTES} bytes of top-level JSON files; save the image to a file and read it with tar://`);
+        captured.set(name, await readCapped(stream, MAX_JSON_BYTES, `${label}: ${name}`));
+        return;
+      }
       stream.resume(); // a config among these is read back from the archive when the manifest names it
       return;
     }
@@ -446,12 +573,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       return stream;
     };
     const consumer = consumers === undefined ? 'none' : await consumerFor(consumers);
-    if (consumer === 'later') {
+    if (consumer === 'later' && file !== undefined) {
       // Read again from its place when its turn comes (deliverReady), straight into the output.
       stream.resume();
       return;
     }
-    if (consumer !== 'none') {
+    if (consumer !== 'none' && consumer !== 'later') {
       yield* consumeEntry(name, consumers as PlannedLayer[], consumer, open);
       return;
     }
@@ -557,7 +684,19 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   // bench's 280 MB archive take 1.0 s instead of 0.5 s.
   const earlyConfig = await planEarly();
   if (earlyConfig) yield earlyConfig;
-  const source = createReadStream(options.path, { highWaterMark: 1 << 20 });
+  const tail = new TailKeeper(TAIL_BYTES);
+  let source: Readable;
+  if (file !== undefined) source = createReadStream(file, { highWaterMark: 1 << 20 });
+  else {
+    try {
+      const body = await (options.stream as ArchiveStream).open(signal);
+      body.once('error', (e) => tail.destroy(e));
+      source = body.pipe(tail);
+    } catch (e) {
+      await options.stream?.close?.();
+      throw e;
+    }
+  }
   const extract = tarStream.extract();
   source.on('error', (e) => extract.destroy(e));
   source.pipe(extract);
@@ -607,9 +746,10 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
             stream.resume();
             continue;
         }
-        const configElement = await tryPlan();
+        const configElement = (await tryPlanFromExpected()) ?? (await tryPlan());
         if (configElement) yield configElement;
         yield* deliverReady();
+        yield* deliverByContent();
       }
     } catch (e) {
       if (signal.aborted) throw new AbortError(signal.reason);
@@ -622,7 +762,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
         throw fail(`${name} is not where the archive's headers said (${at.size} bytes at offset ${at.offset}); the archive is malformed; save the image again`);
       }
     }
-    if (!(await endMarkerAt(options.path, entriesEnd))) {
+    if (!(file !== undefined ? await endMarkerAt(file, entriesEnd) : tail.zerosAt(entriesEnd, 2 * TAR_BLOCK))) {
       throw fail('the archive is truncated (it does not end with the tar end-of-archive marker after its last entry); download or save it again');
     }
     if (!manifestBytes) {
@@ -641,7 +781,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       throw fail(`the config ${manifestEntry?.Config ?? ''} named by manifest.json is not in the archive`);
     }
     yield* deliverReady(true);
+    yield* deliverByContent();
+    if (plannedFromExpected) checkManifestAgrees();
     const missing = plan.layers.find((l) => !l.delivered);
+    if (missing && plannedFromExpected) {
+      throw fail(`layer ${missing.descriptor.index} (diff_id ${missing.descriptor.diffId}) is not in the export; the archive is incomplete`);
+    }
     if (missing) {
       throw fail(`layer ${missing.descriptor.index} (${missing.path}) listed in manifest.json is not in the archive; the archive is incomplete`);
     }
@@ -649,6 +794,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     signal.removeEventListener('abort', onAbort);
     source.destroy();
     extract.destroy();
+    await options.stream?.close?.();
     for (const s of spooled.values()) await release(s);
     spooled.clear();
   }
@@ -685,6 +831,38 @@ function describeTarError(e: unknown): string {
   if (/unexpected end/i.test(message)) return 'the archive is truncated (unexpected end of data); download or save it again';
   if (/invalid tar header|unknown format|checksum/i.test(message)) return `not a valid tar archive (${message}); give a file made by "docker save"`;
   return message;
+}
+
+/** Top-level JSON bytes a streamed archive may hold in memory. */
+const MAX_CAPTURED_BYTES = 64 << 20;
+/** The end of a streamed archive kept, to find the end marker after the last entry. */
+const TAIL_BYTES = 64 * 1024;
+
+/**
+ * Passes a stream through, counting its bytes and keeping the last `keep` of them, so the
+ * end marker of a streamed archive can be checked once the last entry is known.
+ */
+class TailKeeper extends Transform {
+  private total = 0;
+  private chunks: Buffer[] = [];
+  private kept = 0;
+  constructor(private readonly keep: number) {
+    super({ highWaterMark: 1 << 20 });
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.total += chunk.length;
+    this.chunks.push(chunk);
+    this.kept += chunk.length;
+    while (this.chunks.length > 1 && this.kept - (this.chunks[0] as Buffer).length >= this.keep) this.kept -= (this.chunks.shift() as Buffer).length;
+    cb(null, chunk);
+  }
+  /** True when the `length` bytes at stream offset `offset` were all seen, and are zero. */
+  zerosAt(offset: number, length: number): boolean {
+    const start = this.total - this.kept;
+    if (offset < start || offset + length > this.total) return false;
+    const tail = Buffer.concat(this.chunks);
+    return tail.subarray(offset - start, offset - start + length).every((b) => b === 0);
+  }
 }
 
 /** True when two zero blocks (the tar end marker) start at `offset` of the file. */

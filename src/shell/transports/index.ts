@@ -6,6 +6,7 @@
  * @module
  */
 import { dirTransport } from './dir.js';
+import { dockerTransport } from './docker.js';
 import { mountsTransport } from './mounts.js';
 import { ociTransport } from './oci.js';
 import { ocidirTransport } from './ocidir.js';
@@ -21,6 +22,7 @@ export const TRANSPORTS: TransportTable = [
   ocidirTransport,
   ociTransport,
   mountsTransport,
+  dockerTransport,
   ...plannedTransports,
 ];
 

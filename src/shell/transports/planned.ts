@@ -8,10 +8,10 @@ import type { Transport } from './types.js';
 
 const NOT_YET = 'is not available in this version yet (it is planned)';
 
+/** `docker://` as a destination; its source role is built (./docker.ts). */
 export const dockerTransport: Transport = {
   name: 'docker',
   aliases: [],
-  source: { planned: `docker:// ${NOT_YET}; use "docker save -o FILE IMAGE" and tar://FILE` },
   destination: { planned: `docker:// as a destination ${NOT_YET}; write tar://FILE and "docker load -i FILE"` },
 };
 
@@ -29,4 +29,4 @@ export const quayTransport: Transport = {
   destination: { planned: `quay:// ${NOT_YET}` },
 };
 
-export const plannedTransports: readonly Transport[] = [dockerTransport, dockerpushTransport, quayTransport];
+export const plannedTransports: readonly Transport[] = [dockerpushTransport, quayTransport];

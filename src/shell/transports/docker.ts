@@ -1,0 +1,49 @@
+/**
+ * `docker://NAME[:TAG][?socket=PATH]`: an image in a Docker Engine API daemon (Docker, or
+ * `podman system service`), over its unix socket.
+ *
+ * @module
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import { usageError } from '../../core/errors.js';
+import { checkImageReference } from '../../core/reference.js';
+import { engineEndpoint } from '../daemon/endpoint.js';
+import type { DockerDaemonInput } from '../inputs/docker-daemon.js';
+import { checkOptions, stringOption } from './target-options.js';
+import type { SourceRole, Target, Transport, TransportSettings } from './types.js';
+import { dockerTransport as planned } from './planned.js';
+
+/** `NAME[:TAG]` or `NAME@DIGEST` from the URI body; a missing tag is `latest`, as docker says. */
+export function daemonImageName(target: Target): string {
+  const body = target.body;
+  if (body === '') throw usageError(`${target.uri}: give the image, docker://NAME[:TAG]`);
+  const slash = body.lastIndexOf('/');
+  const colon = body.lastIndexOf(':');
+  const named = body.includes('@') || colon > slash ? body : `${body}:latest`;
+  const checked = checkImageReference(named);
+  if (E.isLeft(checked)) throw usageError(`${target.uri}: ${checked.left}`);
+  return named;
+}
+
+function endpointOf(target: Target, settings: TransportSettings) {
+  try {
+    return engineEndpoint(stringOption(target, target.uri, 'socket'), settings.env ?? process.env);
+  } catch (e) {
+    throw usageError(`${target.uri}: ${(e as Error).message}`);
+  }
+}
+
+const source: SourceRole<DockerDaemonInput> = {
+  usage: 'docker://NAME[:TAG][?socket=PATH]',
+  summary: 'an image in a Docker or Podman daemon',
+  options: ['socket'],
+  async open(target, settings) {
+    checkOptions(target, source);
+    const image = daemonImageName(target);
+    const endpoint = endpointOf(target, settings);
+    const { DockerDaemonInput } = await import('../inputs/docker-daemon.js');
+    return new DockerDaemonInput({ image, endpoint, label: target.uri });
+  },
+};
+
+export const dockerTransport: Transport = { ...planned, what: 'a Docker Engine API daemon', source };
