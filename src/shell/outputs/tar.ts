@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { constants, createReadStream, type Stats } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
@@ -22,7 +22,8 @@ import type { StageContext } from '../../core/pipeline/types.js';
 import { dockerSaveManifestBytes, repositoriesBytes, savedConfigPath, savedLayerPath } from '../../core/plans/docker-save.js';
 import { publishMode } from '../fs/atomic.js';
 import { describeKind, kindOf } from '../fs/store-fs.js';
-import { encodeHeader, encodeOneBlockHeader, END_OF_ARCHIVE, paddingFor, type TarHeader } from '../../core/tar/header.js';
+import { encodeOneBlockHeader, paddingFor } from '../../core/tar/header.js';
+import { FIXED, TarAppender } from './tar-appender.js';
 
 export interface TarOutputOptions {
   readonly path: string;
@@ -31,7 +32,6 @@ export interface TarOutputOptions {
   readonly repoTag?: string;
 }
 
-const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
 
 /** Layers whose blob is at least this large are written straight into the archive (see `offer`). */
 export const PLACE_MIN_BYTES = 4 << 20;
@@ -52,9 +52,7 @@ const GATHER_BYTES = 1 << 20;
  * Writes the archive through a file handle: every write is awaited, so a failure is a
  * rejected promise, never a stream 'error' event that could fire after the run failed.
  */
-class TarWriter {
-  /** The archive's length so far, including what is gathered and not yet written. */
-  bytes = 0;
+class TarWriter extends TarAppender {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   /** Set while another writer fills the archive's end (a placed layer): nothing else may be appended. */
@@ -62,7 +60,9 @@ class TarWriter {
   constructor(
     private readonly out: FileHandle,
     private readonly path: string,
-  ) {}
+  ) {
+    super();
+  }
 
   async write(chunk: Uint8Array): Promise<void> {
     if (this.held) throw new Error(`${this.path}: write while a placed layer fills the archive`);
@@ -98,31 +98,6 @@ class TarWriter {
     }
   }
 
-  async entry(header: Omit<TarHeader, 'mode' | 'uid' | 'gid' | 'mtime'> & Partial<TarHeader>, data?: Uint8Array): Promise<void> {
-    await this.write(encodeHeader({ ...FIXED, ...header }));
-    if (data) {
-      await this.write(data);
-      await this.write(new Uint8Array(paddingFor(data.length)));
-    }
-  }
-
-  /** The `<diff_id hex>/` directory entry in front of the layer file `name`. */
-  async layerDirectory(name: string): Promise<void> {
-    await this.entry({ name: name.slice(0, name.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
-  }
-
-  async fileEntry(name: string, source: string, size: number): Promise<void> {
-    await this.entry({ name, type: 'file', size });
-    let copied = 0;
-    for await (const chunk of createReadStream(source, { highWaterMark: 1 << 20 })) {
-      copied += (chunk as Buffer).length;
-      if (copied > size) throw new Error(`${source} grew while being archived`);
-      await this.write(chunk as Buffer);
-    }
-    if (copied !== size) throw new Error(`${source} is ${copied} bytes, expected ${size}`);
-    await this.write(new Uint8Array(paddingFor(size)));
-  }
-
   /** Overwrite bytes already written (a placed layer's header, once its size is known). */
   async patch(at: number, data: Uint8Array): Promise<void> {
     let offset = 0;
@@ -142,8 +117,8 @@ class TarWriter {
     this.bytes += size;
   }
 
-  async finish(): Promise<void> {
-    await this.write(END_OF_ARCHIVE);
+  override async finish(): Promise<void> {
+    await super.finish();
     await this.flush();
   }
 }
