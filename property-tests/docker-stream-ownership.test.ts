@@ -202,5 +202,5 @@ test('docker-save over a stream: every temp file released once; success delivers
     }),
     { numRuns: 300 },
   );
-  assert.ok(outcomes.ok > 60 && outcomes.failed > 30 && outcomes.stopped > 20 && outcomes.expected > 30, JSON.stringify(outcomes));
+  assert.ok(outcomes.ok > 40 && outcomes.failed > 30 && outcomes.stopped > 20 && outcomes.expected > 15, JSON.stringify(outcomes));
 });

@@ -126,9 +126,9 @@ describe('usage errors: exit 2 with one line', { concurrency: 4 }, () => {
       phrase: /unknown destination scheme "bar:\/\/"/,
     },
     {
-      title: 'docker:// as a destination is not available yet',
-      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'docker://x/y:z'],
-      phrase: /docker:\/\/ as a destination is not available/,
+      title: 'dockerpush:// as a destination is not available yet',
+      args: (ws) => ['--temp-dir', ws.temp, 'process', `tar://${sample()}`, 'dockerpush://x/y:z'],
+      phrase: /dockerpush:\/\/ is not available/,
     },
     {
       title: 'registry:// destination with an unknown compression',

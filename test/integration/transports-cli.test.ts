@@ -37,10 +37,10 @@ describe('planned schemes: one line per role', () => {
     assert.doesNotMatch(line, /output/);
   });
 
-  test('docker:// as a destination says it is not available yet', async () => {
+  test('dockerpush:// as a destination says it is not available yet', async () => {
     const tmp = await tmpDir('transports-');
-    const line = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, 'docker://y']);
-    assert.match(line, /docker:\/\/ as a destination is not available in this version yet \(it is planned\); write tar:\/\/FILE and "docker load -i FILE"/);
+    const line = await oneUsageLine(['--temp-dir', tmp, 'process', `tar://${fixturePath(SAMPLE)}`, 'dockerpush://y']);
+    assert.match(line, /dockerpush:\/\/ is not available in this version yet \(it is planned\)/);
   });
 
   test('dir:// is a source: a directory that is not a store is refused in one line', async () => {

@@ -109,7 +109,7 @@ test('a planned or one-role scheme gets a message for the role it was asked in',
   }
   await assert.rejects(openSource('oci://x'), new RegExp(`^OccystrapError: oci:// \\(an OCI runtime bundle\\) is only a destination, not a source; sources: ${SOURCES}$`));
   await assert.rejects(openSource('mounts://x'), new RegExp(`^OccystrapError: mounts:// \\(overlay mounts\\) is only a destination, not a source; sources: ${SOURCES}$`));
-  await assert.rejects(() => openOutput('docker://x'), /docker:\/\/ as a destination is not available in this version yet \(it is planned\)/);
+  await assert.rejects(() => openOutput('quay://x'), /quay:\/\/ is not available in this version yet \(it is planned\)/);
   // A scheme with only a destination role (the table without dir://'s source role).
   const destinationOnly = TRANSPORTS.map((t) => (t.name === 'dir' ? { name: t.name, what: 'a layer store', aliases: t.aliases, ...(t.destination ? { destination: t.destination } : {}) } : t));
   assert.match(unavailableMessage(destinationOnly, 'source', 'dir', 'dir://x') ?? '', /^dir:\/\/ \(a layer store\) is only a destination, not a source; sources: tar:\/\/, registry:\/\/, ocidir:\/\/, docker:\/\/$/);

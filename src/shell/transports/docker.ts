@@ -10,8 +10,7 @@ import { checkImageReference } from '../../core/reference.js';
 import { engineEndpoint } from '../daemon/endpoint.js';
 import type { DockerDaemonInput } from '../inputs/docker-daemon.js';
 import { checkOptions, stringOption } from './target-options.js';
-import type { SourceRole, Target, Transport, TransportSettings } from './types.js';
-import { dockerTransport as planned } from './planned.js';
+import type { DestinationRole, SourceRole, Target, Transport, TransportSettings } from './types.js';
 
 /** `NAME[:TAG]` or `NAME@DIGEST` from the URI body; a missing tag is `latest`, as docker says. */
 export function daemonImageName(target: Target): string {
@@ -46,4 +45,18 @@ const source: SourceRole<DockerDaemonInput> = {
   },
 };
 
-export const dockerTransport: Transport = { ...planned, what: 'a Docker Engine API daemon', source };
+const destination: DestinationRole = {
+  usage: 'docker://NAME[:TAG][?socket=PATH]',
+  summary: 'load into a Docker or Podman daemon, tagged NAME:TAG',
+  options: ['socket'],
+  async open(target, settings) {
+    checkOptions(target, destination);
+    const repoTag = daemonImageName(target);
+    if (repoTag.includes('@')) throw usageError(`${target.uri}: a loaded image is tagged NAME:TAG; a digest cannot be a tag`);
+    const endpoint = endpointOf(target, settings);
+    const { DockerDaemonOutput } = await import('../outputs/docker-daemon.js');
+    return new DockerDaemonOutput({ repoTag, endpoint, label: target.uri });
+  },
+};
+
+export const dockerTransport: Transport = { name: 'docker', aliases: [], what: 'a Docker Engine API daemon', source, destination };

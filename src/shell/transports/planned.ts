@@ -8,13 +8,6 @@ import type { Transport } from './types.js';
 
 const NOT_YET = 'is not available in this version yet (it is planned)';
 
-/** `docker://` as a destination; its source role is built (./docker.ts). */
-export const dockerTransport: Transport = {
-  name: 'docker',
-  aliases: [],
-  destination: { planned: `docker:// as a destination ${NOT_YET}; write tar://FILE and "docker load -i FILE"` },
-};
-
 export const dockerpushTransport: Transport = {
   name: 'dockerpush',
   aliases: [],
