@@ -18,6 +18,10 @@
 //   large          occystrap registry:// → dir:// with a 1 GiB layer vs skopeo (peak RSS;
 //                  no warm-up run, BENCH_LARGE_PAIRS pairs)
 //   startup        occystrap --version vs skopeo --version (fixed cost of every run)
+//   docker-tar     occystrap docker:// → tar:// of the 1 GiB-layer image from Debian's dockerd
+//                  vs curl of the raw export to /dev/null (root; dockerd's data on a tmpfs)
+//   registry-docker occystrap registry:// → docker:// vs skopeo … docker-daemon:, the
+//                  daemon emptied before every run
 // then one CPU-profiled registry→dir and registry→tar run (node --cpu-prof).
 //
 // Environment:
@@ -183,6 +187,7 @@ async function runOnce(template) {
   const side = template.perRun ? { ...template, ...template.perRun() } : template;
   if (!template.perRun) rmOut();
   else if (SETTLE_S > 0) await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
+  side.prepare?.();
   spawnSync('sync');
   if (template.warm) startFromSameMemory(template.warm);
   const before = machineCpu();
@@ -401,7 +406,7 @@ async function main() {
   info = machine();
   log(`${info.date}; ${info.nproc} cores; node ${info.node}; ${info.skopeo}`);
 
-  const names = ['big', 'par', ...(wanted('unpack-many') ? ['many'] : []), ...(LARGE && wanted('large') ? ['large'] : [])];
+  const names = ['big', 'par', ...(wanted('unpack-many') ? ['many'] : []), ...((LARGE && wanted('large')) || wanted('docker-tar') ? ['large'] : [])];
   const { key, root, images } = await ensureImages(path.join(BENCH, 'images'), names, (m) => log(`${elapsed()} ${m}`));
   const policy = writePolicy(path.join(BENCH, 'policy.json'));
 
@@ -665,6 +670,65 @@ async function main() {
           b: skopeoSide(large, refs.large),
         }),
       );
+    }
+
+    // Issue 15: docker:// over the Engine API of Debian's dockerd (root only).
+    if ((wanted('docker-tar') || wanted('registry-docker')) && process.getuid?.() === 0) {
+      // The tests' dockerd starter (test/support/daemons.ts, built into dist/), its data on a tmpfs.
+      const { startDockerd } = await import('../dist/test/support/daemons.js');
+      const dockerd = await startDockerd({ dir: path.join(BENCH, 'dockerd'), dataTmpfsSize: '12g' });
+      const daemon = { ...dockerd, docker: dockerd.cli };
+      try {
+        const sock = daemon.socket;
+        const emptyDaemon = () => daemon.docker(['image', 'prune', '-af']);
+        if (wanted('docker-tar') && images.large) {
+          const large = images.large;
+          skopeo(policy, ['copy', '--quiet', '--dest-daemon-host', `unix://${sock}`, `oci:${large.layout}:${large.tag}`, 'docker-daemon:bench/large:v1'], childEnv());
+          results.push(
+            await scenario({
+              name: 'docker-tar',
+              title: `docker:// → tar:// with a 1 GiB layer (Docker ${daemon.version}), against the raw export to /dev/null`,
+              ...facts(large),
+              pairs: LARGE_PAIRS,
+              ratioLabel: 'occystrap / curl',
+              a: ours('occystrap', ['process', `docker://bench/large:v1?socket=${sock}`, `tar://${path.join(OUT, 'out.tar')}`], path.join(OUT, 'out.tar'), checkTar(large, 'out.tar')),
+              b: {
+                label: 'curl',
+                cmd: 'curl',
+                args: ['-sf', '--unix-socket', sock, '-o', '/dev/null', 'http://docker/v1.41/images/bench/large:v1/get'],
+                display: 'curl --unix-socket SOCK -o /dev/null http://docker/v1.41/images/bench/large:v1/get',
+              },
+            }),
+          );
+          emptyDaemon();
+        }
+        if (wanted('registry-docker')) {
+          results.push(
+            await scenario({
+              name: 'registry-docker',
+              title: `registry → docker:// (a fresh load into Docker ${daemon.version} each run), against skopeo copy … docker-daemon:`,
+              ...facts(big),
+              pairs: PAIRS,
+              ratioLabel: 'occystrap / skopeo',
+              a: {
+                ...ours('occystrap', ['--insecure', 'process', `registry://${refs.big}`, `docker://bench/big-ours:v1?socket=${sock}`]),
+                prepare: emptyDaemon,
+                check: () => daemon.docker(['image', 'inspect', 'bench/big-ours:v1']),
+              },
+              b: {
+                label: 'skopeo',
+                cmd: 'skopeo',
+                args: ['--policy', policy, 'copy', '--quiet', '--src-tls-verify=false', '--dest-daemon-host', `unix://${sock}`, `docker://${refs.big}`, 'docker-daemon:bench/big-skopeo:v1'],
+                display: `skopeo copy --src-tls-verify=false --dest-daemon-host unix://SOCK docker://HOST/bench/big:v1 docker-daemon:bench/big-skopeo:v1`,
+                prepare: emptyDaemon,
+                check: () => daemon.docker(['image', 'inspect', 'bench/big-skopeo:v1']),
+              },
+            }),
+          );
+        }
+      } finally {
+        await daemon.stop();
+      }
     }
 
     // CPU profiles: one registry→dir and one registry→tar run.

@@ -7,7 +7,7 @@
  * @module
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -64,26 +64,43 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+export interface DockerdOptions {
+  /** Where its socket and data live (default: a new temp directory, removed on stop). */
+  readonly dir?: string;
+  /** Mount a tmpfs of this size (e.g. `12g`) for the data root, unmounted on stop (the bench: no disk, no deleted inodes). */
+  readonly dataTmpfsSize?: string;
+}
+
 /** Debian's dockerd on a private socket and data root. */
-export async function startDockerd(): Promise<Daemon> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'occystrap-dockerd-'));
+export async function startDockerd(options: DockerdOptions = {}): Promise<Daemon & { readonly version: string }> {
+  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'occystrap-dockerd-'));
+  const data = path.join(dir, 'data');
+  mkdirSync(data, { recursive: true });
+  if (options.dataTmpfsSize !== undefined) {
+    spawnSync('umount', [data]);
+    run('mount', ['-t', 'tmpfs', '-o', `size=${options.dataTmpfsSize}`, 'tmpfs', data]);
+  }
   const socket = path.join(dir, 'docker.sock');
+  rmSync(socket, { force: true });
   let log = '';
   const child = spawn(
     'dockerd',
-    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '-H', `unix://${socket}`, '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid')],
+    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '-H', `unix://${socket}`, '--data-root', data, '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid')],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (log += c.toString()));
   await waitForPing(socket, child, 'dockerd', () => log);
+  const cli = (args: readonly string[]) => run('docker', ['-H', `unix://${socket}`, ...args]);
   return {
     kind: 'docker',
     socket,
-    cli: (args) => run('docker', ['-H', `unix://${socket}`, ...args]),
+    version: (JSON.parse(cli(['version', '--format', '{{json .Server}}'])) as { Version: string }).Version,
+    cli,
     async stop() {
       await stopChild(child);
-      rmSync(dir, { recursive: true, force: true });
+      if (options.dataTmpfsSize !== undefined) spawnSync('umount', [data]);
+      if (options.dir === undefined) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -35,7 +35,7 @@ import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codec
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, digestHex, parseDigest } from '../../core/digest.js';
-import { type ConfigElement, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
+import { type ConfigElement, type DataPayload, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
@@ -395,6 +395,26 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   }
 
   /**
+   * Yield a group of layers one file feeds: the first wanted one with `payload` (setting
+   * `handOff.done` before the yield, so the caller never releases what was handed over),
+   * the later ones as duplicates, unwanted earlier ones as present.
+   */
+  async function* deliverGroup(group: PlannedLayer[], payload: DataPayload, handOff: { done: boolean }): AsyncGenerator<LayerElement, void, undefined> {
+    for (const layer of group) {
+      layer.delivered = true;
+      if (handOff.done) {
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
+      } else if (await wants(layer.descriptor)) {
+        handOff.done = true;
+        deliveredWithData.add(layer.descriptor.diffId);
+        yield { _tag: 'Layer', layer: layer.descriptor, payload };
+      } else {
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      }
+    }
+  }
+
+  /**
    * Deliver every planned layer whose (resolved) file is spooled or located, in manifest
    * order, asking the output first. A located layer the output takes as it is read goes to
    * its consumer from its place in the archive, once every earlier layer is delivered; until
@@ -440,23 +460,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       }
       const s = spooled.get(path) as Spooled;
       spooled.delete(path);
-      let handedOff = false;
+      const handOff = { done: false };
       try {
         for (const layer of group) verifyLayer(layer, path, s.result);
-        for (const layer of group) {
-          layer.delivered = true;
-          if (handedOff) {
-            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-          } else if (await wants(layer.descriptor)) {
-            handedOff = true;
-            deliveredWithData.add(layer.descriptor.diffId);
-            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } } };
-          } else {
-            yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
-          }
-        }
+        yield* deliverGroup(group, { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } }, handOff);
       } finally {
-        if (!handedOff) await release(s);
+        if (!handOff.done) await release(s);
       }
     }
   }
@@ -636,19 +645,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       throw e;
     }
     consumer.end();
-    let handedOff = false;
-    for (const layer of group) {
-      layer.delivered = true;
-      if (handedOff) {
-        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'duplicate' } };
-      } else if (await wants(layer.descriptor)) {
-        handedOff = true;
-        deliveredWithData.add(layer.descriptor.diffId);
-        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Consumed', consumed: { consumer: consumer.id, size: result.contentSize } } };
-      } else {
-        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
-      }
-    }
+    yield* deliverGroup(group, { _tag: 'Consumed', consumed: { consumer: consumer.id, size: result.contentSize } }, { done: false });
   }
 
   /** Every name on the way from a manifest path to its file (the path, each link, the target). */
