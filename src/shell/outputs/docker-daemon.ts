@@ -56,7 +56,6 @@ interface LoadRun {
   readonly stream: LoadStream;
   /** The load request: its response, once the daemon has read the whole archive. */
   readonly response: Promise<EngineResponse>;
-  readonly written: Set<string>;
 }
 
 export class DockerDaemonDestination implements ImageDestination<string> {
@@ -82,7 +81,7 @@ export class DockerDaemonDestination implements ImageDestination<string> {
       (res) => stream.settle(res.status === 200 ? undefined : client.fail(`the daemon refused the load (HTTP ${res.status})`)),
       (e: unknown) => stream.settle(e),
     );
-    this.run = { client, stream, response, written: new Set() };
+    this.run = { client, stream, response };
   }
 
   async putConfig(config: ConfigElement): Promise<void> {
@@ -93,13 +92,9 @@ export class DockerDaemonDestination implements ImageDestination<string> {
     const tar = tarOf(payload);
     try {
       if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
-      const run = this.current();
       const name = savedLayerPath(layer.diffId);
-      if (run.written.has(name)) return { stored: name, bytes: 0, kept: true };
-      await run.stream.layerDirectory(name);
-      await run.stream.fileEntry(name, tar.file.path, tar.size);
-      run.written.add(name);
-      return { stored: name, bytes: tar.size };
+      const added = await this.current().stream.layer(name, tar.file.path, tar.size);
+      return added ? { stored: name, bytes: tar.size } : { stored: name, bytes: 0, kept: true };
     } catch (e) {
       throw this.explain(e);
     } finally {

@@ -14,6 +14,8 @@ export const FIXED = { mode: 0o644, uid: 0, gid: 0, mtime: 0 } as const;
 export abstract class TarAppender {
   /** The archive's length so far. */
   bytes = 0;
+  /** Layer paths already in the archive (two layers with one diff_id are stored once). */
+  readonly layers = new Set<string>();
 
   /** Append `chunk`; resolves when the writer can take more. Rejects once the writing failed. */
   abstract write(chunk: Uint8Array): Promise<void>;
@@ -42,6 +44,18 @@ export abstract class TarAppender {
     }
     if (copied !== size) throw new Error(`${source} is ${copied} bytes, expected ${size}`);
     await this.write(new Uint8Array(paddingFor(size)));
+  }
+
+  /**
+   * The layer file `name` (`<diff_id hex>/layer.tar`) and its directory, copied from
+   * `source`; false (nothing written) when the archive holds it already.
+   */
+  async layer(name: string, source: string, size: number): Promise<boolean> {
+    if (this.layers.has(name)) return false;
+    await this.layerDirectory(name);
+    await this.fileEntry(name, source, size);
+    this.layers.add(name);
+    return true;
   }
 
   async finish(): Promise<void> {

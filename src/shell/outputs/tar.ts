@@ -129,8 +129,6 @@ interface OpenArchive {
   readonly target: string;
   handle: FileHandle | undefined;
   readonly writer: TarWriter;
-  /** Layer paths already in the archive (two layers with one diff_id are stored once). */
-  readonly written: Set<string>;
 }
 
 /**
@@ -217,12 +215,12 @@ export class TarDestination implements ImageDestination<string> {
     // Layers follow the config entry when the first config is final (it is written right after begin).
     if (!archive || !this.layersMayStart) return undefined;
     const layer = this.layers[index];
-    if (!layer || archive.written.has(savedLayerPath(layer.diffId))) return 'never';
+    if (!layer || archive.writer.layers.has(savedLayerPath(layer.diffId))) return 'never';
     let earlierMissing = false;
     for (const earlier of this.layers.slice(0, index)) {
       // The same diff_id earlier in the image: that position carries the entry.
       if (earlier.diffId === layer.diffId) return 'never';
-      if (!archive.written.has(savedLayerPath(earlier.diffId))) earlierMissing = true;
+      if (!archive.writer.layers.has(savedLayerPath(earlier.diffId))) earlierMissing = true;
     }
     return this.placing || earlierMissing ? undefined : 'now';
   }
@@ -262,7 +260,7 @@ export class TarDestination implements ImageDestination<string> {
       await ctx.effects.perform({ _tag: 'Release', file, owner: ctx.owner }).catch(() => undefined);
       throw e;
     }
-    this.archive = { file, target, handle, writer: new TarWriter(handle, file.path), written: new Set() };
+    this.archive = { file, target, handle, writer: new TarWriter(handle, file.path) };
     this.turns.wake();
   }
 
@@ -279,10 +277,7 @@ export class TarDestination implements ImageDestination<string> {
       if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
       const archive = this.open();
       const name = savedLayerPath(layer.diffId);
-      if (archive.written.has(name)) return { stored: name, bytes: 0, kept: true };
-      await archive.writer.layerDirectory(name);
-      await archive.writer.fileEntry(name, tar.file.path, tar.size);
-      archive.written.add(name);
+      if (!(await archive.writer.layer(name, tar.file.path, tar.size))) return { stored: name, bytes: 0, kept: true };
       this.turns.wake();
       return { stored: name, bytes: tar.size };
     } finally {
@@ -301,7 +296,7 @@ export class TarDestination implements ImageDestination<string> {
     archive.writer.release(placed.size);
     await archive.writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name: at.name, type: 'file', size: placed.size }));
     await archive.writer.write(new Uint8Array(paddingFor(placed.size)));
-    archive.written.add(at.name);
+    archive.writer.layers.add(at.name);
     this.turns.wake();
     return { stored: at.name, bytes: placed.size };
   }
