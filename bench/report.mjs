@@ -39,9 +39,14 @@ function targets(report) {
   add('tar→oci:// ≤ 0.5× umoci unpack (wall, issue 14)', u ? `${s2(u.ratio)}×` : '–', u ? u.ratio <= 0.5 : undefined);
   const m = r['unpack-many'];
   add('100,000 small files unpacked ≤ 10 s (tar→oci://, issue 14)', m ? `${s2(m.a.wall)} s (umoci ${s2(m.b.wall)} s)` : '–', m ? m.a.wall <= 10 : undefined);
+  const dt = r['docker-tar'];
+  add('docker://→tar:// ≤ 1.2× the raw export to /dev/null (wall, 1 GiB layer, issue 15)', dt ? `${s2(dt.ratio)}×` : '–', dt ? dt.ratio <= 1.2 : undefined);
+  add('docker://→tar:// peak RSS ≤ 150 MiB (1 GiB layer, issue 15)', dt ? `${Math.round(dt.a.rssKb / 1024)} MiB` : '–', dt ? dt.a.rssKb / 1024 <= 150 : undefined);
+  const rd = r['registry-docker'];
+  add('registry→docker:// ≤ 0.6× skopeo … docker-daemon: (wall, issue 15)', rd ? `${s2(rd.ratio)}×` : '–', rd ? rd.ratio <= 0.6 : undefined);
   const f = r.floor;
   if (f && d) rows.push(`| floor: inflate + hash of the largest layer, bare Node (reported) | ${s2(f.a.wall)} s; registry→dir ${s2(d.a.wall)} s, ${s2(d.a.wall - f.a.wall)} s above it | – |`);
-  return ['| target (issues 9, 10, 14) | measured | |', '|---|---|---|', ...rows].join('\n');
+  return ['| target (issues 9, 10, 14, 15) | measured | |', '|---|---|---|', ...rows].join('\n');
 }
 
 export function renderResults(report) {
@@ -92,7 +97,7 @@ export function renderResults(report) {
   out.push('Pairwise wall-time ratios, in run order:');
   out.push('');
   for (const r of report.results) {
-    if (r.ratios) out.push(`- ${r.title} (${r.ratioLabel}): ${r.ratios.map((x) => x.toFixed(2)).join(', ')}`);
+    if (r.ratios) out.push(`- ${r.title} (${r.ratioLabel}): ${r.ratios.map((x) => (x ?? Number.NaN).toFixed(2)).join(', ')}`);
     else out.push(`- ${r.title}: wall ${r.a.runs.map((x) => x.wall.toFixed(2)).join(', ')} s`);
   }
   const j = report.results.find((r) => r.name === 'jobs');
