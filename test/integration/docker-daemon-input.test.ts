@@ -73,6 +73,14 @@ for (const kind of ['docker', 'podman'] as const) {
       assert.match(daemon.cli(['image', 'inspect', '--format', '{{json .RootFS.Layers}}', 'normalized:v1']), new RegExp(ids[0]!.slice(7)));
     });
 
+    test('info and check read the image from the daemon (a layer listed twice, none of them needed)', async () => {
+      const info = await occystrap(['info', `docker://sample:v1?socket=${daemon.socket}`]);
+      assert.equal(info.code, 0, info.stderr);
+      assert.ok(info.stdout.includes(sample().diffIds[0]!.slice(7, 19)), info.stdout);
+      const check = await occystrap(['check', '--fast', `docker://sample:v1?socket=${daemon.socket}`]);
+      assert.equal(check.code, 0, `${check.stdout}\n${check.stderr}`);
+    });
+
     test('an image the daemon does not have: one line naming it and the socket, exit 1, nothing written', async () => {
       const dir = fresh(`${kind}-missing`);
       mkdirSync(dir);

@@ -273,20 +273,20 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     if (!plan || !plannedFromExpected) return;
     for (const layer of plan.layers) {
       if (layer.delivered) continue;
-      const duplicates = yield* skipDuplicates([layer]);
-      if (duplicates.length === 0) continue;
-      const name = spooledByContent.get(layer.descriptor.diffId);
+      const diffId = layer.descriptor.diffId;
+      const name = spooledByContent.get(diffId);
       if (!name) continue;
+      // Every position with this diff_id goes now, as one group: the data once, with the
+      // first that is wanted (a layer listed twice, and nothing wanted, is present twice).
+      const group = yield* skipDuplicates(plan.layers.filter((l) => !l.delivered && l.descriptor.diffId === diffId));
       const s = spooled.get(name) as Spooled;
       spooled.delete(name);
-      spooledByContent.delete(layer.descriptor.diffId);
-      layer.delivered = true;
-      if (await wants(layer.descriptor)) {
-        deliveredWithData.add(layer.descriptor.diffId);
-        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } } };
-      } else {
-        await release(s);
-        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      spooledByContent.delete(diffId);
+      const handOff = { done: false };
+      try {
+        yield* deliverGroup(group, { _tag: 'Tar', tar: { file: s.file, size: s.result.contentSize } }, handOff);
+      } finally {
+        if (!handOff.done) await release(s);
       }
     }
   }
