@@ -7,7 +7,7 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { usageError } from '../../core/errors.js';
 import { checkImageReference } from '../../core/reference.js';
-import { engineEndpoint } from '../daemon/endpoint.js';
+import { type EngineEndpoint, engineEndpoint } from '../daemon/endpoint.js';
 import type { DockerDaemonInput } from '../inputs/docker-daemon.js';
 import { checkOptions, stringOption } from './target-options.js';
 import type { DestinationRole, SourceRole, Target, Transport, TransportSettings } from './types.js';
@@ -24,9 +24,12 @@ export function daemonImageName(target: Target): string {
   return named;
 }
 
-function endpointOf(target: Target, settings: TransportSettings) {
+/** What both roles read from the URI: its options checked, the image name, the socket. */
+function daemonTarget(target: Target, settings: TransportSettings, role: SourceRole<DockerDaemonInput> | DestinationRole): { image: string; endpoint: EngineEndpoint } {
+  checkOptions(target, role);
+  const image = daemonImageName(target);
   try {
-    return engineEndpoint(stringOption(target, target.uri, 'socket'), settings.env ?? process.env);
+    return { image, endpoint: engineEndpoint(stringOption(target, target.uri, 'socket'), settings.env ?? process.env) };
   } catch (e) {
     throw usageError(`${target.uri}: ${(e as Error).message}`);
   }
@@ -37,9 +40,7 @@ const source: SourceRole<DockerDaemonInput> = {
   summary: 'an image in a Docker or Podman daemon',
   options: ['socket'],
   async open(target, settings) {
-    checkOptions(target, source);
-    const image = daemonImageName(target);
-    const endpoint = endpointOf(target, settings);
+    const { image, endpoint } = daemonTarget(target, settings, source);
     const { DockerDaemonInput } = await import('../inputs/docker-daemon.js');
     return new DockerDaemonInput({ image, endpoint, label: target.uri });
   },
@@ -50,10 +51,8 @@ const destination: DestinationRole = {
   summary: 'load into a Docker or Podman daemon, tagged NAME:TAG',
   options: ['socket'],
   async open(target, settings) {
-    checkOptions(target, destination);
-    const repoTag = daemonImageName(target);
+    const { image: repoTag, endpoint } = daemonTarget(target, settings, destination);
     if (repoTag.includes('@')) throw usageError(`${target.uri}: a loaded image is tagged NAME:TAG; a digest cannot be a tag`);
-    const endpoint = endpointOf(target, settings);
     const { DockerDaemonOutput } = await import('../outputs/docker-daemon.js');
     return new DockerDaemonOutput({ repoTag, endpoint, label: target.uri });
   },
