@@ -13,6 +13,8 @@
 import type { Readable } from 'node:stream';
 import { Client, type Dispatcher } from 'undici';
 import { inputError, OccystrapError, outputError } from '../../core/errors.js';
+import { MAX_JSON_BYTES } from '../../core/codecs/common.js';
+import { readCapped } from '../fs/spool.js';
 import type { EngineEndpoint } from './endpoint.js';
 
 export { DEFAULT_SOCKET, type EngineEndpoint, engineEndpoint } from './endpoint.js';
@@ -128,7 +130,12 @@ export class EngineClient {
       res.body.resume();
       throw this.fail(`image ${name} is not in the daemon at ${this.endpoint.socket}; "docker images" lists what it has (pull or load it first)`);
     }
-    const body = await readCappedText(res.body, 4 << 20);
+    let body: string;
+    try {
+      body = await readCappedText(res.body, MAX_JSON_BYTES, `the daemon's inspect of ${name}`);
+    } catch (e) {
+      throw this.fail(`inspecting ${name}: ${(e as Error).message}`, e);
+    }
     if (res.status !== 200) throw this.fail(`inspecting ${name}: ${daemonMessage(res.status, body)}`);
     let parsed: unknown;
     try {
@@ -153,7 +160,7 @@ export class EngineClient {
   async exportImage(name: string, signal?: AbortSignal): Promise<Readable> {
     const res = await this.request('GET', `/images/${encodeURIComponent(name)}/get`, signal ? { signal } : {});
     if (res.status !== 200) {
-      const body = await readCappedText(res.body, MAX_ERROR_BODY).catch(() => '');
+      const body = await readCappedText(res.body, MAX_ERROR_BODY, 'the error').catch(() => '');
       throw this.fail(`exporting ${name}: ${daemonMessage(res.status, body)}`);
     }
     return res.body;
@@ -185,18 +192,9 @@ export function daemonMessage(status: number, body: string): string {
   return `HTTP ${status}${text ? `: ${text}` : ''}`;
 }
 
-async function readCappedText(body: Readable, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      body.destroy();
-      throw new Error(`the daemon's answer is over ${limit} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** The body as text, at most `limit` bytes (spool.ts's readCapped: over it, an error naming `what`). */
+async function readCappedText(body: Readable, limit: number, what: string): Promise<string> {
+  return Buffer.from(await readCapped(body, limit, what)).toString('utf8');
 }
 
 function describeConnectError(e: unknown, endpoint: EngineEndpoint): string {

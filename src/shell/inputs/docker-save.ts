@@ -215,8 +215,10 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
     const previous = spooled.get(name);
     spooled.set(name, { file, result, size: result.contentSize });
-    contentOfName.set(name, result.contentDigest);
-    if (expected) spooledByContent.set(result.contentDigest, name);
+    if (expected) {
+      contentOfName.set(name, result.contentDigest);
+      spooledByContent.set(result.contentDigest, name);
+    }
     if (previous) await release(previous); // refused as ambiguous at the end if the image uses it
   };
 
