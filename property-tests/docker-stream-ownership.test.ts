@@ -12,6 +12,11 @@
  * file hashing to its diff_id, a repeated diff_id once with data and otherwise as a duplicate; a cut or damaged stream
  * fails with an EINPUT or EDIGEST error, never silently; whether the inspect is given
  * does not change what is delivered.
+ *
+ * Into a real `tar://` output (its unnamed places at the archive's end), with the inspect:
+ * no layer goes through a temp file, whatever the order of the config and the layers; the
+ * archive read back holds exactly the image; a cut, a flip, another image or a stop at a
+ * random chunk leaves no archive and no temp file.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -27,6 +32,7 @@ import { OccystrapError } from '../src/core/errors.js';
 import { runPipeline } from '../src/core/pipeline/compose.js';
 import type { ImageOutput, OutputSummary } from '../src/core/pipeline/types.js';
 import { DockerSaveInput } from '../src/shell/inputs/docker-save.js';
+import { TarOutput } from '../src/shell/outputs/tar.js';
 import { TempScope } from '../src/shell/scope.js';
 import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes } from '../test/integration/archive-builder.js';
 
@@ -215,4 +221,129 @@ test('docker-save over a stream: every temp file released once; success delivers
     { numRuns: 300 },
   );
   assert.ok(outcomes.ok > 40 && outcomes.failed > 30 && outcomes.stopped > 20 && outcomes.expected > 15, JSON.stringify(outcomes));
+});
+
+/** The layers of a docker-save archive on disk, each hashed, and its config digest (read back by the file reader). */
+async function readBack(file: string, scopeParent: string): Promise<{ diffIds: string[]; configDigest: string; hashesOk: boolean }> {
+  const scope = await TempScope.open({ parent: scopeParent });
+  const diffIds: string[] = [];
+  let configDigest = '';
+  let hashesOk = true;
+  const output: ImageOutput = {
+    description: 'read-back',
+    order: 'manifest',
+    wants: async () => ({ tar: true, blob: false }),
+    async consume(elements, ctx): Promise<OutputSummary> {
+      for await (const e of elements as AsyncIterable<ImageElement>) {
+        if (e._tag === 'Config') {
+          configDigest = e.digest;
+          continue;
+        }
+        diffIds[e.layer.index] = e.layer.diffId;
+        const tar = tarOf(e.payload);
+        if (!tar) continue;
+        if (`sha256:${createHash('sha256').update(readFileSync(tar.file.path)).digest('hex')}` !== e.layer.diffId) hashesOk = false;
+        await ctx.effects.perform({ _tag: 'Release', file: tar.file, owner: ctx.owner });
+      }
+      return { destination: 'read-back', layers: 0, layersSkipped: 0, bytes: 0, copiedAcrossDevices: 0 };
+    },
+  };
+  try {
+    await runPipeline({ input: new DockerSaveInput({ path: file, selector: { _tag: 'First' } }), output, effects: scope });
+  } finally {
+    await scope.close();
+  }
+  return { diffIds, configDigest, hashesOk };
+}
+
+/** The names of a plain ustar archive's entries, in order. */
+function entryNames(bytes: Buffer): string[] {
+  const names: string[] = [];
+  for (let at = 0; at + 512 <= bytes.length; ) {
+    const name = bytes.subarray(at, at + 100).toString('utf8').replace(/\0.*$/s, '');
+    if (name === '') break;
+    names.push(name);
+    const size = parseInt(bytes.subarray(at + 124, at + 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
+    at += 512 + Math.ceil(size / 512) * 512;
+  }
+  return names;
+}
+
+test('docker-save over a stream into tar://: each layer goes straight into the archive (no temp file), named by its hash; faults and stops leave nothing', async () => {
+  const outcomes = { ok: 0, failed: 0, aborted: 0, configAfterALayer: 0 };
+  await fc.assert(
+    fc.asyncProperty(specArb, fc.option(fc.nat({ max: 40 }), { nil: undefined }), async (spec, abortAtChunk) => {
+      const built = await buildArchive(spec);
+      let bytes = built.bytes;
+      if (spec.fault === 'cut') bytes = bytes.subarray(0, Math.floor(bytes.length * spec.cutAt * 0.98));
+      if (spec.fault === 'flip' && built.firstLayerAt >= 0) {
+        bytes = Buffer.from(bytes);
+        bytes[built.firstLayerAt + 100] = (bytes[built.firstLayerAt + 100] as number) ^ 0x55;
+      }
+      const chunks: Buffer[] = [];
+      for (let at = 0; at < bytes.length; at += spec.chunk) chunks.push(bytes.subarray(at, at + spec.chunk));
+      const abort = new AbortController();
+      async function* body() {
+        for (const [i, c] of chunks.entries()) {
+          if (i === abortAtChunk) abort.abort(new Error('stopped'));
+          yield c;
+        }
+      }
+      const temp = mkdtempSync(path.join(root, 't-'));
+      const outDir = mkdtempSync(path.join(root, 'o-'));
+      const out = path.join(outDir, 'out.tar');
+      const scope = await TempScope.open({ parent: temp });
+      const input = new DockerSaveInput({
+        stream: {
+          open: async () => Readable.from(body()),
+          expected: { configDigest: spec.fault === 'other-image' ? (`sha256:${'b'.repeat(64)}` as Digest) : built.configDigest, diffIds: built.diffIds, image: { name: 'prop', tag: 'v1' } },
+        },
+        selector: { _tag: 'First' },
+        label: 'docker://prop:v1',
+      });
+      let error: unknown;
+      try {
+        await runPipeline({ input, output: new TarOutput({ path: out }), effects: scope, signal: abort.signal });
+      } catch (e) {
+        error = e;
+      }
+      const created = scope.ledger.all();
+      const live = created.filter((e) => e.state._tag === 'Live' || e.state._tag === 'Moving');
+      const report = await scope.close();
+      assert.deepEqual(live.map((e) => e.id), [], 'every temp file was released by the time the run returned');
+      assert.equal(report.released, 0, 'close() had nothing left to release');
+      assert.deepEqual(readdirSync(temp), []);
+      // Only the archive and (Docker 25+'s layout) the config blob are temp files: no layer is spooled.
+      const spooledLayers = created.filter((e) => e.purpose.startsWith('tar-') && !e.purpose.startsWith(`tar-${built.configDigest.slice(7, 23)}`));
+      assert.deepEqual(spooledLayers.map((e) => e.purpose), [], 'no layer went through a temp file');
+      rmSync(temp, { recursive: true, force: true });
+      const written = readdirSync(outDir);
+      if (error !== undefined) {
+        assert.ok(OccystrapError.is(error) || abort.signal.aborted, `one explained error: ${String(error)}`);
+        assert.deepEqual(written, [], 'a failed run leaves no archive');
+        if (abort.signal.aborted) outcomes.aborted++;
+        else outcomes.failed++;
+        rmSync(outDir, { recursive: true, force: true });
+        return;
+      }
+      const flipped = spec.fault === 'flip' && built.firstLayerAt >= 0;
+      const mayGoUnread = built.diffIds.filter((d) => d === built.diffIds[0]).length > 1;
+      assert.ok(!(spec.fault === 'cut' || spec.fault === 'other-image' || (flipped && !mayGoUnread)), `a ${spec.fault} stream must fail`);
+      assert.deepEqual(written, ['out.tar']);
+      const back = await readBack(out, root);
+      assert.deepEqual(back.diffIds, built.diffIds);
+      assert.equal(back.configDigest, built.configDigest);
+      assert.ok(back.hashesOk, 'every layer in the archive hashes to its diff_id');
+      // Nothing but the image: each distinct layer once, the config, manifest.json, repositories (no dropped entry left).
+      const distinct = [...new Set(built.diffIds)].map((d) => d.slice(7));
+      const expectedNames = [...distinct.flatMap((h) => [`${h}/`, `${h}/layer.tar`]), `${built.configDigest.slice(7)}.json`, 'manifest.json', 'repositories'].sort();
+      assert.deepEqual(entryNames(readFileSync(out)).sort(), expectedNames);
+      const configAt = built.bytes.indexOf(Buffer.from(spec.layout === 'oci' ? `blobs/sha256/${built.configDigest.slice(7)}` : `${built.configDigest.slice(7)}.json`));
+      if (configAt > built.firstLayerAt) outcomes.configAfterALayer++;
+      outcomes.ok++;
+      rmSync(outDir, { recursive: true, force: true });
+    }),
+    { numRuns: 250 },
+  );
+  assert.ok(outcomes.ok > 60 && outcomes.failed > 20 && outcomes.aborted > 20 && outcomes.configAfterALayer > 15, JSON.stringify(outcomes));
 });

@@ -3,7 +3,8 @@
  *
  * 1. One {@link ConfigElement} first: the source's config, naming every layer.
  * 2. The layers, each once, in any order (each carries its manifest index).
- * 3. When the first config was `provisional` (a content filter is rewriting the layers),
+ * 3. When the first config was `provisional` (a content filter is rewriting the layers,
+ *    or the source reads the config's bytes only after some layers: a daemon's export),
  *    exactly one more config after the last layer: the final one, whose `layers` are the
  *    descriptors the layers now carry. Nothing follows it.
  *
@@ -87,11 +88,17 @@ export interface ConfigElement {
   /** Every layer of the manifest, in manifest order. */
   readonly layers: readonly LayerDescriptor[];
   /**
-   * True on the first config when a filter will change the layers: the final config
-   * follows the last layer. Absent or false: this is the image's config, and no other
-   * follows.
+   * True on the first config when the final config follows the last layer: a filter will
+   * change the layers, or the source has only the layer list so far (its `raw` is then a
+   * stand-in holding just `rootfs`; nothing writes it). Absent or false: this is the
+   * image's config, and no other follows.
    */
   readonly provisional?: boolean;
+  /**
+   * True on a provisional config made from the source's layer list alone: its `raw` and
+   * `digest` are not the image's (a stand-in holding just `rootfs`); nothing may write them.
+   */
+  readonly standIn?: boolean;
   /**
    * The source's manifest as it served it (registry sources). A destination that pushes
    * manifests may put these very bytes, keeping the digest, when the config and every
@@ -181,6 +188,42 @@ export interface TarPlacement {
    * - Errors: rejects with an AbortError when `signal` aborts while waiting.
    */
   claim(signal: AbortSignal): Promise<PlacedTarget | undefined>;
+  /** The same destination's place for a tar whose layer is known only once it is read (see {@link UnnamedTarPlacement}). */
+  readonly unnamed?: UnnamedTarPlacement;
+}
+
+/**
+ * A destination's end offered to the next tar of a source that learns which layer an
+ * entry is only by hashing it (a daemon's export, sorted by an id of its own, not by
+ * manifest position): the tar is written there as it is read, then named by its diff_id,
+ * or dropped. One such tar at a time; the destination's other writes wait meanwhile.
+ */
+export interface UnnamedTarPlacement {
+  /**
+   * Take the end for the next tar, stored in `storedSize` bytes (compressed, maybe);
+   * `undefined` means there is none (spool it). Waits while something else fills the end.
+   *
+   * - Errors: rejects with an AbortError when `signal` aborts while waiting, or the
+   *   destination stopped.
+   * - Ownership: the target is the destination's; the taker must end it with `name` or
+   *   `drop`, once.
+   */
+  claim(storedSize: number, signal: AbortSignal): Promise<UnnamedTarget | undefined>;
+}
+
+/** An {@link UnnamedTarPlacement} taken: write the tar from `offset` on, then `name` or `drop` it. */
+export interface UnnamedTarget extends PlacedTarget {
+  /**
+   * The tar is whole: `size` bytes whose sha256 is `diffId` (verified). It becomes that
+   * layer's entry, to be delivered `Placed` with this target (a named target never
+   * delivered fails the run); the end is free again.
+   *
+   * - Errors: rejects when the destination holds that diff_id already (deliver the layer
+   *   once) or its write fails.
+   */
+  name(diffId: Digest, size: number): Promise<void>;
+  /** The bytes are no layer of the image, or the read failed: they are removed, the end is free again. Never rejects. */
+  drop(): Promise<void>;
 }
 
 /** A place taken: the tar goes into `file` (the offerer's; never release it) from `offset` on. */

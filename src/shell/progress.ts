@@ -117,7 +117,10 @@ export class RunProgress implements ProgressObserver, LiveBlock {
       s.label = layerDigestLabel(d);
     }
     const kind = config.provisional ? 'config (layers to be rewritten)' : this.configs > 1 ? 'final config' : 'config';
-    const line = `${kind} ${config.digest.slice(0, 19)} ${this.image}, ${plural(config.layers.length, 'layer')}`;
+    // A stand-in has no digest of the image's to show: the config follows the layers.
+    const line = config.standIn
+      ? `layer list ${this.image}, ${plural(config.layers.length, 'layer')} (the config follows them)`
+      : `${kind} ${config.digest.slice(0, 19)} ${this.image}, ${plural(config.layers.length, 'layer')}`;
     if (this.options.mode === 'lines') this.reporter.line(line);
     else if (this.live) this.finished.push(line);
     this.dirty = true;

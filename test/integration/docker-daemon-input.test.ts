@@ -5,14 +5,17 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import * as tarStream from 'tar-stream';
 import { after, before, describe, test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { type Daemon, startDockerd, startPodmanService } from '../support/daemons.js';
 import { cleanEnv, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
 import { fixtureIndex, fixturePath } from './fixtures.js';
+import { type ArchiveEntry, tarBytes } from './archive-builder.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'occystrap-daemon-in-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -240,5 +243,54 @@ test('an export whose config is not the image the daemon inspected: EDIGEST, exi
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     await daemon.close();
+  }
+});
+
+/** `archive`'s entries with those `first` names moved to the front (a daemon whose export puts the config first). */
+async function reordered(archive: string, first: (name: string) => boolean): Promise<string> {
+  const entries: ArchiveEntry[] = [];
+  const extract = tarStream.extract();
+  createReadStream(archive).pipe(extract);
+  for await (const entry of extract) {
+    const chunks: Buffer[] = [];
+    for await (const c of entry) chunks.push(c as Buffer);
+    const h = entry.header;
+    entries.push({ name: h.name, type: h.type === 'directory' ? 'directory' : h.type === 'symlink' ? 'symlink' : 'file', data: Buffer.concat(chunks), ...(h.linkname ? { linkname: h.linkname } : {}) });
+  }
+  const out = fresh('reordered.tar');
+  writeFileSync(out, await tarBytes([...entries.filter((e) => first(e.name)), ...entries.filter((e) => !first(e.name))]));
+  return out;
+}
+
+test('docker:// -> tar:// writes each layer once, straight into the archive: with a 256 KiB --temp-dir, every export flavour (legacy with the config last or first, Docker 25+ plain, gzip, zstd) gives the image, and nothing is left', async () => {
+  assert.equal(process.getuid?.(), 0, 'the small temp dir is a tmpfs mount; CI runs as root');
+  const dir = fresh('straight');
+  const small = path.join(dir, 'tmp');
+  mkdirSync(small, { recursive: true });
+  // The sample's largest layer is ~2 MB: spooled to a temp file, it would fill this tmpfs (ENOSPC).
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+  try {
+    const configHex = sample().configDigest.replace(/^sha256:/, '');
+    const flavours: [string, string][] = [
+      ['legacy, config last', fixturePath('docker-classic.tar')],
+      ['legacy, config first', await reordered(fixturePath('docker-classic.tar'), (n) => n === `${configHex}.json`)],
+      ['Docker 25+ plain', fixturePath('docker25-plain.tar')],
+      ['Docker 25+ gzip', fixturePath('docker25-gzip.tar')],
+      ['Docker 25+ zstd', fixturePath('docker25-zstd.tar')],
+    ];
+    for (const [flavour, archive] of flavours) {
+      const daemon = await fakeDaemon({ archive, id: sample().configDigest, diffIds: sample().diffIds });
+      try {
+        const out = path.join(dir, `${flavour.replace(/[^a-z0-9]+/gi, '-')}.tar`);
+        const r = await occystrap(['--temp-dir', small, 'process', `docker://sample:v1?socket=${daemon.socket}`, `tar://${out}`]);
+        assert.equal(r.code, 0, `${flavour}: ${r.stderr}`);
+        assert.deepEqual(archiveDiffIds(out), sample().diffIds, flavour);
+        assert.deepEqual(readdirSync(small), [], `${flavour}: nothing left in the temp dir`);
+      } finally {
+        await daemon.close();
+      }
+    }
+  } finally {
+    execFileSync('umount', [small]);
   }
 });

@@ -126,6 +126,17 @@ describe('progress without a terminal', () => {
     ]);
   });
 
+  test('plain lines: a stand-in layer list (a daemon export with a layer before the config) shows no digest; the final config does', () => {
+    const out: string[] = [];
+    const stream = { isTTY: false, write: (s: string) => (out.push(s), true) } as unknown as NodeJS.WriteStream;
+    const progress = new RunProgress(new Reporter('normal', stream), { mode: 'lines' });
+    const layers = [descriptor(0, 1000)];
+    progress.config({ ...config(layers), digest: digest('9'), provisional: true, standIn: true });
+    progress.config(config(layers));
+    progress.stop();
+    assert.deepEqual(out, ['layer list team/app:v1, 1 layer (the config follows them)\n', `final config ${digest('c').slice(0, 19)} team/app:v1, 1 layer\n`]);
+  });
+
   test('--quiet: nothing', () => {
     const out: string[] = [];
     const stream = { isTTY: true, write: (s: string) => (out.push(s), true) } as unknown as NodeJS.WriteStream;

@@ -27,7 +27,7 @@
  * @module
  */
 import { createReadStream, promises as fs } from 'node:fs';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback, Writable } from 'node:stream';
 import * as E from 'fp-ts/lib/Either.js';
 import * as tarStream from 'tar-stream';
 import { normalizeArchivePath, resolveLinkTarget } from '../../core/archive-path.js';
@@ -35,7 +35,7 @@ import { decodeDockerSaveManifest, type DockerSaveEntry } from '../../core/codec
 import { describeDecodeError, MAX_JSON_BYTES } from '../../core/codecs/common.js';
 import { decodeImageConfig } from '../../core/codecs/oci.js';
 import { type Digest, digestAlgorithm, digestHex, parseDigest } from '../../core/digest.js';
-import { type ConfigElement, type DataPayload, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, wantsAny } from '../../core/element.js';
+import { type ConfigElement, type DataPayload, type ImageElement, type ImageName, type LayerDescriptor, type LayerElement, type LayerForms, type TarConsumer, type UnnamedTarget, wantsAny } from '../../core/element.js';
 import { AbortError, digestError, inputError } from '../../core/errors.js';
 import { MediaTypes } from '../../core/media-types.js';
 import type { TempFile } from '../../core/ownership.js';
@@ -245,9 +245,23 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   const contentOfName = new Map<string, Digest>();
   let plannedFromExpected = false;
 
+  /** The layers `expected` lists, as planned layers (known by content, not by name). */
+  const layersFromExpected = (diffIds: readonly string[]): PlannedLayer[] =>
+    diffIds.map((diffId, index) => {
+      if (!diffId.startsWith('sha256:')) throw fail(`config rootfs.diff_ids[${index}] is ${diffId}; only sha256 diff_ids are supported`);
+      return { descriptor: { index, sourceId: digestHex(diffId as Digest), diffId: diffId as Digest, mediaType: MediaTypes.dockerLayerTar }, path: '', blobDigest: undefined, delivered: false };
+    });
+
+  /**
+   * The config verified and waiting to follow the layers: the plan was made from the
+   * layer list alone (see {@link planProvisionally}), so the image's config goes last.
+   */
+  let finalConfig: ConfigElement | undefined;
+  let provisionalPlan = false;
+
   /** With `expected`: the plan, once the config with the expected digest has passed. */
   const tryPlanFromExpected = async (): Promise<ConfigElement | undefined> => {
-    if (plan || !expected) return undefined;
+    if (!expected || finalConfig || (plan && !provisionalPlan)) return undefined;
     const hex = expected.configDigest.slice('sha256:'.length);
     const name = [`${hex}.json`, `blobs/sha256/${hex}`].find((n) => captured.has(n) || spooled.has(n));
     if (!name) return undefined;
@@ -260,13 +274,46 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     if (diffIds.length !== expected.diffIds.length || diffIds.some((d, i) => d !== expected.diffIds[i])) {
       throw fail(`the config's rootfs.diff_ids (${diffIds.length}) are not the layers the daemon listed (${expected.diffIds.length}); the image changed meanwhile; run again`);
     }
-    const layers: PlannedLayer[] = diffIds.map((diffId, index) => {
-      if (!diffId.startsWith('sha256:')) throw fail(`config rootfs.diff_ids[${index}] is ${diffId}; only sha256 diff_ids are supported`);
-      return { descriptor: { index, sourceId: digestHex(diffId as Digest), diffId: diffId as Digest, mediaType: MediaTypes.dockerLayerTar }, path: '', blobDigest: undefined, delivered: false };
-    });
+    if (plan) {
+      // Planned from the layer list: the same layers, and this config goes after them.
+      finalConfig = { _tag: 'Config', image: expected.image, digest, raw, config: config.right, layers: plan.config.layers };
+      return undefined;
+    }
+    const layers = layersFromExpected(diffIds);
     const element: ConfigElement = { _tag: 'Config', image: expected.image, digest, raw, config: config.right, layers: layers.map((l) => l.descriptor) };
     plan = { config: element, layers };
     plannedFromExpected = true;
+    return element;
+  };
+
+  /**
+   * With `expected`, an entry that may be a layer arriving before the config (a legacy
+   * export is sorted by id, the config anywhere among the layers), and an output that
+   * takes a tar unnamed at its end: plan from the inspected layer list now, with a
+   * provisional stand-in config, so the entry goes straight there instead of into a temp
+   * file; the verified config follows the layers. Undefined (spool as usual) otherwise.
+   */
+  const planProvisionally = async (): Promise<ConfigElement | undefined> => {
+    if (plan || !expected || file !== undefined) return undefined;
+    const layers = layersFromExpected(expected.diffIds);
+    const first = layers[0];
+    if (!first || !(await formsFor(first.descriptor)).place?.unnamed) return undefined;
+    const raw = new TextEncoder().encode(JSON.stringify({ rootfs: { type: 'layers', diff_ids: expected.diffIds } }));
+    const config = decodeImageConfig(`${label}: the inspected layer list`, raw);
+    if (E.isLeft(config)) throw inputError(describeDecodeError(config.left));
+    const element: ConfigElement = {
+      _tag: 'Config',
+      image: expected.image,
+      digest: sha256Bytes(raw),
+      raw,
+      config: config.right,
+      layers: layers.map((l) => l.descriptor),
+      provisional: true,
+      standIn: true,
+    };
+    plan = { config: element, layers };
+    plannedFromExpected = true;
+    provisionalPlan = true;
     return element;
   };
 
@@ -529,7 +576,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
   };
 
   /** A regular file entry: manifest.json into memory, metadata located only, anything else spooled unless the plan says it is not needed. */
-  async function* handleFile(name: string, offset: number, size: number, stream: Readable, failure: () => Error | undefined): AsyncGenerator<LayerElement, void, undefined> {
+  async function* handleFile(name: string, offset: number, size: number, stream: Readable, failure: () => Error | undefined): AsyncGenerator<ImageElement, void, undefined> {
     const early = readEarly.get(name);
     if (early && !metEarly.has(name) && early.offset === offset && early.size === size) {
       metEarly.add(name);
@@ -593,7 +640,96 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       yield* consumeEntry(name, consumers as PlannedLayer[], consumer, open);
       return;
     }
+    const target = consumers === undefined ? yield* unnamedTargetFor(name, size) : undefined;
+    if (target === 'drain') {
+      // Every layer is delivered: this copy is only hashed (manifest.json must agree with it).
+      contentOfName.set(name, await hashEntry(name, open));
+      return;
+    }
+    if (target) {
+      yield* placeEntry(name, target, open);
+      return;
+    }
     await spoolEntry(name, open, (e) => `cannot read ${name}: ${describeTarError(e)}`);
+  }
+
+  /**
+   * A stream with `expected` whose output takes tars unnamed (see {@link UnnamedTarPlacement}):
+   * the place at its end for entry `name`, planning provisionally first when no config has
+   * passed yet; `drain` when every layer is delivered already. Undefined (spool it) for the
+   * config's own blob, or when the output has no such place.
+   */
+  async function* unnamedTargetFor(name: string, size: number): AsyncGenerator<ImageElement, UnnamedTarget | 'drain' | undefined, undefined> {
+    if (!expected || file !== undefined) return undefined;
+    if (name === `blobs/sha256/${digestHex(expected.configDigest)}`) return undefined;
+    if (!plan) {
+      const provisional = await planProvisionally();
+      if (!provisional) return undefined;
+      yield provisional;
+    }
+    if (!plannedFromExpected) return undefined;
+    const next = (plan as Plan).layers.find((l) => !l.delivered);
+    if (!next) return 'drain';
+    const unnamed = (await formsFor(next.descriptor)).place?.unnamed;
+    return unnamed ? await unnamed.claim(size, signal) : undefined;
+  }
+
+  /** The content digest of entry `name` (decompressed when it is gzip/zstd), read to its end and not kept. */
+  const hashEntry = async (name: string, open: () => Readable): Promise<Digest> => {
+    const sink = new BlobSink({ tar: { writable: new Writable({ write: (_chunk, _enc, cb) => cb() }) } }, 'sniff');
+    try {
+      for await (const chunk of open()) {
+        signal.throwIfAborted();
+        await sink.write(chunk);
+      }
+      return ((await sink.end()).content as { digest: Digest }).digest;
+    } catch (e) {
+      await sink.abort(e instanceof Error ? e : new Error(String(e)));
+      if (signal.aborted) throw new AbortError(signal.reason);
+      throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
+    }
+  };
+
+  /**
+   * Write entry `name` (decompressed when it is gzip/zstd) into the output's unnamed
+   * `target`, then name it by its content: the undelivered layers with that diff_id get
+   * it (the first wanted one `Placed`, the rest as {@link deliverGroup} does); content no
+   * undelivered layer has is dropped. On any failure the target is dropped.
+   */
+  async function* placeEntry(name: string, target: UnnamedTarget, open: () => Readable): AsyncGenerator<LayerElement, void, undefined> {
+    const sink = new BlobSink({ tar: { path: target.file.path, start: target.offset } }, 'sniff');
+    let contentDigest: Digest;
+    let contentSize: number;
+    try {
+      try {
+        for await (const chunk of open()) {
+          signal.throwIfAborted();
+          await sink.write(chunk);
+        }
+        const content = (await sink.end()).content as { digest: Digest; size: number };
+        contentDigest = content.digest;
+        contentSize = content.size;
+      } catch (e) {
+        await sink.abort(e instanceof Error ? e : new Error(String(e)));
+        if (signal.aborted) throw new AbortError(signal.reason);
+        throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
+      }
+    } catch (e) {
+      await target.drop();
+      throw e;
+    }
+    contentOfName.set(name, contentDigest);
+    const group = yield* skipDuplicates((plan as Plan).layers.filter((l) => !l.delivered && l.descriptor.diffId === contentDigest));
+    if (group.length === 0 || !(await anyWanted(group, wants))) {
+      await target.drop();
+      for (const layer of group) {
+        layer.delivered = true;
+        yield { _tag: 'Layer', layer: layer.descriptor, payload: { _tag: 'Skipped', reason: 'present' } };
+      }
+      return;
+    }
+    await target.name(contentDigest, contentSize);
+    yield* deliverGroup(group, { _tag: 'Placed', placed: { target, size: contentSize } }, { done: false });
   }
 
   /**
@@ -788,6 +924,10 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     }
     if (missing) {
       throw fail(`layer ${missing.descriptor.index} (${missing.path}) listed in manifest.json is not in the archive; the archive is incomplete`);
+    }
+    if (provisionalPlan) {
+      if (!finalConfig) throw fail(`the config ${expected?.configDigest ?? ''} the daemon named is not in the export; the archive is incomplete`);
+      yield finalConfig;
     }
   } finally {
     signal.removeEventListener('abort', onAbort);

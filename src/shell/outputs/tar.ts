@@ -13,7 +13,8 @@ import { constants, type Stats } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promises as fs } from 'node:fs';
-import { type ConfigElement, type DataPayload, type LayerDescriptor, type PlacedTar, type PlacedTarget, releaseElement, repoTag, type TarPlacement, tarOf } from '../../core/element.js';
+import type { Digest } from '../../core/digest.js';
+import { type ConfigElement, type DataPayload, type LayerDescriptor, type PlacedTar, type PlacedTarget, releaseElement, repoTag, type TarPlacement, tarOf, type UnnamedTarget, type UnnamedTarPlacement } from '../../core/element.js';
 import { AbortError, outputError } from '../../core/errors.js';
 import { Turns } from '../../core/pipeline/turns.js';
 import type { TempFile } from '../../core/ownership.js';
@@ -117,10 +118,32 @@ class TarWriter extends TarAppender {
     this.bytes += size;
   }
 
+  /** The end was held for bytes that are not wanted: cut the archive back to `at` and append from there. */
+  async cutBack(at: number): Promise<void> {
+    if (!this.held || this.pendingBytes !== 0 || at > this.bytes) throw new Error(`${this.path}: cut back to ${at} while the end is not held`);
+    this.bytes = at;
+    await this.out.truncate(at);
+    this.held = false;
+  }
+
   override async finish(): Promise<void> {
     await super.finish();
     await this.flush();
   }
+}
+
+/** The layer path an unnamed place carries until its tar is hashed (as long as every real one: its header is rewritten in place). */
+const UNNAMED_LAYER_PATH = `${'0'.repeat(64)}/layer.tar`;
+
+/** The archive's end, taken for one layer's tar. */
+interface Placing {
+  readonly claim: number;
+  /** Where the layer's directory entry starts (a dropped unnamed tar is cut back to here). */
+  readonly directoryAt: number;
+  readonly headerAt: number;
+  readonly dataAt: number;
+  /** Known for an ordered place (the layer is named when claimed); absent for an unnamed one. */
+  readonly ordered?: { readonly index: number; readonly name: string };
 }
 
 /** The archive being written: its temp file, handle and writer. */
@@ -144,7 +167,11 @@ export class TarDestination implements ImageDestination<string> {
   /** The layers of the image (from `begin`): the order entries go into the archive. */
   private layers: readonly LayerDescriptor[] = [];
   /** The claim whose layer is filling the archive's end now. */
-  private placing: { readonly claim: number; readonly index: number; readonly name: string; readonly headerAt: number; readonly dataAt: number } | undefined;
+  private placing: Placing | undefined;
+  /** Unnamed places named by their diff_id, by claim, until their layer arrives `Placed`. */
+  private readonly named = new Map<number, { readonly diffId: Digest; readonly name: string; readonly size: number }>();
+  /** A dropped place that could not be cut back: the archive is damaged, the commit fails. */
+  private damaged: unknown;
   private claims = 0;
   private aborted = false;
   private layersMayStart = false;
@@ -197,12 +224,76 @@ export class TarDestination implements ImageDestination<string> {
    * Large layers (a blob of {@link PLACE_MIN_BYTES} or more) are offered the archive's end:
    * the input waits for the layer's turn and writes its tar there, once, instead of into a
    * temp file copied here afterwards. Smaller ones are spooled, so they download in parallel.
+   * Every layer is offered the end unnamed as well, for a source that reads entries in an
+   * order of its own and learns which layer each is by hashing it (see {@link claimUnnamed}).
    */
   offer(layer: LayerDescriptor): TarPlacement | undefined {
     const size = layer.blob?.size ?? layer.size;
     const min = placeMinBytes();
-    if (size === undefined || min === undefined || size < min) return undefined;
-    return { claim: (signal) => this.claim(layer.index, signal) };
+    if (min === undefined) return undefined;
+    const ordered = size !== undefined && size >= min;
+    return { claim: ordered ? (signal) => this.claim(layer.index, signal) : async () => undefined, unnamed: this.unnamedPlacement };
+  }
+
+  private readonly unnamedPlacement: UnnamedTarPlacement = { claim: (_storedSize, signal) => this.claimUnnamed(signal) };
+
+  /** Nothing fills the archive's end (the archive is open, its layers may start): appending may go on. */
+  private endFree(): 'now' | 'closed' | undefined {
+    if (this.aborted) return 'closed';
+    return this.archive && this.layersMayStart && !this.placing ? 'now' : undefined;
+  }
+
+  /**
+   * The archive's end for the next tar, whichever layer it turns out to be: written with a
+   * stand-in name, then renamed in place by `name` (the entries' order is then the order
+   * the source read them in, as deterministic as that), or cut off by `drop`.
+   */
+  private async claimUnnamed(signal: AbortSignal): Promise<UnnamedTarget> {
+    if ((await this.turns.until(() => this.endFree(), signal)) === 'closed') throw new AbortError(new Error(`${this.description} stopped`));
+    const writer = this.open().writer;
+    const claim = ++this.claims;
+    const directoryAt = writer.bytes;
+    // Taken before any await, so no other claim or entry can start in between.
+    this.placing = { claim, directoryAt, headerAt: directoryAt + 512, dataAt: directoryAt + 1024 };
+    await writer.write(directoryHeader(UNNAMED_LAYER_PATH));
+    await writer.write(encodeOneBlockHeader({ ...FIXED, name: UNNAMED_LAYER_PATH, type: 'file', size: 0 }));
+    const dataAt = await writer.hold();
+    if (dataAt !== directoryAt + 1024) throw new Error(`${this.description}: the archive moved while a layer was placed`);
+    return { file: this.open().file, offset: dataAt, claim, name: (diffId, size) => this.nameUnnamed(claim, diffId, size), drop: () => this.dropUnnamed(claim) };
+  }
+
+  /** The unnamed tar `claim` hashed to `diffId`: its entries get their names and size, appending resumes. */
+  private async nameUnnamed(claim: number, diffId: Digest, size: number): Promise<void> {
+    const at = this.placing;
+    if (!at || at.claim !== claim || at.ordered) throw outputError(`${this.description}: a layer was named at a place it did not claim`);
+    const name = savedLayerPath(diffId);
+    if (this.open().writer.layers.has(name)) {
+      await this.dropUnnamed(claim);
+      throw outputError(`${this.description}: layer ${diffId} was placed twice; it must be delivered once`);
+    }
+    const writer = this.open().writer;
+    this.placing = undefined;
+    writer.release(size);
+    // The padding right away (before any await): whoever appends next comes after it.
+    const padded = writer.write(new Uint8Array(paddingFor(size)));
+    writer.layers.add(name);
+    this.named.set(claim, { diffId, name, size });
+    await padded;
+    await writer.patch(at.directoryAt, directoryHeader(name));
+    await writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name, type: 'file', size }));
+    this.turns.wake();
+  }
+
+  private async dropUnnamed(claim: number): Promise<void> {
+    const at = this.placing;
+    if (!at || at.claim !== claim || at.ordered) return;
+    this.placing = undefined;
+    try {
+      await this.open().writer.cutBack(at.directoryAt);
+    } catch (e) {
+      this.damaged ??= e;
+    }
+    this.turns.wake();
   }
 
   /**
@@ -233,9 +324,10 @@ export class TarDestination implements ImageDestination<string> {
     const layer = this.layers[index] as LayerDescriptor;
     const name = savedLayerPath(layer.diffId);
     // Taken before any await, so no other claim or entry can start in between.
-    const headerAt = archive.writer.bytes + 512;
+    const directoryAt = archive.writer.bytes;
+    const headerAt = directoryAt + 512;
     const claim = ++this.claims;
-    this.placing = { claim, index, name, headerAt, dataAt: headerAt + 512 };
+    this.placing = { claim, directoryAt, headerAt, dataAt: headerAt + 512, ordered: { index, name } };
     await archive.writer.layerDirectory(name);
     // A placeholder header, rewritten with the size when the layer arrives.
     await archive.writer.write(encodeOneBlockHeader({ ...FIXED, name, type: 'file', size: 0 }));
@@ -264,7 +356,9 @@ export class TarDestination implements ImageDestination<string> {
     this.turns.wake();
   }
 
-  async putConfig(config: ConfigElement): Promise<void> {
+  async putConfig(config: ConfigElement, ctx: StageContext): Promise<void> {
+    // After the layers (a provisional first config): a dropped last place may still be cut back.
+    if (this.layersMayStart) await this.waitForTheEnd(ctx);
     await this.open().writer.entry({ name: savedConfigPath(config.digest), type: 'file', size: config.raw.length }, config.raw);
     this.layersMayStart = true;
     this.turns.wake();
@@ -275,6 +369,7 @@ export class TarDestination implements ImageDestination<string> {
     const tar = tarOf(payload);
     try {
       if (!tar) throw outputError(`${this.description}: layer ${layer.index} arrived without its tar`);
+      await this.waitForTheEnd(ctx);
       const archive = this.open();
       const name = savedLayerPath(layer.diffId);
       if (!(await archive.writer.layer(name, tar.file.path, tar.size))) return { stored: name, bytes: 0, kept: true };
@@ -285,24 +380,49 @@ export class TarDestination implements ImageDestination<string> {
     }
   }
 
-  /** A layer the input wrote into the archive's end: its header gets the size, appending resumes. */
+  /** Wait until no place fills the archive's end (an unnamed one may, while layers are appended). */
+  private async waitForTheEnd(ctx: StageContext): Promise<void> {
+    if ((await this.turns.until(() => (this.aborted ? 'closed' : this.placing ? undefined : 'now'), ctx.signal)) === 'closed') {
+      throw new AbortError(new Error(`${this.description} stopped`));
+    }
+  }
+
+  /**
+   * A layer the input wrote into the archive's end: its header gets the size, appending
+   * resumes (an unnamed place was named already: it is only checked).
+   */
   private async putPlaced(layer: LayerDescriptor, placed: PlacedTar): Promise<PutLayerResult<string>> {
     const archive = this.open();
+    const named = this.named.get(placed.target.claim);
+    if (named) {
+      if (named.diffId !== layer.diffId || named.size !== placed.size) {
+        throw outputError(`${this.description}: layer ${layer.index} arrived placed at the place of ${named.diffId}`);
+      }
+      this.named.delete(placed.target.claim);
+      return { stored: named.name, bytes: named.size };
+    }
     const at = this.placing;
-    if (!at || at.claim !== placed.target.claim || at.index !== layer.index || placed.target.offset !== at.dataAt) {
+    const ordered = at?.ordered;
+    if (!at || !ordered || at.claim !== placed.target.claim || ordered.index !== layer.index || placed.target.offset !== at.dataAt) {
       throw outputError(`${this.description}: layer ${layer.index} arrived placed at a place it did not claim`);
     }
     this.placing = undefined;
     archive.writer.release(placed.size);
-    await archive.writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name: at.name, type: 'file', size: placed.size }));
-    await archive.writer.write(new Uint8Array(paddingFor(placed.size)));
-    archive.writer.layers.add(at.name);
+    // The padding right away (before any await): whoever appends next comes after it.
+    const padded = archive.writer.write(new Uint8Array(paddingFor(placed.size)));
+    archive.writer.layers.add(ordered.name);
+    await padded;
+    await archive.writer.patch(at.headerAt, encodeOneBlockHeader({ ...FIXED, name: ordered.name, type: 'file', size: placed.size }));
     this.turns.wake();
-    return { stored: at.name, bytes: placed.size };
+    return { stored: ordered.name, bytes: placed.size };
   }
 
   async commit(image: CommittedImage<string>, ctx: StageContext): Promise<{ destination: string }> {
     const archive = this.open();
+    if (this.damaged !== undefined) throw outputError(`${this.description}: a layer placed and then dropped could not be cut off the archive`, this.damaged);
+    if (this.placing) throw outputError(`${this.description}: a layer's place is still being filled at the commit`);
+    const stray = [...this.named.values()][0];
+    if (stray) throw outputError(`${this.description}: layer ${stray.diffId} was placed in the archive but never delivered`);
     const { config } = image;
     const layerPaths = image.layers.map((r) => {
       if (r._tag === 'Present') throw outputError(`${this.description}: layer ${r.layer.index} arrived without data`);
@@ -341,6 +461,11 @@ export class TarDestination implements ImageDestination<string> {
     if (archive) archive.handle = undefined;
     await handle?.close();
   }
+}
+
+/** A layer directory's entry, one block (its name is as long as every layer's). */
+function directoryHeader(layerPath: string): Uint8Array {
+  return encodeOneBlockHeader({ ...FIXED, name: layerPath.slice(0, layerPath.indexOf('/') + 1), type: 'directory', size: 0, mode: 0o755 });
 }
 
 /** `tar://` as an output: the copy loop into a {@link TarDestination}. */
