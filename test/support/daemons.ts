@@ -69,6 +69,8 @@ export interface DockerdOptions {
   readonly dir?: string;
   /** Mount a tmpfs of this size (e.g. `12g`) for the data root, unmounted on stop (the bench: no disk, no deleted inodes). */
   readonly dataTmpfsSize?: string;
+  /** The storage driver (default `vfs`, which works anywhere; `overlay2` needs root and an overlay-capable data root). */
+  readonly storageDriver?: 'vfs' | 'overlay2';
 }
 
 /** Debian's dockerd on a private socket and data root. */
@@ -85,7 +87,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Daemon
   let log = '';
   const child = spawn(
     'dockerd',
-    ['--iptables=false', '--ip6tables=false', '--bridge=none', '--storage-driver=vfs', '-H', `unix://${socket}`, '--data-root', data, '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid')],
+    ['--iptables=false', '--ip6tables=false', '--bridge=none', `--storage-driver=${options.storageDriver ?? 'vfs'}`, '-H', `unix://${socket}`, '--data-root', data, '--exec-root', path.join(dir, 'exec'), '--pidfile', path.join(dir, 'docker.pid')],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout?.on('data', (c: Buffer) => (log += c.toString()));
