@@ -4,7 +4,7 @@
 // that is not the inspected image, layers reaching the output before manifest.json).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { type Daemon, startDockerd, startPodmanService } from '../support/daemons.js';
 import { cleanEnv, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
 import { fixtureIndex, fixturePath } from './fixtures.js';
-import { type ArchiveEntry, tarBytes } from './archive-builder.js';
+import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes } from './archive-builder.js';
 
 const work = mkdtempSync(path.join(tmpdir(), 'occystrap-daemon-in-'));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -246,6 +246,25 @@ test('an export whose config is not the image the daemon inspected: EDIGEST, exi
   }
 });
 
+/** A legacy export of one 12 MiB random layer and a small one, the config last (Docker 20.10's order for this one). */
+async function largeLayerArchive(): Promise<{ archive: string; id: string; diffIds: string[] }> {
+  const layers = [await tarBytes([{ name: 'big.bin', data: randomBytes(12 << 20) }]), await tarBytes([{ name: 'small.txt', data: Buffer.from('small') }])];
+  const diffIds = layers.map((l) => `sha256:${sha256Hex(l)}`);
+  const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
+  const configHex = sha256Hex(config);
+  const names = layers.map((_, i) => `${'e'.repeat(63)}${i}/layer.tar`);
+  const archive = fresh('large-layer.tar');
+  writeFileSync(
+    archive,
+    await tarBytes([
+      ...layers.map((data, i) => ({ name: names[i] as string, data })),
+      { name: `${configHex}.json`, data: config },
+      { name: 'manifest.json', data: manifestBytes([{ Config: `${configHex}.json`, RepoTags: ['sample:v1'], Layers: names }]) },
+    ]),
+  );
+  return { archive, id: `sha256:${configHex}`, diffIds };
+}
+
 /** `archive`'s entries with those `first` names moved to the front (a daemon whose export puts the config first). */
 async function reordered(archive: string, first: (name: string) => boolean): Promise<string> {
   const entries: ArchiveEntry[] = [];
@@ -278,13 +297,14 @@ test('docker:// -> tar:// writes each layer once, straight into the archive: wit
       ['Docker 25+ gzip', fixturePath('docker25-gzip.tar')],
       ['Docker 25+ zstd', fixturePath('docker25-zstd.tar')],
     ];
-    for (const [flavour, archive] of flavours) {
-      const daemon = await fakeDaemon({ archive, id: sample().configDigest, diffIds: sample().diffIds });
+    const large = await largeLayerArchive();
+    for (const [flavour, archive, image] of [...flavours.map(([f, a]) => [f, a, { id: sample().configDigest, diffIds: sample().diffIds }] as const), ['legacy, a 12 MiB layer (written with O_DIRECT)', large.archive, large] as const]) {
+      const daemon = await fakeDaemon({ archive, id: image.id, diffIds: image.diffIds });
       try {
         const out = path.join(dir, `${flavour.replace(/[^a-z0-9]+/gi, '-')}.tar`);
         const r = await occystrap(['--temp-dir', small, 'process', `docker://sample:v1?socket=${daemon.socket}`, `tar://${out}`]);
         assert.equal(r.code, 0, `${flavour}: ${r.stderr}`);
-        assert.deepEqual(archiveDiffIds(out), sample().diffIds, flavour);
+        assert.deepEqual(archiveDiffIds(out), image.diffIds, flavour);
         assert.deepEqual(readdirSync(small), [], `${flavour}: nothing left in the temp dir`);
       } finally {
         await daemon.close();

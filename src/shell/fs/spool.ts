@@ -8,6 +8,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
+import { DirectFileWriter } from './direct-writer.js';
 import { Transform, type TransformCallback, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip, type ZlibOptions } from 'node:zlib';
@@ -191,8 +192,11 @@ export interface SinkResult {
 
 /** Where a {@link BlobSink} writes: the uncompressed tar, the bytes as given, or both. */
 export interface SinkTargets {
-  /** Existing empty file for the decompressed bytes, or an existing file to write them into from byte `start` on. */
-  readonly tar?: string | { readonly path: string; readonly start: number };
+  /**
+   * Existing empty file for the decompressed bytes, or an existing file to write them into
+   * from byte `start` on (`direct`: the bulk with O_DIRECT, see {@link DirectFileWriter}).
+   */
+  readonly tar?: string | { readonly path: string; readonly start: number; readonly direct?: boolean };
   /** Existing empty file for the bytes as given (the blob itself). */
   readonly blob?: string;
 }
@@ -246,7 +250,9 @@ export class BlobSink implements LayerSink {
           ? createWriteStream(t.tar, { flags: 'r+', highWaterMark: STAGE_BYTES })
           : 'writable' in t.tar
             ? t.tar.writable
-            : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
+            : t.tar.direct
+              ? new DirectFileWriter(t.tar.path, t.tar.start)
+              : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
       this.tarOut = tarOut;
       pending.push(pipeline(this.decompress, this.content, tarOut));
     }

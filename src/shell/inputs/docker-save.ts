@@ -647,7 +647,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
       return;
     }
     if (target) {
-      yield* placeEntry(name, target, open);
+      yield* placeEntry(name, size, target, open);
       return;
     }
     await spoolEntry(name, open, (e) => `cannot read ${name}: ${describeTarError(e)}`);
@@ -696,8 +696,9 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
    * it (the first wanted one `Placed`, the rest as {@link deliverGroup} does); content no
    * undelivered layer has is dropped. On any failure the target is dropped.
    */
-  async function* placeEntry(name: string, target: UnnamedTarget, open: () => Readable): AsyncGenerator<LayerElement, void, undefined> {
-    const sink = new BlobSink({ tar: { path: target.file.path, start: target.offset } }, 'sniff');
+  async function* placeEntry(name: string, storedSize: number, target: UnnamedTarget, open: () => Readable): AsyncGenerator<LayerElement, void, undefined> {
+    // A large layer's bulk with O_DIRECT: it takes no page-cache pages (see DirectFileWriter).
+    const sink = new BlobSink({ tar: { path: target.file.path, start: target.offset, direct: storedSize >= DIRECT_MIN_BYTES } }, 'sniff');
     let contentDigest: Digest;
     let contentSize: number;
     try {
@@ -974,6 +975,8 @@ function describeTarError(e: unknown): string {
 
 /** Top-level JSON bytes a streamed archive may hold in memory. */
 const MAX_CAPTURED_BYTES = 64 << 20;
+/** Entries placed in the output at least this large are written with O_DIRECT (smaller ones cost a device write each for little). */
+const DIRECT_MIN_BYTES = 8 << 20;
 /** The end of a streamed archive kept, to find the end marker after the last entry. */
 const TAIL_BYTES = 64 * 1024;
 
