@@ -254,6 +254,7 @@ export class BlobSink implements LayerSink {
               ? new DirectFileWriter(t.tar.path, t.tar.start)
               : createWriteStream(t.tar.path, { flags: 'r+', start: t.tar.start, highWaterMark: STAGE_BYTES });
       this.tarOut = tarOut;
+      if (tarOut instanceof DirectFileWriter) this.gatherBytes = 1;
       pending.push(pipeline(this.decompress, this.content, tarOut));
     }
     if (t.blob !== undefined) {
@@ -295,13 +296,15 @@ export class BlobSink implements LayerSink {
       // thread-pool jobs (each with a hand-off back to the main thread).
       this.gathered.push(chunk);
       this.gatheredBytes += chunk.length;
-      if (this.gatheredBytes >= GATHER_BYTES && !this.decompress.write(this.takeGathered())) waits.push(once(this.decompress, 'drain'));
+      if (this.gatheredBytes >= this.gatherBytes && !this.decompress.write(this.takeGathered())) waits.push(once(this.decompress, 'drain'));
     }
     if (waits.length > 0) await Promise.race([Promise.all(waits), this.done]);
   }
 
   private gathered: Uint8Array[] = [];
   private gatheredBytes = 0;
+  /** Chunks are gathered to this many bytes for the decompressor (a direct writer gathers itself: no copy here). */
+  private gatherBytes = GATHER_BYTES;
 
   private takeGathered(): Buffer {
     const out = this.gathered.length === 1 ? Buffer.from((this.gathered[0] as Uint8Array).buffer, (this.gathered[0] as Uint8Array).byteOffset, (this.gathered[0] as Uint8Array).byteLength) : Buffer.concat(this.gathered, this.gatheredBytes);
