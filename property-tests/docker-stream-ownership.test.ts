@@ -108,6 +108,19 @@ async function buildArchive(spec: Spec): Promise<Built> {
   return { bytes, diffIds, configDigest: `sha256:${configHex}` as Digest, firstLayerAt };
 }
 
+/** The archive as the stream gives it: cut or with one layer byte flipped as `spec.fault` says, in `spec.chunk`-byte chunks. */
+function faultedChunks(spec: Spec, built: Built): Buffer[] {
+  let bytes = built.bytes;
+  if (spec.fault === 'cut') bytes = bytes.subarray(0, Math.floor(bytes.length * spec.cutAt * 0.98));
+  if (spec.fault === 'flip' && built.firstLayerAt >= 0) {
+    bytes = Buffer.from(bytes);
+    bytes[built.firstLayerAt + 100] = (bytes[built.firstLayerAt + 100] as number) ^ 0x55;
+  }
+  const chunks: Buffer[] = [];
+  for (let at = 0; at < bytes.length; at += spec.chunk) chunks.push(bytes.subarray(at, at + spec.chunk));
+  return chunks;
+}
+
 /** An output's answer: it holds every layer, none, or those whose diff_id's hex starts with 0–7. */
 const holdsOf = (holds: 'none' | 'some' | 'all') => (diffId: string) => holds === 'all' || (holds === 'some' && parseInt(diffId.charAt(7), 16) < 8);
 
@@ -146,14 +159,7 @@ test('docker-save over a stream: every temp file released once; success delivers
   await fc.assert(
     fc.asyncProperty(specArb, async (spec) => {
       const built = await buildArchive(spec);
-      let bytes = built.bytes;
-      if (spec.fault === 'cut') bytes = bytes.subarray(0, Math.floor(bytes.length * spec.cutAt * 0.98));
-      if (spec.fault === 'flip' && built.firstLayerAt >= 0) {
-        bytes = Buffer.from(bytes);
-        bytes[built.firstLayerAt + 100] = (bytes[built.firstLayerAt + 100] as number) ^ 0x55;
-      }
-      const chunks: Buffer[] = [];
-      for (let at = 0; at < bytes.length; at += spec.chunk) chunks.push(bytes.subarray(at, at + spec.chunk));
+      const chunks = faultedChunks(spec, built);
       const temp = mkdtempSync(path.join(root, 't-'));
       const scope = await TempScope.open({ parent: temp });
       let closed = 0;
@@ -274,14 +280,7 @@ test('docker-save over a stream into tar://: each layer goes straight into the a
   await fc.assert(
     fc.asyncProperty(specArb, fc.option(fc.nat({ max: 40 }), { nil: undefined }), async (spec, abortAtChunk) => {
       const built = await buildArchive(spec);
-      let bytes = built.bytes;
-      if (spec.fault === 'cut') bytes = bytes.subarray(0, Math.floor(bytes.length * spec.cutAt * 0.98));
-      if (spec.fault === 'flip' && built.firstLayerAt >= 0) {
-        bytes = Buffer.from(bytes);
-        bytes[built.firstLayerAt + 100] = (bytes[built.firstLayerAt + 100] as number) ^ 0x55;
-      }
-      const chunks: Buffer[] = [];
-      for (let at = 0; at < bytes.length; at += spec.chunk) chunks.push(bytes.subarray(at, at + spec.chunk));
+      const chunks = faultedChunks(spec, built);
       const abort = new AbortController();
       async function* body() {
         for (const [i, c] of chunks.entries()) {

@@ -42,7 +42,7 @@ import type { TempFile } from '../../core/ownership.js';
 import type { ImageInput, InputContext } from '../../core/pipeline/types.js';
 import { imageNameOf, type ImageSelector, selectImage } from '../../core/plans/docker-save.js';
 import { digestOfBlobPath } from '../../core/plans/oci-layout-read.js';
-import { BlobSink, consumerWritable, readCapped, spoolToFile, type SpoolResult } from '../fs/spool.js';
+import { BlobSink, consumerWritable, readCapped, type SinkResult, spoolToFile, type SpoolResult } from '../fs/spool.js';
 import { sha256Bytes } from '../fs/hash.js';
 import { indexTarArchive, type Location } from './tar-index.js';
 
@@ -674,21 +674,24 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     return unnamed ? await unnamed.claim(size, signal) : undefined;
   }
 
-  /** The content digest of entry `name` (decompressed when it is gzip/zstd), read to its end and not kept. */
-  const hashEntry = async (name: string, open: () => Readable): Promise<Digest> => {
-    const sink = new BlobSink({ tar: { writable: new Writable({ write: (_chunk, _enc, cb) => cb() }) } }, 'sniff');
+  /** Give entry `name`'s bytes to `sink`, to their end; on a failure the sink is aborted and the error names the entry. */
+  const pour = async (sink: BlobSink, name: string, open: () => Readable): Promise<SinkResult> => {
     try {
       for await (const chunk of open()) {
         signal.throwIfAborted();
         await sink.write(chunk);
       }
-      return ((await sink.end()).content as { digest: Digest }).digest;
+      return await sink.end();
     } catch (e) {
       await sink.abort(e instanceof Error ? e : new Error(String(e)));
       if (signal.aborted) throw new AbortError(signal.reason);
       throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
     }
   };
+
+  /** The content digest of entry `name` (decompressed when it is gzip/zstd), read to its end and not kept. */
+  const hashEntry = async (name: string, open: () => Readable): Promise<Digest> =>
+    ((await pour(new BlobSink({ tar: { writable: new Writable({ write: (_chunk, _enc, cb) => cb() }) } }, 'sniff'), name, open)).content as { digest: Digest }).digest;
 
   /**
    * Write entry `name` (decompressed when it is gzip/zstd) into the output's unnamed
@@ -702,19 +705,9 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     let contentDigest: Digest;
     let contentSize: number;
     try {
-      try {
-        for await (const chunk of open()) {
-          signal.throwIfAborted();
-          await sink.write(chunk);
-        }
-        const content = (await sink.end()).content as { digest: Digest; size: number };
-        contentDigest = content.digest;
-        contentSize = content.size;
-      } catch (e) {
-        await sink.abort(e instanceof Error ? e : new Error(String(e)));
-        if (signal.aborted) throw new AbortError(signal.reason);
-        throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
-      }
+      const content = (await pour(sink, name, open)).content as { digest: Digest; size: number };
+      contentDigest = content.digest;
+      contentSize = content.size;
     } catch (e) {
       await target.drop();
       throw e;
@@ -762,22 +755,11 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
    * aborted, never ended.
    */
   async function* consumeEntry(name: string, group: PlannedLayer[], consumer: TarConsumer, open: () => Readable): AsyncGenerator<LayerElement, void, undefined> {
-    const sink = new BlobSink({ tar: { writable: consumerWritable(consumer) } }, 'sniff');
     let result: SpoolResult;
     try {
-      try {
-        for await (const chunk of open()) {
-          signal.throwIfAborted();
-          await sink.write(chunk);
-        }
-        const r = await sink.end();
-        const content = r.content as { digest: Digest; size: number };
-        result = { rawDigest: r.rawDigest, rawSize: r.rawSize, contentDigest: content.digest, contentSize: content.size, compression: r.compression };
-      } catch (e) {
-        await sink.abort(e instanceof Error ? e : new Error(String(e)));
-        if (signal.aborted) throw new AbortError(signal.reason);
-        throw fail(`cannot read ${name}: ${describeTarError(e)}`, e);
-      }
+      const r = await pour(new BlobSink({ tar: { writable: consumerWritable(consumer) } }, 'sniff'), name, open);
+      const content = r.content as { digest: Digest; size: number };
+      result = { rawDigest: r.rawDigest, rawSize: r.rawSize, contentDigest: content.digest, contentSize: content.size, compression: r.compression };
       for (const layer of group) verifyLayer(layer, name, result);
     } catch (e) {
       consumer.abort(e instanceof Error ? e : new Error(String(e)));
