@@ -33,7 +33,7 @@ const caseArb = fc.record({
   before: fc.integer({ min: 0, max: 3000 }),
   after: fc.integer({ min: 0, max: 2000 }),
   aligned: fc.boolean(),
-  /** Chunk sizes: small, or across the 8 MiB staging buffers. */
+  /** Chunk sizes: small, or across the 4 MiB staging buffers. */
   sizes: fc.array(fc.oneof(fc.integer({ min: 1, max: 70_000 }), fc.integer({ min: 1 << 20, max: 9 << 20 })), { minLength: 0, maxLength: 6 }),
 });
 
