@@ -5,7 +5,9 @@
  *
  * The archive is written to a temp name beside the target and renamed into place at the
  * end; a failed or interrupted run leaves no file. Layers arrive in manifest order (the
- * pipeline reorders them) while later ones keep downloading.
+ * pipeline reorders them) while later ones keep downloading; a source that learns a
+ * layer's identity only by hashing it (`docker://`) writes each where the archive ends
+ * as it reads it (an unnamed place), so its entries follow the source's order.
  *
  * @module
  */
