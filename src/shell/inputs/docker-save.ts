@@ -257,11 +257,12 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
    * layer list alone (see {@link planProvisionally}), so the image's config goes last.
    */
   let finalConfig: ConfigElement | undefined;
-  let provisionalPlan = false;
+  /** The plan was made from the layer list alone (see {@link planProvisionally}). */
+  const provisionalPlan = () => plan?.config.standIn === true;
 
   /** With `expected`: the plan, once the config with the expected digest has passed. */
   const tryPlanFromExpected = async (): Promise<ConfigElement | undefined> => {
-    if (!expected || finalConfig || (plan && !provisionalPlan)) return undefined;
+    if (!expected || finalConfig || (plan && !provisionalPlan())) return undefined;
     const hex = expected.configDigest.slice('sha256:'.length);
     const name = [`${hex}.json`, `blobs/sha256/${hex}`].find((n) => captured.has(n) || spooled.has(n));
     if (!name) return undefined;
@@ -313,7 +314,6 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     };
     plan = { config: element, layers };
     plannedFromExpected = true;
-    provisionalPlan = true;
     return element;
   };
 
@@ -908,7 +908,7 @@ async function* readDockerSave(options: DockerSaveInputOptions, label: string, c
     if (missing) {
       throw fail(`layer ${missing.descriptor.index} (${missing.path}) listed in manifest.json is not in the archive; the archive is incomplete`);
     }
-    if (provisionalPlan) {
+    if (provisionalPlan()) {
       if (!finalConfig) throw fail(`the config ${expected?.configDigest ?? ''} the daemon named is not in the export; the archive is incomplete`);
       yield finalConfig;
     }
