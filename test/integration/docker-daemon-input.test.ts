@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as tarStream from 'tar-stream';
 import { after, before, describe, test } from 'node:test';
-import { execFileSync } from 'node:child_process';
 import { type Daemon, startDockerd, startPodmanService } from '../support/daemons.js';
 import { cleanEnv, errorLines, occystrap, strayTempFiles } from './cli-helpers.js';
+import { mountTmpfs, unmountAll } from './hardening-helpers.js';
 import { fixtureIndex, fixturePath } from './fixtures.js';
 import { type ArchiveEntry, manifestBytes, sha256Hex, tarBytes } from './archive-builder.js';
 
@@ -247,7 +247,7 @@ test('an export whose config is not the image the daemon inspected: EDIGEST, exi
 });
 
 /** A legacy export of one 12 MiB random layer and a small one, the config last (Docker 20.10's order for this one). */
-async function largeLayerArchive(): Promise<{ archive: string; id: string; diffIds: string[] }> {
+async function largeLayerArchive(): Promise<{ archive: string; image: { id: string; diffIds: string[] } }> {
   const layers = [await tarBytes([{ name: 'big.bin', data: randomBytes(12 << 20) }]), await tarBytes([{ name: 'small.txt', data: Buffer.from('small') }])];
   const diffIds = layers.map((l) => `sha256:${sha256Hex(l)}`);
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: diffIds } }));
@@ -262,7 +262,7 @@ async function largeLayerArchive(): Promise<{ archive: string; id: string; diffI
       { name: 'manifest.json', data: manifestBytes([{ Config: `${configHex}.json`, RepoTags: ['sample:v1'], Layers: names }]) },
     ]),
   );
-  return { archive, id: `sha256:${configHex}`, diffIds };
+  return { archive, image: { id: `sha256:${configHex}`, diffIds } };
 }
 
 /** `archive`'s entries with those `first` names moved to the front (a daemon whose export puts the config first). */
@@ -285,20 +285,20 @@ test('docker:// -> tar:// writes each layer once, straight into the archive: wit
   assert.equal(process.getuid?.(), 0, 'the small temp dir is a tmpfs mount; CI runs as root');
   const dir = fresh('straight');
   const small = path.join(dir, 'tmp');
-  mkdirSync(small, { recursive: true });
   // The sample's largest layer is ~2 MB: spooled to a temp file, it would fill this tmpfs (ENOSPC).
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+  mountTmpfs(small, 'size=256k');
   try {
     const configHex = sample().configDigest.replace(/^sha256:/, '');
-    const flavours: [string, string][] = [
-      ['legacy, config last', fixturePath('docker-classic.tar')],
-      ['legacy, config first', await reordered(fixturePath('docker-classic.tar'), (n) => n === `${configHex}.json`)],
-      ['Docker 25+ plain', fixturePath('docker25-plain.tar')],
-      ['Docker 25+ gzip', fixturePath('docker25-gzip.tar')],
-      ['Docker 25+ zstd', fixturePath('docker25-zstd.tar')],
+    const theSample = { id: sample().configDigest, diffIds: sample().diffIds };
+    const flavours = [
+      { flavour: 'legacy, config last', archive: fixturePath('docker-classic.tar'), image: theSample },
+      { flavour: 'legacy, config first', archive: await reordered(fixturePath('docker-classic.tar'), (n) => n === `${configHex}.json`), image: theSample },
+      { flavour: 'Docker 25+ plain', archive: fixturePath('docker25-plain.tar'), image: theSample },
+      { flavour: 'Docker 25+ gzip', archive: fixturePath('docker25-gzip.tar'), image: theSample },
+      { flavour: 'Docker 25+ zstd', archive: fixturePath('docker25-zstd.tar'), image: theSample },
+      { flavour: 'legacy, a 12 MiB layer (written with O_DIRECT)', ...(await largeLayerArchive()) },
     ];
-    const large = await largeLayerArchive();
-    for (const [flavour, archive, image] of [...flavours.map(([f, a]) => [f, a, { id: sample().configDigest, diffIds: sample().diffIds }] as const), ['legacy, a 12 MiB layer (written with O_DIRECT)', large.archive, large] as const]) {
+    for (const { flavour, archive, image } of flavours) {
       const daemon = await fakeDaemon({ archive, id: image.id, diffIds: image.diffIds });
       try {
         const out = path.join(dir, `${flavour.replace(/[^a-z0-9]+/gi, '-')}.tar`);
@@ -311,6 +311,6 @@ test('docker:// -> tar:// writes each layer once, straight into the archive: wit
       }
     }
   } finally {
-    execFileSync('umount', [small]);
+    unmountAll();
   }
 });
